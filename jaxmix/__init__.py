@@ -1,0 +1,29 @@
+"""jaxmix: mixture models as pure JAX functions.
+
+The functional API: parameter pytrees (:class:`GMMParams`,
+:class:`KMeansParams`), densities (:func:`log_prob`, :func:`responsibilities`,
+...), steps (:func:`em_step`, :func:`lloyd_step`) and fits (:func:`fit_gmm`)
+that run many restarts as one compiled computation.
+"""
+
+from jaxmix.covariance import family
+from jaxmix.em import e_step, em_step, m_step
+from jaxmix.fit import FitResult, iterate
+from jaxmix.gmm import (component_log_prob, log_prob, mean_log_likelihood, predict,
+                        predict_proba, responsibilities, sample, score_samples,
+                        weighted_log_prob)
+from jaxmix.gmm_fit import fit_gmm
+from jaxmix.init import initialize
+from jaxmix.kmeans import assign, kmeans_plusplus, lloyd_step, sq_distances
+from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
+from jaxmix.stats import Chunked, chunk
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COVARIANCE_TYPES", "Chunked", "FitResult", "GMMParams", "KMeansParams", "assign", "chunk",
+    "component_log_prob", "e_step", "em_step", "family", "fit_gmm", "initialize", "iterate",
+    "kmeans_plusplus", "lloyd_step", "log_prob", "m_step", "mean_log_likelihood", "predict",
+    "predict_proba", "responsibilities", "sample", "score_samples", "sq_distances",
+    "weighted_log_prob",
+]

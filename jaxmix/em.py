@@ -1,0 +1,129 @@
+"""EM for Gaussian mixtures: E-step -> sufficient statistics -> M-step.
+
+Two E-step paths give the same statistics:
+
+* ``"gemm"``: every component's weighted log-density is linear in the
+  features ``phi(x) = [quad(x), x, 1]``, so the E-step for all components
+  (and, under ``vmap``, all restarts) is one GEMM ``phi(X) @ C``, and the
+  statistics are one GEMM ``resp^T @ phi(X)`` taken about the origin (the fit
+  centres the data). Fast, but it cancels ``x^T P x`` against ``mu^T P mu``:
+  the relative error grows like ``eps * mu^T P mu``.
+* ``"exact"``: centred distances ``||(x - mu_k) L_k||^2`` and statistics
+  about the previous means; it materialises ``(chunk, k, d)``.
+* ``"auto"`` (batched steps only): per iteration, the GEMM path while every
+  restart's components satisfy ``eps * max_k(mu_k^T P_k mu_k + d) <
+  GEMM_ERROR_BUDGET``, the exact path otherwise (one ``lax.cond`` for all
+  restarts, so only one branch runs).
+
+The M-step follows scikit-learn: ``nk += 10 eps``, ``reg_covar`` added to the
+diagonal, weights ``nk / sum(nk)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.covariance import HIGHEST, LOG_2PI, family
+from jaxmix.gmm import weighted_log_prob
+from jaxmix.params import GMMParams
+from jaxmix.stats import (Chunked, GMMStats, design_features, eps, gmm_stats_centred,
+                          gmm_stats_gemm, scan_sum)
+
+PATHS = ("auto", "gemm", "exact")
+
+# Largest tolerated ``eps * (mu^T P mu + d)`` on the GEMM path: the relative
+# error of the covariances it yields (see tests/test_em.py::test_gemm_accuracy).
+GEMM_ERROR_BUDGET = 2e-5
+
+
+def gemm_coefficients(params: GMMParams) -> jax.Array:
+    """``C`` ``(k, F)`` with ``phi(x) @ C.T`` = weighted component log-densities."""
+    fam = family(params.covariance_type)
+    pc, means = params.precisions_cholesky, params.means
+    k, d = means.shape
+    p_mu = fam.precision_times(pc, jnp.broadcast_to(means, (k, d)))
+    const = (-0.5 * jnp.sum(means * p_mu, axis=-1) - 0.5 * d * LOG_2PI
+             + fam.log_det(pc, d) + jnp.log(params.weights))
+    return jnp.concatenate([-0.5 * fam.quad_coefs(pc, k), p_mu, const[:, None]], axis=-1)
+
+
+def _e_chunk(params: GMMParams, x, w, path: str) -> GMMStats:
+    """One chunk's E-step and statistics (shift: origin or the current means)."""
+    fam = family(params.covariance_type)
+    if path == "gemm":
+        feats = design_features(fam, x)
+        logp = jnp.matmul(feats, gemm_coefficients(params).T, precision=HIGHEST)
+    else:
+        logp = weighted_log_prob(params, x)
+    norm = jax.nn.logsumexp(logp, axis=-1)
+    rw = jnp.exp(logp - norm[:, None]) * w[:, None]
+    loglik = jnp.sum(w * norm)
+    if path == "gemm":
+        return gmm_stats_gemm(fam, feats, rw, x.shape[-1], loglik)
+    return gmm_stats_centred(fam, x, rw, params.means, loglik)
+
+
+def e_step(params: GMMParams, data: Chunked, path: str = "exact"):
+    """Statistics of one pass over ``data``; returns ``(stats, shift)``."""
+    if path not in ("gemm", "exact"):
+        raise ValueError(f"path must be 'gemm' or 'exact' here, got {path!r}")
+    stats = scan_sum(lambda x, w, _: _e_chunk(params, x, w, path), data)
+    shift = params.means if path == "exact" else jnp.zeros_like(params.means)
+    return stats, shift
+
+
+def m_step(stats: GMMStats, shift, reg_covar, covariance_type: str) -> GMMParams:
+    """Maximum-likelihood parameters from statistics taken about ``shift``."""
+    fam = family(covariance_type)
+    nk = stats.nk + 10 * eps(stats.nk.dtype)
+    dev = stats.sx / nk[:, None]
+    cov = fam.covariance_from_stats(nk, dev, stats.sxx, reg_covar)
+    return GMMParams(nk / jnp.sum(nk), shift + dev, fam.precision_cholesky(cov), covariance_type)
+
+
+def em_step(params: GMMParams, data: Chunked, reg_covar, path: str = "exact"):
+    """One EM iteration: ``(new_params, mean log-likelihood of params)``."""
+    stats, shift = e_step(params, data, path)
+    n = jnp.sum(data.w)
+    return m_step(stats, shift, reg_covar, params.covariance_type), stats.loglik / n
+
+
+def gemm_is_accurate(params: GMMParams) -> jax.Array:
+    """Whether the GEMM path's cancellation error is within budget for all
+    restarts (``params`` batched over restarts)."""
+    fam = family(params.covariance_type)
+    k, d = params.means.shape[-2:]
+    p_mu = jax.vmap(fam.precision_times)(params.precisions_cholesky, params.means)
+    kappa = jnp.max(jnp.sum(params.means * p_mu, axis=-1)) + d
+    return eps(params.means.dtype) * kappa < GEMM_ERROR_BUDGET
+
+
+def batched_em_step(data: Chunked, reg_covar, path: str = "auto"):
+    """``params_R -> (new_params_R, objective_R)`` for the fit driver."""
+    def run(p, chosen):
+        return jax.vmap(lambda q: em_step(q, data, reg_covar, chosen))(p)
+
+    if path == "auto":
+        return lambda p: jax.lax.cond(gemm_is_accurate(p), lambda q: run(q, "gemm"),
+                                      lambda q: run(q, "exact"), p)
+    return lambda p: run(p, path)
+
+
+def params_from_resp(resp_fn, data: Chunked, reg_covar, covariance_type: str) -> GMMParams:
+    """M-step from given responsibilities ``resp_fn(x_chunk, chunk_index) (m, k)``.
+
+    Two passes (means, then scatter about them) keep the covariances exact
+    even for one-hot responsibilities on single points.
+    """
+    fam = family(covariance_type)
+
+    def first(x, w, i):
+        rw = resp_fn(x, i) * w[:, None]
+        return jnp.sum(rw, axis=0), jnp.matmul(rw.T, x, precision=HIGHEST)
+
+    nk, sx = scan_sum(first, data)
+    means = sx / (nk + 10 * eps(nk.dtype))[:, None]
+    stats = scan_sum(
+        lambda x, w, i: gmm_stats_centred(fam, x, resp_fn(x, i) * w[:, None], means), data)
+    return m_step(stats, means, reg_covar, covariance_type)

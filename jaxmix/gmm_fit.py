@@ -1,0 +1,130 @@
+"""``fit_gmm``: EM for a Gaussian mixture with batched restarts.
+
+>>> import jax, numpy as np
+>>> from jaxmix import fit_gmm
+>>> rng = np.random.default_rng(0)
+>>> x = np.concatenate([rng.normal(-5, 1, (200, 2)), rng.normal(5, 1, (200, 2))])
+>>> result = fit_gmm(jax.random.PRNGKey(0), x, 2, n_restarts=4)
+>>> best = result.best_params
+>>> np.sort(np.asarray(best.means[:, 0])).round(0)
+array([-5.,  5.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.covariance import family
+from jaxmix.em import PATHS, batched_em_step
+from jaxmix.fit import FitResult, iterate
+from jaxmix.init import INIT_METHODS, broadcast_params, initialize
+from jaxmix.params import COVARIANCE_TYPES, GMMParams
+from jaxmix.stats import chunk
+from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_n_components,
+                               check_nonneg, check_sample_weight)
+
+# Chunks are sized so that one chunk's largest intermediate, ``chunk * R * k *
+# d`` elements on the exact path, stays near this many (16 MiB in float32).
+CHUNK_BUDGET = 2 ** 22
+
+
+def default_chunk_size(n: int, d: int, k: int, n_restarts: int) -> int:
+    per_row = max(1, n_restarts * k * d)
+    return int(min(n, max(256, CHUNK_BUDGET // per_row)))
+
+
+def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_restarts: int = 1,
+            init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-3,
+            reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
+            path: str = "auto", sample_weight=None) -> FitResult:
+    """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
+
+    Args:
+      key: ``jax.random`` key (or int seed); restart ``r`` uses ``split(key, R)[r]``.
+      x: ``(n, d)`` data.
+      n_components: ``k``.
+      covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+      n_restarts: ``R``, restarts run together.
+      init: ``"kmeans"``, ``"k-means++"``, ``"random"`` or ``"random_from_data"``;
+        ignored when ``init_params`` is given (then every restart starts there).
+      tol: stop a restart when its mean log-likelihood changes by less.
+      reg_covar: added to the covariance diagonals.
+      max_iter: iteration cap per restart.
+      chunk_size: samples per chunk (bounds memory); ``None`` picks one.
+      path: ``"auto"``, ``"gemm"`` or ``"exact"`` E-step (see ``jaxmix.em``).
+      sample_weight: optional ``(n,)`` non-negative weights.
+
+    Returns:
+      :class:`~jaxmix.fit.FitResult` with all restarts; ``best_params`` is the
+      restart with the highest final mean log-likelihood.
+    """
+    x = check_data(x)
+    n, d = x.shape
+    k = check_n_components(n_components, n)
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    n_restarts = check_int(n_restarts, "n_restarts")
+    max_iter = check_int(max_iter, "max_iter", low=0)
+    check_choice(path, "path", PATHS)
+    if init_params is None:
+        check_choice(init, "init", INIT_METHODS)
+    else:
+        init_params = _check_init_params(init_params, k, d, covariance_type, x.dtype)
+    weights = check_sample_weight(sample_weight, n, x.dtype)
+    size = default_chunk_size(n, d, k, n_restarts) if chunk_size is None else check_int(
+        chunk_size, "chunk_size")
+    offset = jnp.average(x, axis=0, weights=weights)
+    data = chunk(x - offset, size, weights)
+    if init_params is not None:
+        init_params = init_params.replace(means=init_params.means - offset)
+    result = _fit(as_key(key), data, init_params, check_nonneg(tol, "tol"),
+                  check_nonneg(reg_covar, "reg_covar"), k=k, covariance_type=covariance_type,
+                  n_restarts=n_restarts, init=init, max_iter=max_iter, path=path)
+    params = result.params
+    return result._replace(params=params.replace(means=params.means + offset))
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "k", "covariance_type", "n_restarts", "init", "max_iter", "path"))
+def _fit(key, data, init_params, tol, reg_covar, *, k, covariance_type, n_restarts, init,
+         max_iter, path) -> FitResult:
+    dtype = data.x.dtype
+    tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
+    if init_params is None:
+        params0 = initialize(key, data, k, covariance_type, n_restarts, init, reg_covar)
+    else:
+        params0 = broadcast_params(init_params, n_restarts)
+    result = iterate(batched_em_step(data, reg_covar, path), params0, tol, max_iter)
+    return result._replace(degenerate=_degenerate(result.params, jnp.sum(data.w), reg_covar))
+
+
+def _degenerate(params: GMMParams, n, reg_covar):
+    """Per restart: a component holds < 1 sample's weight, or some variance is
+    at the ``reg_covar`` floor (collapsed on a point or a constant feature)."""
+    variances = jax.vmap(family(params.covariance_type).variances)(params.precisions_cholesky)
+    tiny = jnp.min(variances.reshape(variances.shape[0], -1), axis=1) <= 2 * reg_covar
+    return jnp.any(params.weights * n < 1.0, axis=1) | tiny
+
+
+def _check_init_params(p: GMMParams, k: int, d: int, covariance_type: str, dtype) -> GMMParams:
+    if not isinstance(p, GMMParams):
+        raise ValueError(f"init_params must be a GMMParams, got {type(p).__name__}")
+    if p.covariance_type != covariance_type:
+        raise ValueError(f"init_params has covariance_type={p.covariance_type!r} but the fit "
+                         f"uses {covariance_type!r}; make them agree")
+    expected = {"weights": (k,), "means": (k, d),
+                "precisions_cholesky": family(covariance_type).pc_shape(k, d)}
+    out = {}
+    for name, shape in expected.items():
+        a = jnp.asarray(getattr(p, name), dtype)
+        if a.shape != shape:
+            raise ValueError(f"init_params.{name} must have shape {shape}, got {a.shape}")
+        if not bool(jnp.all(jnp.isfinite(a))):
+            raise ValueError(f"init_params.{name} contains NaN or infinity")
+        out[name] = a
+    if bool(jnp.any(out["weights"] <= 0)):
+        raise ValueError("init_params.weights must be positive")
+    return GMMParams(out["weights"] / jnp.sum(out["weights"]), out["means"],
+                     out["precisions_cholesky"], covariance_type)

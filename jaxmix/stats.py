@@ -1,0 +1,111 @@
+"""Sufficient statistics, accumulated over sample chunks.
+
+Data enters a fit once as :class:`Chunked`: ``x`` reshaped to
+``(n_chunks, chunk, d)`` with a per-sample weight ``w`` that is ``0`` on the
+padding rows. :func:`scan_sum` adds any per-chunk statistic over the chunks
+with ``lax.scan``, so memory is bounded by one chunk's intermediates.
+
+Gaussian-mixture statistics are taken about a per-component ``shift``
+(``(k, d)``; the previous means on the exact path, zero on the GEMM path)::
+
+    nk  = sum_n r_nk                  (k,)
+    sx  = sum_n r_nk (x_n - c_k)      (k, d)
+    sxx = sum_n r_nk (x_n - c_k)^2    family layout (see covariance.py)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmix.covariance import HIGHEST
+
+
+class Chunked(NamedTuple):
+    """Samples split into equal chunks.
+
+    Attributes:
+      x: ``(n_chunks, chunk, d)`` samples, zero-padded at the end.
+      w: ``(n_chunks, chunk)`` sample weights, ``0`` on padding rows.
+    """
+
+    x: jax.Array
+    w: jax.Array
+
+    @property
+    def n_features(self) -> int:
+        return self.x.shape[-1]
+
+    def flat(self):
+        """``(x (n_pad, d), w (n_pad,))`` without the chunk axis."""
+        return self.x.reshape(-1, self.x.shape[-1]), self.w.reshape(-1)
+
+
+def chunk(x, chunk_size: int | None = None, sample_weight=None) -> Chunked:
+    """Split ``x`` ``(n, d)`` into chunks of ``chunk_size`` rows (``None``: one chunk)."""
+    x = jnp.asarray(x)
+    n = x.shape[0]
+    w = jnp.ones((n,), x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
+    size = n if chunk_size is None else max(1, min(int(chunk_size), n))
+    n_chunks = -(-n // size)
+    pad = n_chunks * size - n
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)])
+        w = jnp.concatenate([w, jnp.zeros((pad,), x.dtype)])
+    return Chunked(x.reshape(n_chunks, size, -1), w.reshape(n_chunks, size))
+
+
+def scan_sum(fn, data: Chunked):
+    """``sum_c fn(x_c, w_c, c)`` over chunks; ``fn`` returns any pytree of arrays."""
+    n_chunks = data.x.shape[0]
+    if n_chunks == 1:
+        return fn(data.x[0], data.w[0], 0)
+    init = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype),
+        jax.eval_shape(fn, data.x[0], data.w[0], 0),
+    )
+
+    def body(acc, inp):
+        out = fn(*inp)
+        return jax.tree.map(jnp.add, acc, out), None
+
+    acc, _ = jax.lax.scan(body, init, (data.x, data.w, jnp.arange(n_chunks)))
+    return acc
+
+
+class GMMStats(NamedTuple):
+    """Additive Gaussian-mixture statistics (see module docstring)."""
+
+    nk: jax.Array
+    sx: jax.Array
+    sxx: jax.Array
+    loglik: jax.Array
+
+
+def design_features(fam, x):
+    """``phi(x) = [quad(x), x, 1]``: component log-densities are linear in it."""
+    ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+    return jnp.concatenate([fam.quad_features(x), x, ones], axis=-1)
+
+
+def gmm_stats_gemm(fam, feats, rw, d: int, loglik=0.0) -> GMMStats:
+    """Statistics about the origin as one GEMM ``rw^T @ phi(x)`` (shift = 0),
+    from ``feats = design_features(fam, x)``."""
+    s = jnp.matmul(rw.T, feats, precision=HIGHEST)
+    q = s.shape[-1] - d - 1
+    return GMMStats(s[:, -1], s[:, q:q + d], fam.moments_from_features(s[:, :q], d),
+                    jnp.asarray(loglik, feats.dtype))
+
+
+def gmm_stats_centred(fam, x, rw, shift, loglik=0.0) -> GMMStats:
+    """Statistics about ``shift`` ``(k, d)`` from explicit differences (exact)."""
+    z = x[:, None, :] - shift[None]
+    sx = jnp.einsum("nk,nkd->kd", rw, z, precision=HIGHEST)
+    return GMMStats(jnp.sum(rw, axis=0), sx, fam.scatter(rw, z), jnp.asarray(loglik, x.dtype))
+
+
+def eps(dtype) -> float:
+    return float(np.finfo(dtype).eps)
