@@ -112,8 +112,9 @@ def test_float32_densities_track_float64():
     difference y = x L - mu L carries ~40 eps32 ~ 5e-6 absolute error; with
     |y| up to ~30 that is ~3e-4 on |y|^2, against |log p| up to ~6e2: a
     relative error below ~1e-6 (measured: 3e-7). rtol = 1e-5 (~80 eps32)
-    bounds that with margin and still fails if float32 lost the
-    centred form (relative errors ~1e-3 at these offsets).
+    bounds that with margin; it checks that float32 input is computed in
+    float32 without a precision loss beyond rounding (e.g. a term evaluated
+    at lower precision, or a float32 -> bfloat16/TF32 matmul).
     """
     rng = np.random.default_rng(5)
     p, _ = random_params(rng, "full", 3, 4, spread=10.0)
