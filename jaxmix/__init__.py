@@ -17,6 +17,10 @@ from jaxmix.init import initialize
 from jaxmix.kmeans import assign, kmeans_plusplus, lloyd_step, sq_distances
 from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
 from jaxmix.stats import Chunked, chunk
+from jaxmix.anomaly import density_threshold, flag_anomalies
+from jaxmix.metrics import silhouette_samples, silhouette_score
+from jaxmix.select import (InertiaCurve, Selection, aic, bic, inertia_curve, n_parameters,
+                           score_samples_chunked, select_k)
 
 __version__ = "0.1.0"
 
@@ -26,4 +30,8 @@ __all__ = [
     "kmeans_plusplus", "lloyd_step", "log_prob", "m_step", "mean_log_likelihood", "predict",
     "predict_proba", "responsibilities", "sample", "score_samples", "sq_distances",
     "weighted_log_prob",
+    # model selection, metrics, anomaly detection (issue 5)
+    "InertiaCurve", "Selection", "aic", "bic", "density_threshold", "flag_anomalies",
+    "inertia_curve", "n_parameters", "score_samples_chunked", "select_k",
+    "silhouette_samples", "silhouette_score",
 ]
