@@ -43,8 +43,12 @@ def _onehot_nearest(centroids):
 
 
 def _uniform_resp(key, k):
+    """Uniform responsibilities drawn per sample from ``fold_in(key, row)``,
+    so they do not depend on how the samples are chunked."""
     def resp(x, i):
-        r = jax.random.uniform(jax.random.fold_in(key, i), (x.shape[0], k), x.dtype)
+        rows = i * x.shape[0] + jnp.arange(x.shape[0])
+        r = jax.vmap(lambda row: jax.random.uniform(jax.random.fold_in(key, row), (k,),
+                                                    x.dtype))(rows)
         return r / jnp.sum(r, axis=1, keepdims=True)
     return resp
 
