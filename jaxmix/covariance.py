@@ -95,6 +95,12 @@ class Full:
         return jnp.einsum("kde,ke->kd", pc, t, precision=HIGHEST)
 
     @staticmethod
+    def max_precision(pc):
+        """Largest eigenvalue of each precision matrix (``1 / smallest variance``)."""
+        p = jnp.einsum("...ij,...kj->...ik", pc, pc, precision=HIGHEST)
+        return jnp.linalg.eigvalsh(p)[..., -1]
+
+    @staticmethod
     def quad_features(x):
         i, j = _triu(x.shape[-1])
         return x[:, i] * x[:, j]
@@ -212,6 +218,11 @@ class Diag:
     def precision_times(cls, pc, v):
         s = cls._scale(pc)
         return s * s * v
+
+    @classmethod
+    def max_precision(cls, pc):
+        s = cls._scale(pc)
+        return jnp.max(s * s, axis=-1)
 
     @staticmethod
     def quad_features(x):

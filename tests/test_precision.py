@@ -1,0 +1,135 @@
+"""float32 accuracy of EM against a float64 reference.
+
+Clusters of width 1 are put at distance D from the data's centre. The GEMM
+E-step cancels raw second moments (error ~ eps * D^2), the exact E-step only
+suffers the float32 rounding of the data itself (~ eps * D). The ``auto``
+path must stay within GEMM_ERROR_BUDGET-level error everywhere.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmix import GMMParams, em_step, family, fit_gmm
+from jaxmix.em import GEMM_ERROR_BUDGET, batched_em_step, gemm_is_accurate
+from jaxmix.stats import chunk
+
+K, D_FEAT, N = 4, 6, 4000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+def far_blobs(distance, seed=0, anisotropic=False):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(K, D_FEAT))
+    centres *= distance / np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, K, N)
+    scale = np.ones(D_FEAT)
+    if anisotropic:  # one narrow direction, orthogonal-ish to nothing in particular
+        scale[-1] = 0.05
+    x = centres[labels] + rng.normal(size=(N, D_FEAT)) * scale
+    return x - x.mean(0), centres - x.mean(0), labels
+
+
+def start_params(x, labels, cov):
+    """Per-cluster moments, slightly perturbed: a realistic mid-fit state."""
+    fam = family(cov)
+    means = np.stack([x[labels == j].mean(0) for j in range(K)]) + 0.05
+    full = np.stack([np.cov(x[labels == j].T) * 1.2 for j in range(K)])
+    covs = {"full": full, "tied": full.mean(0),
+            "diag": np.diagonal(full, axis1=1, axis2=2),
+            "spherical": np.diagonal(full, axis1=1, axis2=2).mean(1)}[cov]
+    pc = fam.precision_cholesky(jnp.asarray(covs))
+    return GMMParams(jnp.full((K,), 1.0 / K), jnp.asarray(means), pc, cov)
+
+
+def cov_rel_error(p, ref):
+    fam = family(ref.covariance_type)
+    c = np.asarray(fam.covariance(p.precisions_cholesky), np.float64)
+    c_ref = np.asarray(fam.covariance(ref.precisions_cholesky))
+    scale = np.max(np.abs(fam.variances(ref.precisions_cholesky)))
+    smallest = np.min(np.abs(fam.variances(ref.precisions_cholesky)))
+    # relative to the narrowest variance: that is what the log-density feels
+    return np.max(np.abs(c - c_ref)) / min(scale, smallest)
+
+
+def one_step(x, p64, path):
+    ref, _ = em_step(p64, chunk(jnp.asarray(x), 1000), 1e-6, "exact")
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
+    x32 = jnp.asarray(x, jnp.float32)
+    if path == "auto":
+        step = batched_em_step(chunk(x32, 1000), np.float32(1e-6), "auto")
+        new, _ = step(jax.tree.map(lambda a: a[None], p32))
+        new = jax.tree.map(lambda a: a[0], new)
+    else:
+        new, _ = em_step(p32, chunk(x32, 1000), np.float32(1e-6), path)
+    assert new.means.dtype == jnp.float32
+    return new, ref
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize("distance", [1.0, 10.0])
+def test_gemm_path_accurate_near_centre(cov, distance):
+    """Near the centre the GEMM path is as good as float32 allows: errors of
+    (1..5) * eps * kappa, kappa ~ distance^2 (measured up to 5.4 eps kappa)."""
+    x, _, labels = far_blobs(distance)
+    new, ref = one_step(x, start_params(x, labels, cov), "gemm")
+    kappa = distance ** 2 * 1.5 + D_FEAT
+    assert cov_rel_error(new, ref) < 6 * np.finfo(np.float32).eps * kappa
+    np.testing.assert_allclose(new.means, ref.means, atol=2e-5 * (1 + distance))
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("distance", [1.0, 30.0, 300.0])
+def test_auto_path_within_budget(cov, distance):
+    """``auto`` keeps the covariance error near GEMM_ERROR_BUDGET or below at
+    every distance, including clusters 300 widths from the centre."""
+    x, _, labels = far_blobs(distance)
+    new, ref = one_step(x, start_params(x, labels, cov), "auto")
+    # GEMM path: (3..5) eps kappa <= 5 budget (em.py); exact path: float32
+    # rounding of |x| ~ D gives a few eps D
+    bound = max(5 * GEMM_ERROR_BUDGET, 8 * np.finfo(np.float32).eps * distance)
+    assert cov_rel_error(new, ref) < bound
+    np.testing.assert_allclose(new.weights, ref.weights, atol=1e-5)
+
+
+def test_gemm_path_loses_accuracy_far_away():
+    """The cancellation the auto switch guards against is real: far from the
+    centre the GEMM path is much worse than the exact path."""
+    x, _, labels = far_blobs(300.0)
+    p64 = start_params(x, labels, "full")
+    gemm, ref = one_step(x, p64, "gemm")
+    exact, _ = one_step(x, p64, "exact")
+    assert cov_rel_error(gemm, ref) > 10 * cov_rel_error(exact, ref)
+
+
+def test_switch_uses_narrowest_direction():
+    """A cluster far away along wide directions but narrow in one direction
+    must be judged by its narrowest variance."""
+    x, _, labels = far_blobs(15.0, anisotropic=True)
+    p = jax.tree.map(lambda a: a[None].astype(jnp.float32), start_params(x, labels, "full"))
+    wide = jax.tree.map(lambda a: a[None].astype(jnp.float32),
+                        start_params(*far_blobs(15.0)[::2], "full"))
+    assert bool(gemm_is_accurate(wide))
+    assert not bool(gemm_is_accurate(p))
+
+
+@pytest.mark.parametrize("distance", [3.0, 100.0])
+def test_float32_fit_matches_float64_fit(distance):
+    """A whole float32 fit lands where the float64 fit does."""
+    x, _, labels = far_blobs(distance, seed=1)
+    init = start_params(x, labels, "full")
+    kw = dict(init_params=init, max_iter=30, tol=0.0)
+    r64 = fit_gmm(0, x, K, **kw)
+    init32 = jax.tree.map(lambda a: a.astype(jnp.float32), init)
+    r32 = fit_gmm(0, x.astype(np.float32), K, **{**kw, "init_params": init32})
+    assert r32.best_params.means.dtype == jnp.float32
+    assert not bool(r32.failed[0])
+    assert cov_rel_error(r32.best_params, r64.best_params) < 5 * GEMM_ERROR_BUDGET
+    np.testing.assert_allclose(r32.objective, r64.objective, rtol=1e-5)
