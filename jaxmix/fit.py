@@ -122,7 +122,8 @@ def iterate(step: Callable, params0, tol, max_iter: int,
             it=s.it + 1,
         )
 
-    final = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, init)
+    final = init if max_iter == 0 else jax.lax.while_loop(
+        lambda s: jnp.any(active(s)), body, init)
     score = jnp.where(final.failed, -jnp.inf, final.objective)
     return FitResult(final.params, final.objective, final.n_iter, final.converged,
                      final.failed, jnp.zeros_like(final.failed), final.history,

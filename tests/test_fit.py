@@ -301,9 +301,6 @@ def test_integer_sample_weight_equals_repeated_rows(ct):
     assert int(weighted.n_iter[0]) > 2
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="max_iter=0 passes validation but fit.iterate indexes an empty "
-                          "history (shape (R, 0)) while tracing the loop body")
 def test_max_iter_zero_returns_the_start():
     """sklearn accepts max_iter=0 and keeps the initial parameters;
     ``check_int(max_iter, low=0)`` accepts it too."""
