@@ -20,9 +20,10 @@ K, D_FEAT, N = 4, 6, 4000
 
 @pytest.fixture(autouse=True, scope="module")
 def x64():
+    before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     yield
-    jax.config.update("jax_enable_x64", False)
+    jax.config.update("jax_enable_x64", before)
 
 
 def far_blobs(distance, seed=0, anisotropic=False):
