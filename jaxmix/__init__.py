@@ -21,6 +21,12 @@ from jaxmix.anomaly import density_threshold, flag_anomalies
 from jaxmix.metrics import silhouette_samples, silhouette_score
 from jaxmix.select import (InertiaCurve, Selection, aic, bic, inertia_curve, n_parameters,
                            score_samples_chunked, select_k)
+from jaxmix.kmeans import (KMeansStats, inertia as kmeans_inertia, init_centroids,
+                           minibatch_update, predict as kmeans_predict,
+                           score as kmeans_score, transform as kmeans_transform)
+from jaxmix.kmeans_fit import fit_kmeans
+from jaxmix.minibatch import (MiniBatchConfig, MiniBatchState, fit_minibatch_kmeans,
+                              minibatch_init, minibatch_kmeans_stream, minibatch_step)
 
 __version__ = "0.1.0"
 
@@ -34,4 +40,8 @@ __all__ = [
     "InertiaCurve", "Selection", "aic", "bic", "density_threshold", "flag_anomalies",
     "inertia_curve", "n_parameters", "score_samples_chunked", "select_k",
     "silhouette_samples", "silhouette_score",
+    # K-Means and mini-batch K-Means (issue 3)
+    "KMeansStats", "MiniBatchConfig", "MiniBatchState", "fit_kmeans", "fit_minibatch_kmeans",
+    "init_centroids", "kmeans_inertia", "kmeans_predict", "kmeans_score", "kmeans_transform",
+    "minibatch_init", "minibatch_kmeans_stream", "minibatch_step", "minibatch_update",
 ]
