@@ -26,7 +26,14 @@ def check_data(x, name: str = "X") -> jax.Array:
         if x.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {x.shape}")
         return x.astype(float_dtype(x.dtype))
-    arr = x if isinstance(x, (np.ndarray, jax.Array)) else np.asarray(x)
+    if isinstance(x, (np.ndarray, jax.Array)):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError) as err:  # ragged nested lists, odd objects
+            raise ValueError(f"{name} must be a 2-D array of numbers (n_samples, n_features); "
+                             f"np.asarray({name}) failed: {err}") from None
     kind = np.dtype(arr.dtype).kind
     if kind not in "biuf":
         raise ValueError(
@@ -95,8 +102,11 @@ def check_sample_weight(sample_weight, n_samples: int, dtype):
     return jnp.asarray(w, dtype)
 
 
-def as_key(key):
+def as_key(key, name: str = "key"):
     """A PRNG key from a key or an integer seed."""
-    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+    if isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_)):
         return jax.random.PRNGKey(int(key))
-    return key
+    if isinstance(key, (jax.Array, np.ndarray)):
+        return key
+    raise ValueError(f"{name} must be a jax.random key (e.g. jax.random.PRNGKey(0)) or an "
+                     f"integer seed, got {type(key).__name__}")

@@ -190,7 +190,7 @@ def _cov_rel_error(p32, p64, ct):
     return np.max(np.abs(c32 - c64)) / np.max(np.abs(c64))
 
 
-@pytest.mark.parametrize("ct", ["full", "diag",
+@pytest.mark.parametrize("ct", ["full", pytest.param("diag", marks=pytest.mark.slow),
                                 pytest.param("tied", marks=pytest.mark.slow),
                                 pytest.param("spherical", marks=pytest.mark.slow)])
 def test_gemm_accuracy(ct):

@@ -105,8 +105,9 @@ def assert_results_equal(a, b, rtol=RTOL, atol=ATOL, restarts=None):
 
 
 @functools.lru_cache(maxsize=None)
-def seed_fit(chunk_size=None):
-    return jm.fit_gmm(jax.random.PRNGKey(0), X, K, n_restarts=10, chunk_size=chunk_size)
+def seed_fit(covariance_type="full", init="kmeans", chunk_size=None):
+    return jm.fit_gmm(jax.random.PRNGKey(0), X, K, covariance_type=covariance_type, init=init,
+                      n_restarts=10, chunk_size=chunk_size)
 
 
 # ---------------------------------------------------------------- seed data
@@ -199,6 +200,7 @@ def test_same_start_same_parameters_as_sklearn(ct):
                                   gm_early.precisions_cholesky_, ct), RTOL, ATOL, ct)
 
 
+@pytest.mark.slow
 def test_same_start_exact_path_matches_sklearn():
     """The exact (centred) E-step path in the full fit, same check."""
     p0 = start_params(X, "full", seed=1)
@@ -253,7 +255,8 @@ def initial_params(key, covariance_type, method, n_restarts, x=X):
 
 
 @pytest.mark.parametrize("ct,method", [("full", "kmeans"), ("diag", "random"),
-                                       ("spherical", "k-means++"),
+                                       pytest.param("spherical", "k-means++",
+                                                    marks=pytest.mark.slow),
                                        pytest.param("tied", "random_from_data",
                                                     marks=pytest.mark.slow)])
 def test_batched_restarts_equal_single_runs(ct, method):
@@ -261,8 +264,7 @@ def test_batched_restarts_equal_single_runs(ct, method):
     restart's initial parameters (finished restarts are frozen; the vmapped
     step is per-restart). Tolerance: RTOL (float64, summation order only)."""
     key = jax.random.PRNGKey(0)
-    batched = (seed_fit() if (ct, method) == ("full", "kmeans") else
-               jm.fit_gmm(key, X, K, covariance_type=ct, init=method, n_restarts=10))
+    batched = seed_fit(ct, method)
     p0 = initial_params(key, ct, method, 10)
     objectives = np.asarray(batched.objective)
     assert len(np.unique(np.round(objectives, 6))) > 1 or len(np.unique(
@@ -281,9 +283,10 @@ def test_batched_restarts_equal_single_runs(ct, method):
 
 def test_chunked_fit_equals_one_chunk():
     """chunk_size = 100 (1250 = 12 * 100 + 50: the last chunk is padded)
-    gives the same fit as one chunk, init included."""
+    gives the same fit as one chunk, init included (diag / "random": the
+    other initialisers' chunking is tested in test_init.py)."""
     assert chunk(X, 100).x.shape == (13, 100, 2)
-    assert_results_equal(seed_fit(100), seed_fit())
+    assert_results_equal(seed_fit("diag", "random", 100), seed_fit("diag", "random"))
 
 
 @pytest.mark.parametrize("ct", ["full", "spherical"])

@@ -26,6 +26,16 @@ from jaxmix import GMMParams
 RTOL = ATOL = 1e-9
 
 
+@jax.jit
+def evaluate(p, x):
+    """Every density function at once: one compile per (type, shape) instead
+    of one per primitive in eager mode."""
+    return dict(component=jm.component_log_prob(p, x), weighted=jm.weighted_log_prob(p, x),
+                log_prob=jm.log_prob(p, x), score_samples=jm.score_samples(p, x),
+                mean=jm.mean_log_likelihood(p, x), resp=jm.responsibilities(p, x),
+                proba=jm.predict_proba(p, x), predict=jm.predict(p, x))
+
+
 @pytest.fixture(scope="module", params=TYPES)
 def case(request):
     """Random float64 params (k=3, d=4) and points spread around them."""
@@ -38,7 +48,7 @@ def case(request):
 
 def test_component_log_prob_matches_sklearn(case):
     p, _, x = case
-    got = np.asarray(jm.component_log_prob(p, x))
+    got = np.asarray(evaluate(p, x)["component"])
     assert got.shape == (x.shape[0], 3) and got.dtype == np.float64
     expected = _estimate_log_gaussian_prob(x, p.means, p.precisions_cholesky, p.covariance_type)
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
@@ -52,23 +62,24 @@ def test_component_log_prob_matches_scipy(case):
              "diag": lambda i: np.diag(cov[i]), "spherical": lambda i: cov[i] * np.eye(d)}
     expected = np.stack([multivariate_normal(p.means[i], dense[p.covariance_type](i)).logpdf(x)
                          for i in range(k)], axis=1)
-    np.testing.assert_allclose(np.asarray(jm.component_log_prob(p, x)), expected,
+    np.testing.assert_allclose(np.asarray(evaluate(p, x)["component"]), expected,
                                rtol=RTOL, atol=ATOL)
 
 
 def test_log_prob_and_responsibilities(case):
     p, _, x = case
+    out = evaluate(p, x)
     wlp = sk_weighted_log_prob(x, p)
-    np.testing.assert_allclose(np.asarray(jm.weighted_log_prob(p, x)), wlp, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(out["weighted"]), wlp, rtol=RTOL, atol=ATOL)
     ref_lp = logsumexp(wlp, axis=1)
-    for fn in (jm.log_prob, jm.score_samples):
-        np.testing.assert_allclose(np.asarray(fn(p, x)), ref_lp, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(float(jm.mean_log_likelihood(p, x)), ref_lp.mean(), rtol=RTOL)
-    resp = np.asarray(jm.responsibilities(p, x))
+    for name in ("log_prob", "score_samples"):
+        np.testing.assert_allclose(np.asarray(out[name]), ref_lp, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(float(out["mean"]), ref_lp.mean(), rtol=RTOL)
+    resp = np.asarray(out["resp"])
     np.testing.assert_allclose(resp, softmax(wlp, axis=1), rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
-    np.testing.assert_array_equal(np.asarray(jm.predict_proba(p, x)), resp)
-    np.testing.assert_array_equal(np.asarray(jm.predict(p, x)), np.argmax(wlp, axis=1))
+    np.testing.assert_array_equal(np.asarray(out["proba"]), resp)
+    np.testing.assert_array_equal(np.asarray(out["predict"]), np.argmax(wlp, axis=1))
 
 
 @pytest.mark.parametrize("ct", TYPES)
@@ -79,13 +90,14 @@ def test_fitted_sklearn_model_outputs(ct):
     x = blobs(rng, 150, [[0, 0, 0], [4, 1, -2], [-3, 5, 1]])
     gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(x)
     p = GMMParams(gm.weights_, gm.means_, gm.precisions_cholesky_, ct)
-    xt = rng.normal(size=(40, 3)) * 4
-    np.testing.assert_allclose(np.asarray(jm.score_samples(p, xt)), gm.score_samples(xt),
+    xt = rng.normal(size=(150, 3)) * 4
+    out = evaluate(p, xt)
+    np.testing.assert_allclose(np.asarray(out["score_samples"]), gm.score_samples(xt),
                                rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(np.asarray(jm.predict_proba(p, xt)), gm.predict_proba(xt),
+    np.testing.assert_allclose(np.asarray(out["proba"]), gm.predict_proba(xt),
                                rtol=RTOL, atol=1e-12)
-    np.testing.assert_array_equal(np.asarray(jm.predict(p, xt)), gm.predict(xt))
-    np.testing.assert_allclose(float(jm.mean_log_likelihood(p, x)), gm.score(x), rtol=RTOL)
+    np.testing.assert_array_equal(np.asarray(out["predict"]), gm.predict(xt))
+    np.testing.assert_allclose(float(evaluate(p, x)["mean"]), gm.score(x), rtol=RTOL)
 
 
 def test_docstring_value():
@@ -119,9 +131,9 @@ def test_float32_densities_track_float64():
     rng = np.random.default_rng(5)
     p, _ = random_params(rng, "full", 3, 4, spread=10.0)
     x = rng.normal(size=(50, 4)) * 10
-    lp64 = np.asarray(jm.log_prob(p, x))
+    lp64 = np.asarray(evaluate(p, x)["log_prob"])
     p32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p)
-    lp32 = jm.log_prob(p32, jnp.asarray(x, jnp.float32))
+    lp32 = evaluate(p32, jnp.asarray(x, jnp.float32))["log_prob"]
     assert lp32.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(lp32), lp64, rtol=1e-5, atol=1e-4)
 
@@ -129,6 +141,7 @@ def test_float32_densities_track_float64():
 # ----------------------------------------------------------------- sampling
 
 N_SAMPLES = 200_000
+sample = jax.jit(jm.sample, static_argnums=2)
 
 
 def _dense(cov, ct, k, d):
@@ -159,7 +172,7 @@ def test_sample_moments(ct):
         a = rng.normal(size=(d, d)) + 2 * np.eye(d)
         cov = a @ a.T if ct == "tied" else np.stack([cov[0], a @ a.T, cov[2]])
         p = p.replace(precisions_cholesky=jm.family(ct).precision_cholesky(cov))
-    x, labels = jm.sample(jax.random.PRNGKey(0), p, N_SAMPLES)
+    x, labels = sample(jax.random.PRNGKey(0), p, N_SAMPLES)
     x, labels = np.asarray(x), np.asarray(labels)
     assert x.shape == (N_SAMPLES, d) and x.dtype == np.float64
     assert labels.shape == (N_SAMPLES,) and labels.min() >= 0 and labels.max() < k
@@ -182,12 +195,12 @@ def test_sample_is_deterministic_and_float32():
     rng = np.random.default_rng(12)
     p, _ = random_params(rng, "diag", 2, 2)
     key = jax.random.PRNGKey(3)
-    a, la = jm.sample(key, p, 50)
-    b, lb = jm.sample(key, p, 50)
+    a, la = sample(key, p, 50)
+    b, lb = sample(key, p, 50)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
-    c, _ = jm.sample(jax.random.PRNGKey(4), p, 50)
+    c, _ = sample(jax.random.PRNGKey(4), p, 50)
     assert not np.allclose(np.asarray(a), np.asarray(c))
     p32 = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), p)
-    x32, _ = jm.sample(key, p32, 50)
+    x32, _ = sample(key, p32, 50)
     assert x32.dtype == jnp.float32

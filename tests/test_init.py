@@ -50,7 +50,8 @@ def test_shapes_finite_and_normalised(method):
     np.testing.assert_allclose(np.asarray(p.weights).sum(axis=1), 1.0, rtol=1e-12)
 
 
-@pytest.mark.parametrize("method", INITS)
+@pytest.mark.parametrize("method", ["kmeans", "random", "random_from_data",
+                                    pytest.param("k-means++", marks=pytest.mark.slow)])
 def test_independent_of_chunking(method):
     """Chunk size is a memory knob: 200 rows in chunks of 37 (last one
     padded) initialise exactly like one chunk, up to summation order."""
