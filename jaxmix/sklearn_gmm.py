@@ -280,32 +280,29 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return GMMParams(self.weights_, self.means_, self.precisions_cholesky_,
                          self.covariance_type)
 
-    def _eval(self, fn, X, width_per_row):
+    def _eval(self, fn, X):
         params = self._params()
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        dtype = compute_dtype(X)
-        return apply_in_blocks(fn, as_jax_params(params, dtype), X, width_per_row)
+        width = params.n_components * params.n_features
+        return apply_in_blocks(fn, as_jax_params(params, compute_dtype(X)), X, width)
 
     # ---- inference -------------------------------------------------------
 
     def predict(self, X):
         """Most probable component of each sample ``(n,)``."""
-        return self._eval(gmm_predict, X, self._width()).astype(np.int64)
+        return self._eval(gmm_predict, X).astype(np.int64)
 
     def predict_proba(self, X):
         """Posterior probability of each component ``(n, k)``."""
-        return self._eval(responsibilities, X, self._width())
+        return self._eval(responsibilities, X)
 
     def score_samples(self, X):
         """Log-density of each sample ``(n,)``."""
-        return self._eval(log_prob, X, self._width())
+        return self._eval(log_prob, X)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample."""
         return float(np.mean(self.score_samples(X), dtype=np.float64))
-
-    def _width(self):
-        return self.n_components * self.means_.shape[1]
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` points; returns ``(X, y)`` sorted by component like sklearn."""
@@ -341,8 +338,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         save_estimator(path, self)
 
     @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save`."""
+    def load(cls, path, covariance_type=None):
+        """Read a model written by :meth:`save`; ``covariance_type`` (optional)
+        makes a file of another covariance type a ``ValueError``."""
         from jaxmix.io import load_estimator
-        return load_estimator(path, cls)
+        return load_estimator(path, cls, covariance_type=covariance_type)
 

@@ -49,6 +49,13 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     _default_n_init = 10
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # float64 is computed (and returned) only when JAX's x64 mode is on.
+        if not jax.config.jax_enable_x64:
+            tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
     def _check_fit_data(self, X, sample_weight):
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
         if X.shape[0] < self.n_clusters:

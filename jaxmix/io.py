@@ -1,0 +1,272 @@
+"""Save and load fitted models and raw parameters (never pickle).
+
+File format (``FORMAT_VERSION = 1``)
+------------------------------------
+An ``.npz`` archive (``numpy.savez``) read with ``allow_pickle=False``, so
+loading never executes code. It holds
+
+* ``__metadata__``: a 0-d unicode array with one JSON object::
+
+      {"format": "jaxmix", "format_version": 1, "jaxmix_version": "0.1.0",
+       "kind": "GMMParams" | "KMeansParams" | "GaussianMixture" | "KMeans"
+               | "MiniBatchKMeans",
+       "covariance_type": "full" | "tied" | "diag" | "spherical" | null,
+       "arrays": {name: {"shape": [...], "dtype": "float32"}, ...},
+       "params": {...},      # estimators: JSON-able constructor parameters
+       "attributes": {...}}  # estimators: scalar fitted attributes
+
+* one entry per array named in ``"arrays"``: for ``GMMParams`` ``weights``,
+  ``means``, ``precisions_cholesky`` (sklearn's layout per covariance type,
+  optionally with leading restart axes); for ``KMeansParams`` ``centroids``;
+  for estimators their fitted array attributes (``means_``, ``labels_``, ...)
+  and array-valued constructor parameters as ``param:<name>``.
+
+Loading checks the format marker and version, the kind and covariance type the
+caller expects, and every array's shape and dtype against the metadata; any
+mismatch, truncation or corruption raises ``ValueError`` naming the file and
+the problem.
+
+>>> import numpy as np, tempfile, os
+>>> from jaxmix import GMMParams
+>>> from jaxmix.io import save_params, load_params
+>>> p = GMMParams(np.ones(2) / 2, np.zeros((2, 3)), np.ones((2, 3)), "diag")
+>>> path = os.path.join(tempfile.mkdtemp(), "gmm.npz")
+>>> save_params(path, p)
+>>> load_params(path, covariance_type="diag").means.shape
+(2, 3)
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
+
+FORMAT = "jaxmix"
+FORMAT_VERSION = 1
+METADATA_KEY = "__metadata__"
+
+# Fitted array attributes stored per estimator kind (all that exist are saved).
+_ESTIMATOR_ARRAYS = {
+    "GaussianMixture": ("weights_", "means_", "covariances_", "precisions_",
+                        "precisions_cholesky_", "lower_bounds_"),
+    "KMeans": ("cluster_centers_", "labels_"),
+    "MiniBatchKMeans": ("cluster_centers_", "labels_"),
+}
+_ESTIMATOR_SCALARS = {
+    "GaussianMixture": ("converged_", "n_iter_", "lower_bound_", "n_features_in_"),
+    "KMeans": ("inertia_", "n_iter_", "n_features_in_", "_n_features_out"),
+    "MiniBatchKMeans": ("inertia_", "n_iter_", "n_steps_", "n_features_in_",
+                        "_n_features_out"),
+}
+
+
+def _version() -> str:
+    from jaxmix import __version__
+    return __version__
+
+
+# --------------------------------------------------------------------------
+# Low level: write / read an archive
+# --------------------------------------------------------------------------
+
+def _write(path, kind: str, arrays: dict, covariance_type=None, **extra):
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    for name, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"cannot save {name!r}: dtype {a.dtype} is not numeric")
+    meta = dict(format=FORMAT, format_version=FORMAT_VERSION, jaxmix_version=_version(),
+                kind=kind, covariance_type=covariance_type,
+                arrays={name: dict(shape=list(a.shape), dtype=a.dtype.str)
+                        for name, a in arrays.items()}, **extra)
+    payload = {METADATA_KEY: np.array(json.dumps(meta))}
+    payload.update(arrays)
+    with open(os.fspath(path), "wb") as f:
+        np.savez(f, **payload)
+
+
+def _read(path, expect_kind=None, covariance_type=None):
+    """``(metadata, arrays)`` of a jaxmix file, checked; ``ValueError`` otherwise."""
+    where = os.fspath(path)
+    try:
+        with np.load(where, allow_pickle=False) as z:
+            names = list(z.files)
+            if METADATA_KEY not in names:
+                raise ValueError("it has no jaxmix metadata entry")
+            meta = json.loads(str(z[METADATA_KEY][()]))
+            arrays = {name: z[name] for name in names if name != METADATA_KEY}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+            json.JSONDecodeError, UnicodeDecodeError, zlib.error) as err:
+        raise ValueError(f"{where} is not a readable jaxmix model file (truncated, corrupt or "
+                         f"another format): {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{where} is not a jaxmix model file (format marker missing)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ValueError(f"{where} has format_version {version!r}; this jaxmix "
+                         f"({_version()}) reads versions 1..{FORMAT_VERSION}; upgrade jaxmix")
+    kind = meta.get("kind")
+    if expect_kind is not None:
+        expected = (expect_kind,) if isinstance(expect_kind, str) else tuple(expect_kind)
+        if kind not in expected:
+            raise ValueError(f"{where} holds a {kind!r}, expected "
+                             f"{' or '.join(map(repr, expected))}")
+    if covariance_type is not None and meta.get("covariance_type") != covariance_type:
+        raise ValueError(f"{where} holds a model with covariance_type="
+                         f"{meta.get('covariance_type')!r}, expected {covariance_type!r}")
+    declared = meta.get("arrays")
+    if not isinstance(declared, dict) or set(declared) != set(arrays):
+        raise ValueError(f"{where} is corrupt: its arrays {sorted(arrays)} do not match its "
+                         f"metadata {sorted(declared) if isinstance(declared, dict) else None}")
+    for name, spec in declared.items():
+        a = arrays[name]
+        if list(a.shape) != list(spec.get("shape", [])) or a.dtype.str != spec.get("dtype"):
+            raise ValueError(f"{where} is corrupt: array {name!r} has shape {a.shape} dtype "
+                             f"{a.dtype}, metadata says {spec}")
+    return meta, arrays
+
+
+# --------------------------------------------------------------------------
+# Raw parameters
+# --------------------------------------------------------------------------
+
+def save_params(path, params) -> None:
+    """Write :class:`GMMParams` or :class:`KMeansParams` (single or restart-batched)."""
+    if isinstance(params, GMMParams):
+        _write(path, "GMMParams", dict(weights=params.weights, means=params.means,
+                                       precisions_cholesky=params.precisions_cholesky),
+               params.covariance_type)
+    elif isinstance(params, KMeansParams):
+        _write(path, "KMeansParams", dict(centroids=params.centroids))
+    else:
+        raise ValueError(f"params must be GMMParams or KMeansParams, got "
+                         f"{type(params).__name__}")
+
+
+def load_params(path, kind: str | None = None, covariance_type: str | None = None):
+    """Read parameters written by :func:`save_params` (numpy leaves).
+
+    Args:
+      kind: ``"GMMParams"`` or ``"KMeansParams"`` to insist on one.
+      covariance_type: insist on a GMM of this covariance type.
+    """
+    if covariance_type is not None and kind is None:
+        kind = "GMMParams"
+    meta, arrays = _read(path, kind or ("GMMParams", "KMeansParams"), covariance_type)
+    if meta["kind"] == "KMeansParams":
+        _need(path, arrays, ("centroids",))
+        return KMeansParams(arrays["centroids"])
+    ct = meta.get("covariance_type")
+    if ct not in COVARIANCE_TYPES:
+        raise ValueError(f"{os.fspath(path)} has an unknown covariance_type {ct!r}")
+    _need(path, arrays, ("weights", "means", "precisions_cholesky"))
+    params = GMMParams(arrays["weights"], arrays["means"], arrays["precisions_cholesky"], ct)
+    _check_gmm_shapes(path, params)
+    return params
+
+
+def _need(path, arrays, names):
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ValueError(f"{os.fspath(path)} is corrupt: missing arrays {missing}")
+
+
+def _check_gmm_shapes(path, p: GMMParams):
+    from jaxmix.covariance import family
+    k, d = p.means.shape[-2:]
+    lead = p.means.shape[:-2]
+    want = lead + family(p.covariance_type).pc_shape(k, d)
+    if p.weights.shape != lead + (k,) or p.precisions_cholesky.shape != want:
+        raise ValueError(f"{os.fspath(path)}: shapes weights {p.weights.shape}, precisions_"
+                         f"cholesky {p.precisions_cholesky.shape} do not fit means "
+                         f"{p.means.shape} for covariance_type={p.covariance_type!r}")
+
+
+# --------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, str)):
+        return True, value
+    if isinstance(value, numbers.Integral):
+        return True, int(value)
+    if isinstance(value, numbers.Real):
+        return True, float(value)
+    return False, None
+
+
+def save_estimator(path, est) -> None:
+    """Write a fitted jaxmix estimator (parameters, fitted attributes)."""
+    kind = type(est).__name__
+    if kind not in _ESTIMATOR_ARRAYS:
+        raise ValueError(f"cannot save a {kind}; expected one of {sorted(_ESTIMATOR_ARRAYS)}")
+    main = "means_" if kind == "GaussianMixture" else "cluster_centers_"
+    if not hasattr(est, main):
+        raise ValueError(f"this {kind} is not fitted yet; call fit before save")
+    arrays, params, skipped = {}, {}, []
+    for name, value in est.get_params(deep=False).items():
+        ok, v = _jsonable(value)
+        if ok:
+            params[name] = v
+        elif isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "__array__"):
+            arrays[f"param:{name}"] = np.asarray(value)
+        else:  # RandomState instances, callables: not representable without pickle
+            params[name] = None
+            skipped.append(name)
+    for name in _ESTIMATOR_ARRAYS[kind]:
+        if hasattr(est, name):
+            arrays[name] = np.asarray(getattr(est, name))
+    attributes = {}
+    for name in _ESTIMATOR_SCALARS[kind]:
+        if hasattr(est, name):
+            ok, v = _jsonable(getattr(est, name))
+            if ok and not (isinstance(v, float) and not np.isfinite(v)):
+                attributes[name] = v
+            elif ok:
+                attributes[name] = repr(v)  # "-inf" / "nan"
+    _write(path, kind, arrays, getattr(est, "covariance_type", None), params=params,
+           attributes=attributes, params_not_saved=skipped)
+
+
+def load_estimator(path, cls=None, covariance_type: str | None = None):
+    """Read an estimator written by :func:`save_estimator`.
+
+    Args:
+      cls: the estimator class expected (``None``: whichever the file holds).
+      covariance_type: insist on a GaussianMixture of this covariance type.
+    """
+    from jaxmix import sklearn as sk
+    classes = {c.__name__: c for c in (sk.GaussianMixture, sk.KMeans, sk.MiniBatchKMeans)}
+    expect = tuple(classes) if cls is None else cls.__name__
+    meta, arrays = _read(path, expect, covariance_type)
+    cls = classes[meta["kind"]]
+    params = dict(meta.get("params") or {})
+    for name in list(arrays):
+        if name.startswith("param:"):
+            params[name[len("param:"):]] = arrays.pop(name)
+    try:
+        est = cls(**params)
+    except TypeError as err:
+        raise ValueError(f"{os.fspath(path)}: parameters do not fit {cls.__name__}: "
+                         f"{err}") from None
+    _need(path, arrays, [n for n in _ESTIMATOR_ARRAYS[cls.__name__]
+                         if n not in ("labels_", "lower_bounds_")])
+    for name, a in arrays.items():
+        setattr(est, name, a)
+    if "lower_bounds_" in arrays:
+        est.lower_bounds_ = [float(v) for v in arrays["lower_bounds_"]]
+    for name, v in (meta.get("attributes") or {}).items():
+        setattr(est, name, float(v) if v in ("-inf", "inf", "nan") else v)
+    if cls is sk.GaussianMixture:
+        _check_gmm_shapes(path, GMMParams(est.weights_, est.means_, est.precisions_cholesky_,
+                                          est.covariance_type))
+    return est
