@@ -22,6 +22,7 @@ from jaxmix.em import PATHS, batched_em_step
 from jaxmix.fit import FitResult, iterate
 from jaxmix.init import INIT_METHODS, broadcast_params, initialize
 from jaxmix.params import COVARIANCE_TYPES, GMMParams
+from jaxmix.priors import resolve_prior
 from jaxmix.stats import chunk
 from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_n_components,
                                check_nonneg, check_sample_weight)
@@ -39,7 +40,7 @@ def default_chunk_size(n: int, d: int, k: int, n_restarts: int) -> int:
 def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_restarts: int = 1,
             init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-3,
             reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
-            path: str = "auto", sample_weight=None) -> FitResult:
+            path: str = "auto", sample_weight=None, prior=None) -> FitResult:
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -56,6 +57,9 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
       chunk_size: samples per chunk (bounds memory); ``None`` picks one.
       path: ``"auto"``, ``"gemm"`` or ``"exact"`` E-step (see ``jaxmix.em``).
       sample_weight: optional ``(n,)`` non-negative weights.
+      prior: ``None`` (maximum likelihood), ``"default"`` or a
+        :class:`~jaxmix.priors.GMMPrior`: MAP-EM, whose objective (``tol``,
+        ``history``, best restart) is the mean log-posterior per sample.
 
     Returns:
       :class:`~jaxmix.fit.FitResult` with all restarts; ``best_params`` is the
@@ -73,15 +77,19 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
     else:
         init_params = _check_init_params(init_params, k, d, covariance_type, x.dtype)
     weights = check_sample_weight(sample_weight, n, x.dtype)
+    prior = resolve_prior(prior, x, k, covariance_type, weights)
     size = default_chunk_size(n, d, k, n_restarts) if chunk_size is None else check_int(
         chunk_size, "chunk_size")
     offset = jnp.average(x, axis=0, weights=weights)
     data = chunk(x - offset, size, weights)
     if init_params is not None:
         init_params = init_params.replace(means=init_params.means - offset)
+    if prior is not None:
+        prior = prior._replace(mean_prior=prior.mean_prior - offset)
     result = _fit(as_key(key), data, init_params, check_nonneg(tol, "tol"),
                   check_nonneg(reg_covar, "reg_covar"), k=k, covariance_type=covariance_type,
-                  n_restarts=n_restarts, init=init, max_iter=max_iter, path=path)
+                  n_restarts=n_restarts, init=init, max_iter=max_iter, path=path,
+                  prior=prior)
     params = result.params
     return result._replace(params=params.replace(means=params.means + offset))
 
@@ -89,14 +97,14 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
 @functools.partial(jax.jit, static_argnames=(
     "k", "covariance_type", "n_restarts", "init", "max_iter", "path"))
 def _fit(key, data, init_params, tol, reg_covar, *, k, covariance_type, n_restarts, init,
-         max_iter, path) -> FitResult:
+         max_iter, path, prior=None) -> FitResult:
     dtype = data.x.dtype
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
     if init_params is None:
         params0 = initialize(key, data, k, covariance_type, n_restarts, init, reg_covar)
     else:
         params0 = broadcast_params(init_params, n_restarts)
-    result = iterate(batched_em_step(data, reg_covar, path), params0, tol, max_iter)
+    result = iterate(batched_em_step(data, reg_covar, path, prior), params0, tol, max_iter)
     return result._replace(degenerate=_degenerate(result.params, jnp.sum(data.w), reg_covar))
 
 
