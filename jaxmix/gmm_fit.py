@@ -16,6 +16,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmix.covariance import family
 from jaxmix.em import PATHS, batched_em_step
@@ -109,10 +110,11 @@ def _fit(key, data, init_params, tol, reg_covar, *, k, covariance_type, n_restar
 
 
 def _degenerate(params: GMMParams, n, reg_covar):
-    """Per restart: a component holds < 1 sample's weight, or some variance is
-    at the ``reg_covar`` floor (collapsed on a point or a constant feature)."""
-    variances = jax.vmap(family(params.covariance_type).variances)(params.precisions_cholesky)
-    tiny = jnp.min(variances.reshape(variances.shape[0], -1), axis=1) <= 2 * reg_covar
+    """Per restart: a component holds < 1 sample's weight, or its smallest
+    variance (in any direction) is at the ``reg_covar`` floor: collapsed on a
+    point, a line or a constant feature."""
+    lam = family(params.covariance_type).max_precision(params.precisions_cholesky)
+    tiny = jnp.max(lam.reshape(lam.shape[0], -1), axis=1) * 2 * reg_covar >= 1
     return jnp.any(params.weights * n < 1.0, axis=1) | tiny
 
 
@@ -126,7 +128,10 @@ def _check_init_params(p: GMMParams, k: int, d: int, covariance_type: str, dtype
                 "precisions_cholesky": family(covariance_type).pc_shape(k, d)}
     out = {}
     for name, shape in expected.items():
-        a = jnp.asarray(getattr(p, name), dtype)
+        try:
+            a = jnp.asarray(np.asarray(getattr(p, name), dtype=np.float64), dtype)
+        except (TypeError, ValueError):
+            raise ValueError(f"init_params.{name} must be numeric") from None
         if a.shape != shape:
             raise ValueError(f"init_params.{name} must have shape {shape}, got {a.shape}")
         if not bool(jnp.all(jnp.isfinite(a))):
@@ -134,5 +139,9 @@ def _check_init_params(p: GMMParams, k: int, d: int, covariance_type: str, dtype
         out[name] = a
     if bool(jnp.any(out["weights"] <= 0)):
         raise ValueError("init_params.weights must be positive")
+    log_det = family(covariance_type).log_det(out["precisions_cholesky"], d)
+    if not bool(jnp.all(jnp.isfinite(log_det))):
+        raise ValueError("init_params.precisions_cholesky must have a positive diagonal "
+                         "(Cholesky factors of positive-definite precisions)")
     return GMMParams(out["weights"] / jnp.sum(out["weights"]), out["means"],
                      out["precisions_cholesky"], covariance_type)

@@ -104,9 +104,6 @@ def test_bad_input_raises_value_error_naming_the_argument(case):
         fit(**kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="gmm_fit._check_init_params does not check the "
-                   "precision Cholesky factor's values: a non-positive diagonal is accepted, "
-                   "the first step yields NaN and the restart is only marked failed")
 @pytest.mark.parametrize("ct", ["full", "spherical"])
 def test_init_params_non_positive_precision_cholesky_raises(ct):
     p = good_params(ct)
@@ -115,8 +112,6 @@ def test_init_params_non_positive_precision_cholesky_raises(ct):
         fit(covariance_type=ct, init_params=p.replace(precisions_cholesky=bad))
 
 
-@pytest.mark.xfail(strict=True, reason="gmm_fit._check_init_params converts with jnp.asarray, "
-                   "whose error ('could not convert string to float') does not name init_params")
 def test_init_params_non_numeric_raises_naming_it():
     p = good_params("full").replace(means=np.array([["a", "b"], ["c", "d"]]))
     with pytest.raises(ValueError, match="init_params"):
@@ -224,10 +219,6 @@ def test_degenerate_data_finite_and_flagged_float32(ct, init):
     check_degenerate_fits(ct, init, np.float32)
 
 
-@pytest.mark.xfail(strict=True, reason="gmm_fit._degenerate looks only at per-feature "
-                   "variances (the covariance diagonal): a full/tied component collapsed onto "
-                   "a line that is not axis-aligned has its smallest eigenvalue at reg_covar "
-                   "but large diagonal entries, so the flag stays False")
 @pytest.mark.parametrize("ct", ["full", pytest.param("tied", marks=pytest.mark.slow)])
 def test_collinear_data_flagged(ct):
     """Points on the line y = 2 x + 1 (a rotated constant feature): every
