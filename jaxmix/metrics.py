@@ -18,7 +18,7 @@ self-distance set to exactly 0, as sklearn does.
 >>> from jaxmix import silhouette_score
 >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
 >>> round(silhouette_score(x, [0, 0, 1, 1]), 4)
-0.9005
+0.9002
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def silhouette_samples(x, labels, *, chunk_size: int | None = None) -> jax.Array
     codes, n_labels = _encode_labels(labels, n)
     size = (int(min(n, max(256, int(np.sqrt(SILHOUETTE_BLOCK))))) if chunk_size is None
             else check_int(chunk_size, "chunk_size"))
-    data = chunk(x, size)
+    data = chunk(x, -(-n // -(-n // size)))  # same number of chunks, least padding
     codes = np.pad(codes, (0, data.w.size - n)).reshape(data.w.shape)
     return _silhouette(data.x, data.w, codes, n_labels=n_labels).reshape(-1)[:n]
 

@@ -39,16 +39,21 @@ shape and the covariance type are static, so a sweep compiles **once per
 covariance type** and a different grid of the same length and maximum reuses
 the executable.
 
-Why padding rather than one compiled call per ``k``: compiling the EM loop
-costs seconds per ``k`` (ten compiles for ``k = 1..10``), while the padding
-overhead is bounded: the grid does ``G * k_max`` instead of ``sum(ks)``
-component-evaluations per iteration (100 vs 55 for ``1..10``, < 2x), and all
-of it is one large GEMM per chunk instead of ``G`` smaller ones. Its other
-cost is that the loop runs until the slowest of the ``G * R`` restarts stops
-(finished ones are frozen but still computed). ``strategy="per_k"`` runs the
-same code once per ``k`` (no padding, one compile per ``k``), for comparison
-and for grids whose ``k`` spread makes padding wasteful;
-``experiments/bench_select.py`` measures both.
+Why padding rather than one compiled call per ``k`` (``strategy="per_k"``,
+same code with ``k_max = k``): compiling the EM loop costs seconds per
+``k``, and a sweep is usually run once per data set, so compile time is
+most of the cost. Padding has two prices: each iteration evaluates
+``G * k_max`` instead of ``sum(ks)`` components (100 vs 55 for ``1..10``),
+and the loop runs until the slowest of the ``G * R`` restarts stops
+(finished ones are frozen but still computed), so small ``k`` pay for the
+iterations of large ``k``; also the GEMM/exact E-step choice (``path="auto"``)
+is one decision for the whole grid. ``experiments/bench_select.py``
+(n=50000, d=8, k=1..10, R=8, full, 2 busy CPU cores) measured: padded
+1 trace of the sweep, 9 s compiling, 30 s first call, 17 s warm; per_k 10
+traces, 73 s compiling, 86 s first call, 9 s warm; sklearn 151 s. So padding
+is the default (about 3x faster for a single sweep), and ``per_k`` is the
+better choice when the same shapes are swept repeatedly with the executables
+cached (about 2x faster warm on that problem).
 
 >>> import jax, numpy as np
 >>> from jaxmix import select_k
@@ -128,6 +133,11 @@ def _rows_per_chunk(n: int, k: int, d: int) -> int:
     return int(min(n, max(256, CHUNK_BUDGET // max(1, k * d))))
 
 
+def _balanced(n: int, size: int) -> int:
+    """The same number of chunks as ``size`` rows gives, with the least padding."""
+    return -(-n // -(-n // size))
+
+
 def score_samples_chunked(params: GMMParams, x, chunk_size: int | None = None) -> jax.Array:
     """``log p(x_n)`` for each row (sklearn's ``score_samples``), computed in
     chunks of ``chunk_size`` rows so memory stays ``O(chunk * k * d)``."""
@@ -137,7 +147,7 @@ def score_samples_chunked(params: GMMParams, x, chunk_size: int | None = None) -
     size = (_rows_per_chunk(n, params.n_components, d) if chunk_size is None
             else check_int(chunk_size, "chunk_size"))
     params = jax.tree.map(lambda a: jnp.asarray(a, x.dtype), params)
-    return _score_samples(params, chunk(x, size))[:n]
+    return _score_samples(params, chunk(x, _balanced(n, size)))[:n]
 
 
 def _check_params(params, d: int):
@@ -489,7 +499,7 @@ def _run_strategy(fn, ks: np.ndarray, strategy: str, chunk_size, x, n_restarts: 
         k_max = int(group.max())
         size = (default_chunk_size(n, d, k_max, n_restarts * len(group)) if chunk_size is None
                 else chunk_size)
-        outs.append((group, fn(chunk(x, size), jnp.asarray(group), k_max=k_max,
+        outs.append((group, fn(chunk(x, _balanced(n, size)), jnp.asarray(group), k_max=k_max,
                                n_restarts=n_restarts, **static)))
     return outs
 
