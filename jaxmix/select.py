@@ -225,10 +225,12 @@ def masked_step(step, mask):
 
 
 def _masked_degenerate(params: GMMParams, mask, n, reg_covar):
-    """``fit_gmm``'s degeneracy flag restricted to the real components."""
-    variances = jax.vmap(family(params.covariance_type).variances)(params.precisions_cholesky)
-    variances = jnp.where(mask[..., None], variances, jnp.inf)
-    tiny = jnp.min(variances.reshape(variances.shape[0], -1), axis=1) <= 2 * reg_covar
+    """``fit_gmm``'s degeneracy flag restricted to the real components: one
+    holds < 1 sample's weight, or its smallest variance is at the floor."""
+    lam = family(params.covariance_type).max_precision(params.precisions_cholesky)
+    if lam.ndim == mask.ndim:  # one value per component (not tied)
+        lam = jnp.where(mask, lam, 0.0)
+    tiny = jnp.max(lam.reshape(lam.shape[0], -1), axis=1) * 2 * reg_covar >= 1
     return jnp.any(mask & (params.weights * n < 1.0), axis=1) | tiny
 
 

@@ -266,3 +266,22 @@ def test_inertia_curve_parked_centroids_change_nothing(curve):
     alone = inertia_curve(0, x, [2], n_restarts=5, n_local_trials=sel_mod.local_trials(6))
     np.testing.assert_allclose(alone.inertia[0], curve.inertia[1], rtol=1e-10)
     np.testing.assert_allclose(alone.centroids[0], curve.centroids[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_degenerate_flag_ignores_masked_components(covariance_type):
+    d = 3
+    shape = {"full": (2, 3, d, d), "tied": (2, d, d), "diag": (2, 3, d),
+             "spherical": (2, 3)}[covariance_type]
+    eye = np.eye(d) if covariance_type in ("full", "tied") else 1.0
+    pc = np.broadcast_to(eye, shape).copy()
+    w = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    mask = w > 0
+    p = GMMParams(w, np.zeros((2, 3, d)), pc, covariance_type)
+    np.testing.assert_array_equal(sel_mod._masked_degenerate(p, mask, 100.0, 1e-6), [0, 0])
+    pc[0, 1 if covariance_type != "tied" else slice(None)] *= 1e4  # variance 1e-8: collapsed
+    p = GMMParams(w, np.zeros((2, 3, d)), pc, covariance_type)
+    np.testing.assert_array_equal(sel_mod._masked_degenerate(p, mask, 100.0, 1e-6), [1, 0])
+    tiny = np.array([[0.995, 0.005, 0.0], [1.0, 0.0, 0.0]])  # 0.5 of a sample
+    p = GMMParams(tiny, np.zeros((2, 3, d)), np.broadcast_to(eye, shape), covariance_type)
+    np.testing.assert_array_equal(sel_mod._masked_degenerate(p, mask, 100.0, 1e-6), [1, 0])
