@@ -27,6 +27,8 @@ from jaxmix.kmeans import (KMeansStats, inertia as kmeans_inertia, init_centroid
 from jaxmix.kmeans_fit import fit_kmeans
 from jaxmix.minibatch import (MiniBatchConfig, MiniBatchState, fit_minibatch_kmeans,
                               minibatch_init, minibatch_kmeans_stream, minibatch_step)
+from jaxmix.priors import GMMPrior, default_prior, log_prior
+from jaxmix.gradient import Unconstrained, constrain, fit_gradient, mean_log_posterior, unconstrain
 
 __version__ = "0.1.0"
 
@@ -44,4 +46,7 @@ __all__ = [
     "KMeansStats", "MiniBatchConfig", "MiniBatchState", "fit_kmeans", "fit_minibatch_kmeans",
     "init_centroids", "kmeans_inertia", "kmeans_predict", "kmeans_score", "kmeans_transform",
     "minibatch_init", "minibatch_kmeans_stream", "minibatch_step", "minibatch_update",
+    # priors, MAP-EM and gradient fitting (issue 4)
+    "GMMPrior", "Unconstrained", "constrain", "default_prior", "fit_gradient", "log_prior",
+    "mean_log_posterior", "unconstrain",
 ]
