@@ -129,8 +129,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(-5, 1, (200, 2)), rng.normal(5, 1, (200, 2))])
     >>> gm = GaussianMixture(n_components=2, n_init=4, random_state=0).fit(X)
-    >>> np.sort(gm.means_[:, 0]).round(0)
-    array([-5.,  5.])
+    >>> np.sort(gm.means_[:, 0]).round(0).tolist()
+    [-5.0, 5.0]
     """
 
     _parameter_constraints = dict(_SkGaussianMixture._parameter_constraints)

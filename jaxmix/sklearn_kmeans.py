@@ -172,8 +172,8 @@ class KMeans(_BaseKMeans):
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(-5, 1, (200, 2)), rng.normal(5, 1, (200, 2))])
     >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
-    >>> np.sort(km.cluster_centers_[:, 0]).round(0)
-    array([-5.,  5.])
+    >>> np.sort(km.cluster_centers_[:, 0]).round(0).tolist()
+    [-5.0, 5.0]
     """
 
     _parameter_constraints = dict(_SkKMeans._parameter_constraints)
