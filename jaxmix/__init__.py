@@ -29,6 +29,7 @@ from jaxmix.minibatch import (MiniBatchConfig, MiniBatchState, fit_minibatch_kme
                               minibatch_init, minibatch_kmeans_stream, minibatch_step)
 from jaxmix.priors import GMMPrior, default_prior, log_prior
 from jaxmix.gradient import Unconstrained, constrain, fit_gradient, mean_log_posterior, unconstrain
+from jaxmix.io import load_estimator, load_params, save_estimator, save_params
 
 __version__ = "0.1.0"
 
@@ -49,4 +50,6 @@ __all__ = [
     # priors, MAP-EM and gradient fitting (issue 4)
     "GMMPrior", "Unconstrained", "constrain", "default_prior", "fit_gradient", "log_prior",
     "mean_log_posterior", "unconstrain",
+    # save / load (issue 6); estimators live in jaxmix.sklearn
+    "load_estimator", "load_params", "save_estimator", "save_params",
 ]
