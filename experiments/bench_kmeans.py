@@ -3,7 +3,9 @@
 * Lloyd: ``fit_kmeans(n_restarts=R)`` against ``KMeans(n_init=R,
   algorithm="lloyd")``, both with ``tol=0`` and the same ``max_iter``. The
   time per restart-iteration is a difference, ``(T(N2) - T(N1)) / (R (N2 -
-  N1))``, so k-means++ seeding and the final passes cancel. The data are
+  N1))`` (taken within each repeat), so k-means++ seeding and the final passes
+  cancel; the whole-fit time at ``N2`` divided by ``R N2`` is shown too (it
+  is robust to noise but includes seeding). The data are
   overlapping blobs, so that no restart converges (stops early) before
   ``N2``; the script checks the iteration counts and says so if one did.
 * Mini-batch: ``fit_minibatch_kmeans`` against ``MiniBatchKMeans`` (one run,
@@ -77,7 +79,31 @@ def interleaved(sk, jm, settings, repeats):
                 t, res = timed(make(s))
                 times[lib, s].append(t)
                 out[lib, s] = res
-    return {key: statistics.median(v) for key, v in times.items()}, compile_s, out
+    return times, compile_s, out
+
+
+def per_unit(times, settings, units):
+    """Median over repeats of ``(T(s2) - T(s1)) / (units[s2] - units[s1])``,
+    differences taken within each repeat (the two runs are close in time)."""
+    s1, s2 = settings
+    return {lib: statistics.median((b - a) / (units[s2] - units[s1])
+                                   for a, b in zip(times[lib, s1], times[lib, s2]))
+            for lib in ("sk", "jm")}
+
+
+def ratio_rows(per, whole, unit):
+    """Table rows: time per unit by difference and by whole fit, and speed-ups."""
+    rows = [f"| ms per {unit} (difference) | {1e3 * per['sk']:.3f} | {1e3 * per['jm']:.3f} |"]
+    if per["sk"] > 0 and per["jm"] > 0:
+        rows.append(f"| speed-up by difference (sklearn / jaxmix) | | "
+                    f"**{per['sk'] / per['jm']:.2f}x** |")
+    else:
+        rows.append("| speed-up by difference | | n/a: a difference was not positive "
+                    "(machine too noisy; use more --repeats) |")
+    rows += [f"| ms per {unit} (whole fit incl. init and final pass) | {1e3 * whole['sk']:.3f} | "
+             f"{1e3 * whole['jm']:.3f} |",
+             f"| speed-up, whole fit (sklearn / jaxmix) | | **{whole['sk'] / whole['jm']:.2f}x** |"]
+    return rows
 
 
 def bench_lloyd(x, k, restarts, iters, repeats, chunk_size):
@@ -92,9 +118,11 @@ def bench_lloyd(x, k, restarts, iters, repeats, chunk_size):
             jax.random.PRNGKey(0), xj, k, n_restarts=restarts, tol=0.0, max_iter=n_iter,
             chunk_size=chunk_size))
 
-    med, compile_s, out = interleaved(sk, jm, iters, repeats)
+    times, compile_s, out = interleaved(sk, jm, iters, repeats)
     n1, n2 = iters
-    per = {lib: (med[lib, n2] - med[lib, n1]) / (restarts * (n2 - n1)) for lib in ("sk", "jm")}
+    per = per_unit(times, iters, {n: restarts * n for n in iters})
+    med = {key: statistics.median(v) for key, v in times.items()}
+    whole = {lib: med[lib, n2] / (restarts * n2) for lib in ("sk", "jm")}
     sk_res, jm_res = out["sk", n2], out["jm", n2]
     jm_iters = np.asarray(jm_res.n_iter)
     notes = []
@@ -102,7 +130,7 @@ def bench_lloyd(x, k, restarts, iters, repeats, chunk_size):
         notes.append(f"sklearn's best restart stopped at {sk_res.n_iter_} < {n2} iterations")
     if (jm_iters != n2).any():
         notes.append(f"jaxmix restarts stopped at {jm_iters.tolist()} iterations")
-    return dict(per=per, med=med, compile=compile_s, notes=notes,
+    return dict(per=per, whole=whole, med=med, compile=compile_s, notes=notes,
                 inertia=(sk_res.inertia_, float(-jm_res.objective[jm_res.best])))
 
 
@@ -119,16 +147,18 @@ def bench_minibatch(x, k, batch, epochs, repeats):
             jax.random.PRNGKey(0), xj, k, batch_size=batch, max_iter=e, tol=0.0,
             max_no_improvement=None))
 
-    med, compile_s, out = interleaved(sk, jm, epochs, repeats)
+    times, compile_s, out = interleaved(sk, jm, epochs, repeats)
     e1, e2 = epochs
     steps = {e: e * n // batch for e in epochs}
-    per = {lib: (med[lib, e2] - med[lib, e1]) / (steps[e2] - steps[e1]) for lib in ("sk", "jm")}
+    per = per_unit(times, epochs, steps)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    whole = {lib: med[lib, e2] / steps[e2] for lib in ("sk", "jm")}
     sk_res, jm_res = out["sk", e2], out["jm", e2]
     notes = []
     if sk_res.n_steps_ != steps[e2] or int(jm_res.n_iter[0]) != steps[e2]:
         notes.append(f"steps run: sklearn {sk_res.n_steps_}, jaxmix {int(jm_res.n_iter[0])}, "
                      f"expected {steps[e2]}")
-    return dict(per=per, med=med, compile=compile_s, notes=notes, steps=steps,
+    return dict(per=per, whole=whole, med=med, compile=compile_s, notes=notes, steps=steps,
                 inertia=(sk_res.inertia_, float(-jm_res.objective[0])))
 
 
@@ -138,7 +168,7 @@ def main(argv=None):
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--restarts", type=int, default=8)
-    ap.add_argument("--iters", type=int, nargs=2, default=(5, 15),
+    ap.add_argument("--iters", type=int, nargs=2, default=(5, 25),
                     help="two max_iter values N1 < N2 (Lloyd)")
     ap.add_argument("--chunk", type=int, default=0, help="jaxmix chunk size (0: default)")
     ap.add_argument("--batch", type=int, default=1024, help="mini-batch size")
@@ -150,6 +180,7 @@ def main(argv=None):
                                                   "bench_kmeans.md"))
     args = ap.parse_args(argv)
 
+    load0 = os.getloadavg()[0]
     x = make_data(args.n, args.d, args.k)
     head = (f"n={args.n}, d={args.d}, k={args.k}, float32, {os.cpu_count()} CPU cores, "
             f"jax {jax.__version__}, median of {args.repeats}")
@@ -159,9 +190,7 @@ def main(argv=None):
                     args.chunk or None)
     lines += [f"## Lloyd, R={args.restarts}, tol=0, max_iter {args.iters[0]} vs {args.iters[1]}",
               "", "| | sklearn KMeans(lloyd) | jaxmix fit_kmeans |", "|---|---|---|",
-              f"| ms per restart-iteration | {1e3 * r['per']['sk']:.2f} | "
-              f"{1e3 * r['per']['jm']:.2f} |",
-              f"| speed-up (sklearn / jaxmix) | | **{r['per']['sk'] / r['per']['jm']:.2f}x** |",
+              *ratio_rows(r["per"], r["whole"], "restart-iteration"),
               f"| fit time at max_iter={args.iters[1]} (s) | {r['med']['sk', args.iters[1]]:.2f} | "
               f"{r['med']['jm', args.iters[1]]:.2f} |",
               "| compile time (s, not in the above) | | "
@@ -175,13 +204,14 @@ def main(argv=None):
         lines += ["", f"## Mini-batch, batch_size={args.batch}, one run, max_iter {e1} vs {e2} "
                   f"passes ({m['steps'][e1]} vs {m['steps'][e2]} steps)", "",
                   "| | sklearn MiniBatchKMeans | jaxmix fit_minibatch_kmeans |", "|---|---|---|",
-                  f"| ms per step | {1e3 * m['per']['sk']:.3f} | {1e3 * m['per']['jm']:.3f} |",
-                  f"| speed-up (sklearn / jaxmix) | | **{m['per']['sk'] / m['per']['jm']:.2f}x** |",
+                  *ratio_rows(m["per"], m["whole"], "step"),
                   "| compile time (s, not in the above) | | "
                   + ", ".join(f"{v:.1f} (max_iter={e})" for e, v in m["compile"].items()) + " |",
                   f"| final inertia | {m['inertia'][0]:.6g} | {m['inertia'][1]:.6g} |", ""]
         lines += [f"note: {s}" for s in m["notes"]]
 
+    lines += ["", "1-minute load average (other jobs share the machine): "
+              f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
