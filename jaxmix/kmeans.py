@@ -5,13 +5,18 @@ gives ``counts (k,)``, ``sums (k, d)`` and its inertia; summed over chunks
 (:func:`jaxmix.stats.scan_sum`) they give the new centroids
 ``sums / counts``, and the mini-batch rule blends them into running centroids
 (:func:`minibatch_update`). Restarts are one more leading axis ``R`` on the
-centroids, and the whole pass is two GEMMs per chunk for all of them:
+centroids, and one chunk of the pass serves all of them:
 
-* distances: ``G = [-C, ||C||^2 / 2] @ [X, 1]^T`` of shape ``(R, k, chunk)``
-  (half squared distances minus ``||x||^2 / 2``; ``precision="highest"``);
-  the nearest centroid is the first minimiser over ``k`` (the reduction runs
-  over a major axis, which vectorises over samples);
-* sums: ``onehot (R*k, chunk) @ X (chunk, d)``.
+* distances: one GEMM ``G = [-C, ||C||^2 / 2] @ [X, 1]^T`` of shape
+  ``(R, k, chunk)`` (half squared distances minus ``||x||^2 / 2``;
+  ``precision="highest"``); the nearest centroid is the first minimiser over
+  ``k`` (the reduction runs over a major axis, which vectorises over samples);
+* counts and sums: one scatter-add of the rows ``[w x, w]`` into ``R * k``
+  segments. The alternative GEMM ``onehot (R*k, chunk) @ X`` costs as much as
+  the distance GEMM (``k d`` flops per sample and restart) plus building the
+  one-hot block; measured at n=2e5, d=32, k=64, R=8 on the 2-core CPU the
+  scatter took 1.1 ms per restart-iteration against 2.7 ms, and the whole
+  pass 5.4 ms against 6.7 ms.
 
 Nothing of size ``(n, k, d)`` is ever formed. Reported inertias (final
 objective, :func:`score`) are computed exactly, as ``||x - c_label||^2``.
@@ -208,11 +213,15 @@ def _batched_stats(centroids, data: Chunked) -> KMeansStats:
     b, k, d = centroids.shape
 
     def chunk_stats(x, w, i):
+        n = x.shape[0]
         labels, dist = _nearest(x, centroids)
-        onehot = (labels[:, None, :] == jnp.arange(k)[None, :, None]).astype(x.dtype) * w
-        sums = jnp.matmul(onehot.reshape(b * k, -1), x, precision=HIGHEST).reshape(b, k, d)
-        rows = i * x.shape[0] + jnp.arange(x.shape[0])
-        return KMeansStats(jnp.sum(onehot, axis=-1), sums, jnp.sum(w * dist, axis=-1),
+        # [w x, w] of every sample added into row ``r * k + label`` of restart r
+        xw = jnp.concatenate([x * w[:, None], w[:, None]], axis=1)
+        seg = (labels + k * jnp.arange(b, dtype=labels.dtype)[:, None]).reshape(-1)
+        acc = jax.ops.segment_sum(jnp.broadcast_to(xw, (b, n, d + 1)).reshape(b * n, d + 1),
+                                  seg, b * k).reshape(b, k, d + 1)
+        rows = i * n + jnp.arange(n)
+        return KMeansStats(acc[..., d], acc[..., :d], jnp.sum(w * dist, axis=-1),
                            _labels_hash(labels, rows, w))
 
     return scan_sum(chunk_stats, data)
