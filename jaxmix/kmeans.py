@@ -103,13 +103,25 @@ def assign(x, centroids):
 # Seeding
 # --------------------------------------------------------------------------
 
+def _search(cum, r):
+    """First index ``i`` with ``cum[i] >= r`` (``cum`` non-decreasing), for
+    each entry of ``r``: an unrolled bisection, cheap to compile and to run
+    (``jnp.searchsorted`` compiles slowly inside loops, or compares all)."""
+    n = cum.shape[0]
+    lo = jnp.zeros(r.shape, jnp.int32)
+    hi = jnp.full(r.shape, n, jnp.int32)
+    for _ in range(max(1, n.bit_length())):
+        mid = (lo + hi) // 2
+        right = cum[jnp.minimum(mid, n - 1)] < r
+        lo, hi = jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
+    return jnp.minimum(lo, n - 1)
+
+
 def _draw(key, p, shape):
     """Indices drawn with probability proportional to ``p >= 0`` (as
-    ``jax.random.choice(key, n, shape, p=p / sum(p))``; the comparison search
-    compiles faster than the default one inside loops)."""
+    ``jax.random.choice(key, n, shape, p=p / sum(p))`` does)."""
     cum = jnp.cumsum(p)
-    r = cum[-1] * (1 - jax.random.uniform(key, shape, p.dtype))
-    return jnp.searchsorted(cum, r, method="compare_all").astype(jnp.int32)
+    return _search(cum, cum[-1] * (1 - jax.random.uniform(key, shape, p.dtype)))
 
 
 def kmeans_plusplus(key, x, w, k: int, n_local_trials: int | None = None):
@@ -131,18 +143,27 @@ def kmeans_plusplus(key, x, w, k: int, n_local_trials: int | None = None):
     n = x.shape[0]
     trials = n_local_trials or 2 + int(math.log(k))
     last_valid = jnp.max(jnp.where(w > 0, jnp.arange(n, dtype=jnp.int32), 0))
+    xx = jnp.sum(x * x, axis=-1)
+
+    def dist_to(rows):
+        """``(len(rows), n)`` squared distances (samples on the minor axis, so
+        that under ``vmap`` all restarts' candidates make one GEMM)."""
+        c = x[rows]
+        xc = jnp.matmul(c, x.T, precision=HIGHEST)
+        return jnp.maximum(jnp.sum(c * c, axis=-1)[:, None] - 2.0 * xc + xx[None], 0.0)
+
     key, sub = jax.random.split(key)
     first = _draw(sub, w, ())
-    closest = sq_distances(x, x[first][None])[:, 0]
+    closest = dist_to(first[None])[0]
     idx = jnp.zeros((k,), jnp.int32).at[0].set(first)
 
     def body(c, carry):
         idx, closest, key = carry
         key, sub = jax.random.split(key)
         cand = jnp.minimum(_draw(sub, w * closest, (trials,)), last_valid)
-        new = jnp.minimum(closest[:, None], sq_distances(x, x[cand]))
-        best = jnp.argmin(jnp.sum(w[:, None] * new, axis=0))
-        return idx.at[c].set(cand[best]), new[:, best], key
+        new = jnp.minimum(closest[None], dist_to(cand))
+        best = jnp.argmin(jnp.sum(w[None] * new, axis=1))
+        return idx.at[c].set(cand[best]), new[best], key
 
     idx, _, _ = jax.lax.fori_loop(1, k, body, (idx, closest, key))
     return x[idx], idx
