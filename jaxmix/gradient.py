@@ -31,7 +31,9 @@ likelihood, unbounded near singular covariances).
 iteration is one optimizer update (full batch) or one epoch of shuffled
 mini-batches (``batch_size``), the objective of an iteration is the full-data
 mean log-posterior of the parameters it started from, and ``tol`` bounds its
-change, as for EM.
+change, as for EM. The log-likelihood's value and gradient come from EM's own
+E-step statistics (:func:`stats_log_lik`), on EM's paths: one GEMM over the
+features ``phi(x)`` while that is accurate, centred distances otherwise.
 
 >>> import jax, numpy as np, optax
 >>> from jaxmix.gradient import fit_gradient
@@ -49,11 +51,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxmix.em import e_step, m_step
+from jaxmix.em import PATHS, e_step, gemm_coefficients, gemm_is_accurate, m_step
 from jaxmix.fit import FitResult, iterate
-from jaxmix.gmm import component_log_prob
+from jaxmix.gmm import log_prob
 from jaxmix.gmm_fit import _check_init_params, default_chunk_size
 from jaxmix.init import INIT_METHODS, broadcast_params, initialize
 from jaxmix.params import COVARIANCE_TYPES, GMMParams
@@ -120,26 +123,49 @@ def constrain(u: Unconstrained, covariance_type: str) -> GMMParams:
     return GMMParams(jax.nn.softmax(u.logits), u.means, t.constrain(u.chol), covariance_type)
 
 
-def _chunk_log_lik(params: GMMParams, log_weights, x, w):
-    logp = component_log_prob(params, x) + log_weights
-    return jnp.sum(w * jax.nn.logsumexp(logp, axis=-1))
+def _moment_features(sxx):
+    """Second moments in the layout of ``family.quad_coefs`` (the inverse of
+    ``moments_from_features``): the upper triangle of full/tied ``(k, d, d)``,
+    diag ``(k, d)`` as is, spherical ``(k,)`` as ``(k, 1)``."""
+    if sxx.ndim == 3:
+        i, j = np.triu_indices(sxx.shape[-1])
+        return sxx[:, i, j]
+    return sxx[:, None] if sxx.ndim == 1 else sxx
 
 
-def _sum_log_lik(params: GMMParams, log_weights, data: Chunked):
-    fn = _chunk_log_lik
-    if data.x.shape[0] > 1:  # bound backward-pass memory to one chunk
-        fn = jax.checkpoint(fn)
-    return scan_sum(lambda x, w, _: fn(params, log_weights, x, w), data)
+def stats_log_lik(params: GMMParams, log_weights, data: Chunked, path: str = "exact"):
+    r"""``sum_n w_n log p(x_n)`` whose value and gradient come from one E-step.
+
+    Fisher's identity: the gradient of the log-likelihood at ``theta`` is the
+    gradient at ``theta' = theta`` of the expected complete-data
+    log-likelihood ``Q(theta') = sum_nk r_nk log(w'_k N(x_n | theta'_k))``,
+    with ``r`` the responsibilities under ``theta``. ``Q`` is linear in the
+    statistics of :mod:`jaxmix.stats` (``[vech(sxx), sx, nk] . C(theta')``,
+    ``C`` as in :func:`jaxmix.em.gemm_coefficients`, about the E-step's
+    shift), so the backward pass costs ``O(k F)`` instead of differentiating
+    through ``(n, k, d)`` intermediates, and the E-step is EM's own (either
+    path). Value and gradient are exact; higher derivatives are those of
+    ``Q``, not of the log-likelihood (do not take Hessians of it).
+    """
+    fixed = jax.lax.stop_gradient(params.replace(weights=jnp.exp(log_weights)))
+    stats, shift = e_step(fixed, data, path)
+    stats = jax.lax.stop_gradient(stats)
+    feats = jnp.concatenate([_moment_features(stats.sxx), stats.sx, stats.nk[:, None]], -1)
+    about_shift = params.replace(means=params.means - jax.lax.stop_gradient(shift),
+                                 weights=jnp.ones_like(params.weights))
+    q = jnp.sum(feats * gemm_coefficients(about_shift)) + jnp.sum(stats.nk * log_weights)
+    return jax.lax.stop_gradient(stats.loglik - q) + q
 
 
 def log_posterior_u(u: Unconstrained, covariance_type: str, data: Chunked,
-                    prior: GMMPrior | None):
+                    prior: GMMPrior | None, path: str = "exact"):
     """Mean log-posterior per sample (mean log-likelihood when ``prior`` is None)
     of ``constrain(u)``, with ``log w = log_softmax(logits)`` (no underflow)."""
     params = constrain(u, covariance_type)
     log_w = jax.nn.log_softmax(u.logits)
     n = jnp.sum(data.w)
-    return (_sum_log_lik(params, log_w, data) + log_prior_terms(params, prior, log_w)) / n
+    return (stats_log_lik(params, log_w, data, path)
+            + log_prior_terms(params, prior, log_w)) / n
 
 
 def mean_log_posterior(params: GMMParams, data: Chunked, prior: GMMPrior | None = None):
@@ -147,12 +173,14 @@ def mean_log_posterior(params: GMMParams, data: Chunked, prior: GMMPrior | None 
     + log_prior(params)) / sum_n w_n``; ``data`` from :func:`jaxmix.stats.chunk`."""
     log_w = jnp.log(params.weights)
     n = jnp.sum(data.w)
-    return (_sum_log_lik(params, log_w, data) + log_prior_terms(params, prior, log_w)) / n
+    log_lik = scan_sum(lambda x, w, _: jnp.sum(w * log_prob(params, x)), data)
+    return (log_lik + log_prior_terms(params, prior, log_w)) / n
 
 
-def loss(u: Unconstrained, covariance_type: str, data: Chunked, prior: GMMPrior | None):
+def loss(u: Unconstrained, covariance_type: str, data: Chunked, prior: GMMPrior | None,
+         path: str = "exact"):
     """Negative mean log-posterior per sample (the quantity optimisers minimise)."""
-    return -log_posterior_u(u, covariance_type, data, prior)
+    return -log_posterior_u(u, covariance_type, data, prior, path)
 
 
 # ---------------------------------------------------------------------------
@@ -211,10 +239,12 @@ def _reject_overflow(new: GradientState, covariance_type: str, objective):
     return jnp.where(ok, objective, jnp.nan)
 
 
-def full_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPrior | None):
+def full_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPrior | None,
+                    path: str = "exact"):
     """``state -> (new_state, objective of state)``: one optimizer update on all data."""
     opt = _with_extra_args(optimizer)
-    value_fn = functools.partial(loss, covariance_type=covariance_type, data=data, prior=prior)
+    value_fn = functools.partial(loss, covariance_type=covariance_type, data=data, prior=prior,
+                                 path=path)
 
     def step(state: GradientState):
         if _stores_value_and_grad(state.opt_state):
@@ -228,7 +258,8 @@ def full_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPr
     return step
 
 
-def mini_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPrior | None):
+def mini_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPrior | None,
+                    path: str = "exact"):
     """``state -> (new_state, objective of state)``: one epoch over shuffled
     mini-batches (one chunk of ``data`` per batch). The objective is the full
     data's mean log-posterior at the start of the epoch."""
@@ -241,7 +272,8 @@ def mini_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPr
         # unbiased for the full loss: E[n_batches * sum_batch] = sum_all
         params = constrain(u, covariance_type)
         log_w = jax.nn.log_softmax(u.logits)
-        return -(n_batches * _chunk_log_lik(params, log_w, x, w)
+        batch = Chunked(x[None], w[None])
+        return -(n_batches * stats_log_lik(params, log_w, batch, path)
                  + log_prior_terms(params, prior, log_w)) / n
 
     def one_batch(state: GradientState, idx):
@@ -251,7 +283,7 @@ def mini_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPr
         return _update(opt, state, value, grad, value_fn), None
 
     def step(state: GradientState):
-        objective = log_posterior_u(state.params, covariance_type, data, prior)
+        objective = log_posterior_u(state.params, covariance_type, data, prior, path)
         key, sub = jax.random.split(state.key)
         batches = jax.random.permutation(sub, xf.shape[0]).reshape(n_batches, size)
         new, _ = jax.lax.scan(one_batch, state, batches)
@@ -261,10 +293,22 @@ def mini_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPr
 
 
 def batched_gradient_step(optimizer, covariance_type: str, data: Chunked,
-                          prior: GMMPrior | None, mini_batch: bool = False):
-    """Restart-batched step for :func:`jaxmix.fit.iterate`."""
+                          prior: GMMPrior | None, mini_batch: bool = False, path: str = "auto"):
+    """Restart-batched step for :func:`jaxmix.fit.iterate`. ``path="auto"``
+    picks, per iteration and for all restarts at once (one ``lax.cond``), the
+    GEMM loss while :func:`jaxmix.em.gemm_is_accurate` holds at the current
+    parameters, the exact one otherwise, as EM does."""
     make = mini_batch_step if mini_batch else full_batch_step
-    return jax.vmap(make(optimizer, covariance_type, data, prior))
+    if path != "auto":
+        return jax.vmap(make(optimizer, covariance_type, data, prior, path))
+    gemm, exact = (jax.vmap(make(optimizer, covariance_type, data, prior, p))
+                   for p in ("gemm", "exact"))
+
+    def step(states: GradientState):
+        params = jax.vmap(lambda u: constrain(u, covariance_type))(states.params)
+        return jax.lax.cond(gemm_is_accurate(params), gemm, exact, states)
+
+    return step
 
 
 # ---------------------------------------------------------------------------
@@ -276,7 +320,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
                  init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-6,
                  max_iter: int = 1000, batch_size: int | None = None,
                  chunk_size: int | None = None, sample_weight=None,
-                 reg_covar: float = 1e-6) -> FitResult:
+                 reg_covar: float = 1e-6, path: str = "auto") -> FitResult:
     """Fit a Gaussian mixture by gradient descent on the negative mean log-posterior.
 
     Args:
@@ -303,6 +347,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
       chunk_size: full batch only: samples per chunk of the loss (bounds memory).
       sample_weight: optional ``(n,)`` non-negative weights.
       reg_covar: used by the initialiser only (the loss has no ``reg_covar``).
+      path: ``"auto"``, ``"gemm"`` or ``"exact"`` log-density in the loss (see
+        :func:`batched_gradient_step` and :mod:`jaxmix.em`).
 
     Returns:
       :class:`~jaxmix.fit.FitResult`: ``params`` are ``GMMParams``,
@@ -319,6 +365,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     n_restarts = check_int(n_restarts, "n_restarts")
     max_iter = check_int(max_iter, "max_iter", low=0)
+    check_choice(path, "path", PATHS)
     if init_params is None:
         check_choice(init, "init", INIT_METHODS)
     else:
@@ -340,7 +387,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
     result = _fit(_raw_key(as_key(key)), data, init_params, prior, check_nonneg(tol, "tol"),
                   check_nonneg(reg_covar, "reg_covar"), k=k, covariance_type=covariance_type,
                   n_restarts=n_restarts, init=init, max_iter=max_iter, optimizer=optimizer,
-                  mini_batch=batch_size is not None)
+                  mini_batch=batch_size is not None, path=path)
     params = result.params
     return result._replace(params=params.replace(means=params.means + offset))
 
@@ -362,9 +409,9 @@ def _raw_key(key):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "k", "covariance_type", "n_restarts", "init", "max_iter", "optimizer", "mini_batch"))
+    "k", "covariance_type", "n_restarts", "init", "max_iter", "optimizer", "mini_batch", "path"))
 def _fit(key, data, init_params, prior, tol, reg_covar, *, k, covariance_type, n_restarts,
-         init, max_iter, optimizer, mini_batch) -> FitResult:
+         init, max_iter, optimizer, mini_batch, path) -> FitResult:
     dtype = data.x.dtype
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
     if init_params is None:
@@ -376,7 +423,7 @@ def _fit(key, data, init_params, prior, tol, reg_covar, *, k, covariance_type, n
     shuffle_keys = jax.random.split(jax.random.fold_in(key, 1), n_restarts)
     state0 = jax.vmap(lambda p, kk: init_state(optimizer, unconstrain(p), kk, covariance_type,
                                                data, prior))(params0, shuffle_keys)
-    step = batched_gradient_step(optimizer, covariance_type, data, prior, mini_batch)
+    step = batched_gradient_step(optimizer, covariance_type, data, prior, mini_batch, path)
     result = iterate(step, state0, tol, max_iter)
     params = jax.vmap(lambda u: constrain(u, covariance_type))(result.params.params)
     degenerate = jnp.any(params.weights * jnp.sum(data.w) < 1.0, axis=1)

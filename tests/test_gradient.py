@@ -9,10 +9,10 @@ import optax
 import pytest
 from conftest import TYPES, blobs, random_params
 
-from jaxmix import GMMParams, chunk, fit_gmm
+from jaxmix import GMMParams, chunk, component_log_prob, fit_gmm
 from jaxmix.gradient import (Unconstrained, constrain, fit_gradient, loss, mean_log_posterior,
                              unconstrain)
-from jaxmix.priors import default_prior
+from jaxmix.priors import default_prior, log_prior_terms
 
 # Optimizers are static arguments of the compiled fit: one instance each, so
 # that tests sharing shapes share compilations.
@@ -60,6 +60,32 @@ def test_loss_is_negative_mean_log_posterior(rng):
     np.testing.assert_allclose(-value, mean_log_posterior(params, chunk(x), prior), rtol=1e-12)
     np.testing.assert_allclose(-loss(unconstrain(params), "full", data, None),
                                mean_log_posterior(params, chunk(x), None), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("path", ["exact", "gemm"])
+def test_stats_gradient_equals_autodiff(rng, covariance_type, path):
+    """The loss's gradient (Fisher's identity on E-step statistics) equals
+    autodiff through the per-sample log-densities."""
+    x = jnp.asarray(rng.normal(size=(200, 3)) * 2)
+    params, _ = random_params(rng, covariance_type, 3, 3, spread=2.0)
+    prior = default_prior(x, 3, covariance_type)
+    u = unconstrain(params)
+
+    def direct(u):
+        p = constrain(u, covariance_type)
+        log_w = jax.nn.log_softmax(u.logits)
+        log_lik = jnp.sum(jax.nn.logsumexp(component_log_prob(p, x) + log_w, axis=1))
+        return -(log_lik + log_prior_terms(p, prior, log_w)) / x.shape[0]
+
+    expected = jax.grad(direct)(u)
+    for chunk_size in (None, 64):
+        data = chunk(x, chunk_size)
+        np.testing.assert_allclose(loss(u, covariance_type, data, prior, path), direct(u),
+                                   rtol=1e-12)
+        got = jax.grad(loss)(u, covariance_type, data, prior, path)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 # Every fit below shares n=300, d=2, k=3, float32, 2 restarts, init_params and
@@ -122,13 +148,13 @@ def test_gradient_fit_stays_at_map_em_optimum(rng, name):
     data = chunk(jnp.asarray(x))
     at_start = float(mean_log_posterior(start, data, prior))
     hist = np.asarray(gd.history[0], np.float64)
-    np.testing.assert_allclose(hist[0], at_start, rtol=1e-6)
-    # float32 resolves the objective to ~1e-7 relative
-    tol = 2e-5 if name == "adam" else 3e-6
-    assert np.all(np.abs(hist - at_start) < tol), (name, np.abs(hist - at_start).max())
+    # float32, and the fit's objective is on the GEMM path (error ~ eps * kappa)
+    np.testing.assert_allclose(hist[0], at_start, rtol=3e-6)
+    tol = 2e-5 if name == "adam" else 1e-5
+    assert np.all(np.abs(hist - hist[0]) < tol), (name, np.abs(hist - hist[0]).max())
     moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in
                 zip(jax.tree.leaves(gd.best_params), jax.tree.leaves(start)))
-    assert moved < (5e-3 if name == "adam" else 1e-3), (name, moved)
+    assert moved < 1e-4, (name, moved)  # measured: 3e-6 (sgd) to 1.3e-5 (L-BFGS)
 
 
 def test_gradient_fit_away_from_optimum_moves(rng):
