@@ -13,6 +13,7 @@ array([-5.,  5.], dtype=float32)
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ from jaxmix.fit import FitResult, iterate
 from jaxmix.init import INIT_METHODS, broadcast_params, initialize
 from jaxmix.params import COVARIANCE_TYPES, GMMParams
 from jaxmix.priors import resolve_prior
-from jaxmix.stats import chunk
+from jaxmix.stats import Chunked, chunk
 from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_n_components,
                                check_nonneg, check_sample_weight)
 
@@ -66,6 +67,36 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
       :class:`~jaxmix.fit.FitResult` with all restarts; ``best_params`` is the
       restart with the highest final mean log-likelihood.
     """
+    fit_in = prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init,
+                         init_params, sample_weight, prior, tol, reg_covar,
+                         chunk_size=chunk_size)
+    result = _fit(as_key(key), fit_in.data, fit_in.init_params, fit_in.tol, fit_in.reg_covar,
+                  k=fit_in.k, covariance_type=covariance_type, n_restarts=fit_in.n_restarts,
+                  init=init, max_iter=fit_in.max_iter, path=path, prior=fit_in.prior)
+    return uncentre(result, fit_in.offset)
+
+
+class FitInputs(NamedTuple):
+    """Validated, globally centred inputs shared by the EM and gradient fits."""
+    data: Chunked            # (x - offset) in chunks, with sample weights
+    offset: jax.Array        # (d,) weighted data mean
+    k: int
+    n_restarts: int
+    max_iter: int
+    init_params: GMMParams | None   # centred
+    prior: object            # GMMPrior (centred) or None
+    tol: float
+    reg_covar: float
+
+
+def prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init, init_params,
+                sample_weight, prior, tol, reg_covar, *, chunk_size=None,
+                chunk_restarts=None) -> FitInputs:
+    """Validate a fit's arguments (errors name the argument) and centre the data.
+
+    ``chunk_size=None`` picks :func:`default_chunk_size` for ``chunk_restarts``
+    restarts (default: ``n_restarts``).
+    """
     x = check_data(x)
     n, d = x.shape
     k = check_n_components(n_components, n)
@@ -79,18 +110,23 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         init_params = _check_init_params(init_params, k, d, covariance_type, x.dtype)
     weights = check_sample_weight(sample_weight, n, x.dtype)
     prior = resolve_prior(prior, x, k, covariance_type, weights)
-    size = default_chunk_size(n, d, k, n_restarts) if chunk_size is None else check_int(
-        chunk_size, "chunk_size")
+    if chunk_size is None:
+        restarts = n_restarts if chunk_restarts is None else chunk_restarts
+        size = default_chunk_size(n, d, k, restarts)
+    else:
+        size = check_int(chunk_size, "chunk_size")
     offset = jnp.average(x, axis=0, weights=weights)
-    data = chunk(x - offset, size, weights)
     if init_params is not None:
         init_params = init_params.replace(means=init_params.means - offset)
     if prior is not None:
         prior = prior._replace(mean_prior=prior.mean_prior - offset)
-    result = _fit(as_key(key), data, init_params, check_nonneg(tol, "tol"),
-                  check_nonneg(reg_covar, "reg_covar"), k=k, covariance_type=covariance_type,
-                  n_restarts=n_restarts, init=init, max_iter=max_iter, path=path,
-                  prior=prior)
+    return FitInputs(chunk(x - offset, size, weights), offset, k, n_restarts, max_iter,
+                     init_params, prior, check_nonneg(tol, "tol"),
+                     check_nonneg(reg_covar, "reg_covar"))
+
+
+def uncentre(result: FitResult, offset) -> FitResult:
+    """Move a centred fit's means back to the data's frame."""
     params = result.params
     return result._replace(params=params.replace(means=params.means + offset))
 

@@ -54,16 +54,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmix.em import PATHS, e_step, gemm_coefficients, gemm_is_accurate, m_step
+from jaxmix.em import e_step, gemm_coefficients, gemm_is_accurate, m_step
 from jaxmix.fit import FitResult, iterate
 from jaxmix.gmm import log_prob
-from jaxmix.gmm_fit import _check_init_params, default_chunk_size
-from jaxmix.init import INIT_METHODS, broadcast_params, initialize
+from jaxmix.gmm_fit import prepare_fit, uncentre
+from jaxmix.init import broadcast_params, initialize
 from jaxmix.params import COVARIANCE_TYPES, GMMParams
-from jaxmix.priors import GMMPrior, log_prior_terms, resolve_prior
-from jaxmix.stats import Chunked, chunk, scan_sum
-from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_n_components,
-                               check_nonneg, check_sample_weight)
+from jaxmix.priors import GMMPrior, log_prior_terms
+from jaxmix.stats import Chunked, scan_sum
+from jaxmix.validation import as_key, check_int
 
 
 class Unconstrained(NamedTuple):
@@ -359,37 +358,17 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
             and callable(getattr(optimizer, "update", None))):
         raise ValueError("optimizer must be an optax.GradientTransformation (e.g. "
                          f"optax.adam(1e-2) or optax.lbfgs()), got {type(optimizer).__name__}")
-    x = check_data(x)
-    n, d = x.shape
-    k = check_n_components(n_components, n)
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    n_restarts = check_int(n_restarts, "n_restarts")
-    max_iter = check_int(max_iter, "max_iter", low=0)
-    check_choice(path, "path", PATHS)
-    if init_params is None:
-        check_choice(init, "init", INIT_METHODS)
-    else:
-        init_params = _check_init_params(init_params, k, d, covariance_type, x.dtype)
-    weights = check_sample_weight(sample_weight, n, x.dtype)
-    prior = resolve_prior(prior, x, k, covariance_type, weights)
+    size = batch_size if batch_size is not None else chunk_size
     if batch_size is not None:
-        size = check_int(batch_size, "batch_size")
-    elif chunk_size is not None:
-        size = check_int(chunk_size, "chunk_size")
-    else:
-        size = default_chunk_size(n, d, k, 1)
-    offset = jnp.average(x, axis=0, weights=weights)
-    data = chunk(x - offset, size, weights)
-    if init_params is not None:
-        init_params = init_params.replace(means=init_params.means - offset)
-    if prior is not None:
-        prior = prior._replace(mean_prior=prior.mean_prior - offset)
-    result = _fit(_raw_key(as_key(key)), data, init_params, prior, check_nonneg(tol, "tol"),
-                  check_nonneg(reg_covar, "reg_covar"), k=k, covariance_type=covariance_type,
-                  n_restarts=n_restarts, init=init, max_iter=max_iter, optimizer=optimizer,
-                  mini_batch=batch_size is not None, path=path)
-    params = result.params
-    return result._replace(params=params.replace(means=params.means + offset))
+        check_int(batch_size, "batch_size")
+    fit_in = prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init,
+                         init_params, sample_weight, prior, tol, reg_covar, chunk_size=size,
+                         chunk_restarts=1)
+    result = _fit(_raw_key(as_key(key)), fit_in.data, fit_in.init_params, fit_in.prior,
+                  fit_in.tol, fit_in.reg_covar, k=fit_in.k, covariance_type=covariance_type,
+                  n_restarts=fit_in.n_restarts, init=init, max_iter=fit_in.max_iter,
+                  optimizer=optimizer, mini_batch=batch_size is not None, path=path)
+    return uncentre(result, fit_in.offset)
 
 
 def map_refit(params: GMMParams, data: Chunked, reg_covar, prior: GMMPrior) -> GMMParams:
