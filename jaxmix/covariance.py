@@ -102,8 +102,9 @@ class Full:
 
     @staticmethod
     def quad_features(x):
-        i, j = _triu(x.shape[-1])
-        return x[:, i] * x[:, j]
+        # vech(x x^T) in triu_indices order, from slices (XLA gathers are slow on CPU)
+        d = x.shape[-1]
+        return jnp.concatenate([x[..., i:i + 1] * x[..., i:] for i in range(d)], axis=-1)
 
     @staticmethod
     def quad_coefs(pc, k):

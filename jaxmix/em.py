@@ -28,8 +28,8 @@ from jaxmix.covariance import HIGHEST, LOG_2PI, family
 from jaxmix.gmm import weighted_log_prob
 from jaxmix.params import GMMParams
 from jaxmix.priors import log_prior, map_m_step
-from jaxmix.stats import (Chunked, GMMStats, design_features, eps, gmm_stats_centred,
-                          gmm_stats_gemm, scan_sum)
+from jaxmix.stats import (Chunked, GMMStats, design_features, eps, feature_sums,
+                          gmm_stats_centred, scan_sum, stats_from_feature_sums)
 
 PATHS = ("auto", "gemm", "exact")
 
@@ -52,20 +52,28 @@ def gemm_coefficients(params: GMMParams) -> jax.Array:
     return jnp.concatenate([-0.5 * fam.quad_coefs(pc, k), p_mu, const[:, None]], axis=-1)
 
 
-def _e_chunk(params: GMMParams, x, w, path: str) -> GMMStats:
-    """One chunk's E-step and statistics (shift: origin or the current means)."""
+def _e_chunk(params: GMMParams, x, w, path: str):
+    """One chunk's E-step: ``(rw^T phi(x), loglik)`` on the GEMM path (raw
+    sums, unpacked once per pass), centred :class:`GMMStats` on the exact path."""
     fam = family(params.covariance_type)
     if path == "gemm":
         feats = design_features(fam, x)
         logp = jnp.matmul(feats, gemm_coefficients(params).T, precision=HIGHEST)
-    else:
-        logp = weighted_log_prob(params, x)
-    norm = jax.nn.logsumexp(logp, axis=-1)
-    rw = jnp.exp(logp - norm[:, None]) * w[:, None]
-    loglik = jnp.sum(w * norm)
-    if path == "gemm":
-        return gmm_stats_gemm(fam, feats, rw, x.shape[-1], loglik)
-    return gmm_stats_centred(fam, x, rw, params.means, loglik)
+        rw, norm = normalise(logp, w)
+        return feature_sums(feats, rw), jnp.sum(w * norm)
+    rw, norm = normalise(weighted_log_prob(params, x), w)
+    return gmm_stats_centred(fam, x, rw, params.means, jnp.sum(w * norm))
+
+
+def normalise(logp, w):
+    """Weighted responsibilities ``w_n r_nk`` and ``log sum_k exp(logp_nk)``
+    from one ``exp`` per entry (``logsumexp`` followed by ``exp(logp - norm)``
+    would take two)."""
+    top = jnp.max(logp, axis=-1, keepdims=True)
+    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
+    e = jnp.exp(logp - top)
+    total = jnp.sum(e, axis=-1)
+    return e * (w / total)[:, None], top[:, 0] + jnp.log(total)
 
 
 def e_step(params: GMMParams, data: Chunked, path: str = "exact"):
@@ -73,8 +81,12 @@ def e_step(params: GMMParams, data: Chunked, path: str = "exact"):
     if path not in ("gemm", "exact"):
         raise ValueError(f"path must be 'gemm' or 'exact' here, got {path!r}")
     stats = scan_sum(lambda x, w, _: _e_chunk(params, x, w, path), data)
-    shift = params.means if path == "exact" else jnp.zeros_like(params.means)
-    return stats, shift
+    if path == "exact":
+        return stats, params.means
+    sums, loglik = stats
+    fam = family(params.covariance_type)
+    return (stats_from_feature_sums(fam, sums, data.n_features, loglik),
+            jnp.zeros_like(params.means))
 
 
 def m_step(stats: GMMStats, shift, reg_covar, covariance_type: str, prior=None) -> GMMParams:
