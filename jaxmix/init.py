@@ -29,7 +29,7 @@ KMEANS_INIT_TOL = 1e-4
 KMEANS_INIT_MAX_ITER = 300
 
 
-def _onehot_at(indices, k):
+def onehot_at(indices, k):
     """Responsibilities that are one-hot on the samples ``indices`` only."""
     def resp(x, i):
         rows = i * x.shape[0] + jnp.arange(x.shape[0])
@@ -37,7 +37,8 @@ def _onehot_at(indices, k):
     return resp
 
 
-def _onehot_nearest(centroids):
+def onehot_nearest(centroids):
+    """Responsibilities one-hot on each sample's nearest centroid."""
     k = centroids.shape[0]
     return lambda x, i: jax.nn.one_hot(assign(x, centroids)[0], k, dtype=x.dtype)
 
@@ -58,7 +59,8 @@ def _seeds(keys, data: Chunked, k):
     return jax.vmap(lambda key: kmeans_plusplus(key, x, w, k))(keys)
 
 
-def _random_indices(keys, data: Chunked, k):
+def random_indices(keys, data: Chunked, k):
+    """Per key, ``k`` distinct indices of positive-weight samples (uniform)."""
     _, w = data.flat()
     p = (w > 0) / jnp.sum(w > 0)
     return jax.vmap(lambda key: jax.random.choice(key, w.shape[0], (k,), replace=False, p=p))(keys)
@@ -70,12 +72,13 @@ def initialize(key, data: Chunked, k: int, covariance_type: str, n_restarts: int
     keys = jax.random.split(key, n_restarts)
     if method == "kmeans":
         centres, _ = _seeds(keys, data, k)
-        centres = lloyd(data, centres, KMEANS_INIT_TOL, KMEANS_INIT_MAX_ITER).params.centroids
-        resp_fns = centres, _onehot_nearest
+        centres = lloyd(data, centres, KMEANS_INIT_TOL, KMEANS_INIT_MAX_ITER,
+                        relocate_empty=True).params.centroids
+        resp_fns = centres, onehot_nearest
     elif method == "k-means++":
-        resp_fns = _seeds(keys, data, k)[1], lambda ind: _onehot_at(ind, k)
+        resp_fns = _seeds(keys, data, k)[1], lambda ind: onehot_at(ind, k)
     elif method == "random_from_data":
-        resp_fns = _random_indices(keys, data, k), lambda ind: _onehot_at(ind, k)
+        resp_fns = random_indices(keys, data, k), lambda ind: onehot_at(ind, k)
     elif method == "random":
         resp_fns = keys, lambda key: _uniform_resp(key, k)
     else:

@@ -79,8 +79,8 @@ from jaxmix.em import PATHS, batched_em_step, params_from_resp
 from jaxmix.fit import FitResult, iterate
 from jaxmix.gmm import log_prob
 from jaxmix.gmm_fit import CHUNK_BUDGET, default_chunk_size
-from jaxmix.init import (INIT_METHODS, KMEANS_INIT_MAX_ITER, KMEANS_INIT_TOL, _onehot_at,
-                         _onehot_nearest, _random_indices)
+from jaxmix.init import (INIT_METHODS, KMEANS_INIT_MAX_ITER, KMEANS_INIT_TOL, onehot_at,
+                         onehot_nearest, random_indices)
 from jaxmix.kmeans import assign, kmeans_plusplus, lloyd
 from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
 from jaxmix.stats import Chunked, chunk, scan_sum
@@ -268,11 +268,11 @@ def _masked_initialize(keys, data: Chunked, mask, k_max: int, covariance_type: s
     if method == "kmeans":
         centres = _masked_kmeans(keys, data, mask, k_max, trials, KMEANS_INIT_TOL,
                                  KMEANS_INIT_MAX_ITER).params.centroids
-        per_restart, make_resp = centres, _onehot_nearest
+        per_restart, make_resp = centres, onehot_nearest
     elif method in ("k-means++", "random_from_data"):
         idx = (_seed_indices(keys, data, k_max, trials) if method == "k-means++"
-               else _random_indices(keys, data, k_max))
-        per_restart, make_resp = jnp.where(mask, idx, -1), lambda ind: _onehot_at(ind, k_max)
+               else random_indices(keys, data, k_max))
+        per_restart, make_resp = jnp.where(mask, idx, -1), lambda ind: onehot_at(ind, k_max)
     else:  # "random"
         per_restart, make_resp = (keys, mask), lambda a: _masked_uniform_resp(*a)
     params = jax.vmap(
