@@ -35,7 +35,7 @@ def check_data(x, name: str = "X") -> jax.Array:
             raise ValueError(f"{name} must be a 2-D array of numbers (n_samples, n_features); "
                              f"np.asarray({name}) failed: {err}") from None
     kind = np.dtype(arr.dtype).kind
-    if kind not in "biuf":
+    if kind not in "biu" and not jnp.issubdtype(arr.dtype, jnp.floating):  # bfloat16 is "V"
         raise ValueError(
             f"{name} must be numeric (float or int), got dtype {arr.dtype}; "
             f"convert it with np.asarray({name}, dtype=float)")

@@ -123,6 +123,7 @@ def test_check_data_dtypes():
     assert check_data(X).dtype == jnp.float64
     assert check_data(X.astype(np.float32)).dtype == jnp.float32
     assert check_data(X.astype(np.float16)).dtype == jnp.float32
+    assert check_data(jnp.asarray(X, jnp.bfloat16)).dtype == jnp.float32  # TPU users' dtype
     ints = check_data([[1, 2], [3, 4]])
     assert ints.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(ints), [[1, 2], [3, 4]])
