@@ -9,105 +9,22 @@ machine is noisy, absolute times are not comparable across runs).
 
     python experiments/bench_gmm.py                      # n=1e5, d=16, k=16, R=16
     python experiments/bench_gmm.py --n 20000 --cov full diag tied spherical
+
+The code lives in ``jaxmix.bench`` (shared with ``jaxmix bench``, whose
+default size is smaller).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
-import warnings
 
-import jax
-import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
-
-from jaxmix import fit_gmm
-from jaxmix.init import initialize
-from jaxmix.stats import chunk
-
-
-def make_data(n, d, k, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 4, (k, d))
-    labels = rng.integers(0, k, n)
-    return (centres[labels] + rng.normal(0, 1, (n, d))).astype(np.float32)
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def time_sklearn(x, k, cov, restarts, iters, repeats):
-    def run():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            GaussianMixture(k, covariance_type=cov, n_init=restarts, max_iter=iters, tol=0,
-                            init_params="random_from_data", random_state=0).fit(x)
-    return median_time(run, repeats)
-
-
-def time_jaxmix(x, k, cov, restarts, iters, repeats, path, chunk_size):
-    xj = jax.numpy.asarray(x)
-    data = chunk(xj - xj.mean(0), chunk_size or None)
-    params0 = initialize(jax.random.PRNGKey(0), data, k, cov, restarts, "random_from_data", 1e-6)
-    first = jax.tree.map(lambda a: a[0], params0)
-    first = first.replace(means=first.means + xj.mean(0))
-
-    def run():
-        res = fit_gmm(0, xj, k, covariance_type=cov, n_restarts=restarts, init_params=first,
-                      tol=0.0, max_iter=iters, path=path, chunk_size=chunk_size or None)
-        jax.block_until_ready(res)
-        return res
-
-    start = time.perf_counter()
-    res = run()
-    first_call = time.perf_counter() - start
-    steady = median_time(run, repeats)
-    return steady, first_call - steady, res
+from jaxmix import bench
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--d", type=int, default=16)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--restarts", type=int, default=16)
-    ap.add_argument("--iters", type=int, nargs=2, default=(5, 15), metavar=("N1", "N2"))
-    ap.add_argument("--cov", nargs="+", default=["full", "diag"])
-    ap.add_argument("--path", default="auto", choices=["auto", "gemm", "exact"])
-    ap.add_argument("--chunk-size", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--sklearn-restarts", type=int, default=2,
-                    help="restarts for sklearn (its cost is linear in them; fewer saves time)")
-    args = ap.parse_args(argv)
-    x = make_data(args.n, args.d, args.k)
-    n1, n2 = args.iters
-    print(f"n={args.n} d={args.d} k={args.k} R={args.restarts} float32, iterations {n1} vs {n2}, "
-          f"path={args.path}, devices={jax.devices()}")
-    print(f"load average before: {os.getloadavg()[0]:.2f} (ratios need a quiet machine)")
-    print("| covariance | sklearn ms/restart-iter | jaxmix ms/restart-iter | speed-up | "
-          f"whole-fit speed-up at {n2} iters | jaxmix compile s |")
-    print("|---|---|---|---|---|---|")
-    for cov in args.cov:
-        sk = [time_sklearn(x, args.k, cov, args.sklearn_restarts, it, args.repeats) for it in (n1, n2)]
-        jx = [time_jaxmix(x, args.k, cov, args.restarts, it, args.repeats, args.path,
-                          args.chunk_size) for it in (n1, n2)]
-        sk_per = (sk[1] - sk[0]) / ((n2 - n1) * args.sklearn_restarts)
-        jx_per = (jx[1][0] - jx[0][0]) / ((n2 - n1) * args.restarts)
-        compile_s = statistics.median([jx[0][1], jx[1][1]])
-        # whole fits (init included) per restart: a bound that cannot go negative
-        whole = (sk[1] / args.sklearn_restarts) / (jx[1][0] / args.restarts)
-        ratio = f"{sk_per / jx_per:.1f}x" if sk_per > 0 and jx_per > 0 else "noise (T(N2) <= T(N1))"
-        print(f"| {cov} | {1e3 * sk_per:.2f} | {1e3 * jx_per:.3f} | {ratio} | {whole:.1f}x | "
-              f"{compile_s:.2f} |", flush=True)
+    bench.add_arguments(ap, n=100_000, d=16, k=16, restarts=16)
+    bench.run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":
