@@ -13,32 +13,35 @@ Definitions follow scikit-learn's ``DBSCAN``:
   breadth-first search reaches it first from that cluster, so the rule gives
   its labels exactly); every other sample is noise, ``-1``.
 
-How it is computed (memory ``O(block^2 d + n d)``, never ``n x n``):
+How it is computed (memory ``O(block^2 + n d)``, never ``n x n``):
 
-* the points are sorted along their first principal axis. Two points within
-  eps differ by at most eps along that axis, so the neighbours of a block of
-  ``block`` consecutive sorted points lie in a contiguous *band* of column
-  tiles; every pass over the data loops over row blocks (``lax.map``) and,
-  for each, over just the tiles of its band (a ``fori_loop`` with dynamic
-  bounds). On moons-like data this skips over 90% of the pairs;
-* a tile's squared distances come either from differences (``"exact"``,
-  the default for few features) or from the GEMM
-  ``||x||^2 - 2 x.y + ||y||^2`` on centred data at ``precision=HIGHEST``
-  (``"gemm"``). The GEMM form can round a pair across the eps boundary, so
-  a tile holding any pair within the GEMM's error bound of eps is recomputed
-  from differences: the decision ``d^2 <= eps^2`` is the exact one either way;
-* connected components: FastSV-style min-label propagation (Zhang, Azad and
-  Hu, 2020). Each sweep takes, for every core sample, the smallest grandparent
-  label ``f[f[j]]`` among its core neighbours (recomputed blockwise, no
-  adjacency stored) and hooks both the sample and its parent to it, then
-  shortcuts ``f <- min(f, f[f])``; a ``lax.while_loop`` repeats this until no
-  label changes, at which point every component is a star on one root. The
-  number of sweeps grows like the logarithm of the component diameter rather
-  than the diameter.
+* tiles: the points are put in k-d tree order (recursive median splits along
+  the coordinate of largest range, leaves of ``block`` points), so each tile
+  of ``block`` consecutive points is spatially compact, and padded to whole
+  tiles. Every pass over the data maps over row tiles (``lax.map`` /
+  ``lax.scan``) and, for each, loops (``fori_loop``) over just the column
+  tiles whose bounding boxes come within eps of its own box;
+* distances: a ``(T, B)`` tile of squared distances comes either from
+  differences (``"exact"``, the default up to ``EXACT_MAX_FEATURES``
+  features) or from the GEMM ``||x||^2 - 2 x.y + ||y||^2`` at
+  ``precision=HIGHEST`` on coordinates shifted to a point of the row tile
+  (``"gemm"``). Where a pair lies within the GEMM's rounding bound of eps^2
+  its row is recomputed from differences, so the decision ``d^2 <= eps^2``
+  is the one exact differences give (scikit-learn compares the same squared
+  distance with ``eps^2``);
+* core samples: one pass of weighted neighbour counts;
+* clusters: min-label propagation with hooking and shortcutting (FastSV,
+  Zhang, Azad and Hu 2020) over the core samples alone (compacted, tree order
+  kept). A sweep visits the row tiles in order carrying the labels, so later
+  tiles already see what earlier ones lowered (Gauss-Seidel); a
+  ``lax.while_loop`` repeats sweeps until one changes nothing (3 on the moons,
+  the last one only confirming). Labels are renumbered by each component's
+  smallest sample index;
+* border samples: one pass of the non-core samples against the core ones.
 
 Prediction (:func:`predict`) gives a new point the cluster of its nearest core
 sample if that lies within ``max_distance`` (the seed's rule with
-``max_distance = eps``), else ``-1``; the same banded search finds it.
+``max_distance = eps``), else ``-1``; the same tiled search finds it.
 
 >>> import numpy as np
 >>> from jaxmix.dbscan import dbscan, predict
@@ -61,11 +64,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.covariance import HIGHEST
-from jaxmix.validation import check_data, check_int, check_nonneg, float_dtype
+from jaxmix.validation import check_data, check_int, check_nonneg
 
 METHODS = ("auto", "exact", "gemm")
-DEFAULT_BLOCK = 512
-EXACT_MAX_FEATURES = 4  # "auto" uses differences up to this many features
+DEFAULT_BLOCK = 256
+EXACT_MAX_FEATURES = 6  # "auto" uses differences up to this many features (crossover
+                        # with the GEMM measured at d = 6 on the 2-core CPU)
 
 
 class DBSCANResult(NamedTuple):
@@ -332,29 +336,37 @@ def _components(cores: _Tiles, r2, method):
     return f, sweeps
 
 
+def _representatives(pts: _Tiles, core, r2, method):
+    """Each sample's cluster representative, the smallest index among its
+    component's core samples (core samples: their own component's; border
+    samples: the smallest over their core neighbours' components, i.e. the
+    lowest-numbered cluster; noise: ``n_pad``), in tree order of ``pts``,
+    and the number of sweeps."""
+    big = pts.x.shape[0]
+    cores = _subset(pts, core)
+    root, sweeps = _components(cores, r2, method)
+    first = jnp.full((big,), big, jnp.int32).at[root].min(
+        jnp.where(cores.valid, cores.index, big))
+    rep_core = jnp.where(cores.valid, first[root], big)             # cores' order
+    others = _subset(pts, pts.valid & ~core)
+    rep_other = _pair_min(others, cores, rep_core, r2, method, big)  # others' order
+    rep = jnp.full((big,), big, jnp.int32)                          # original order
+    rep = rep.at[others.index].min(jnp.where(others.valid, rep_other, big))
+    rep = rep.at[cores.index].min(rep_core)
+    return rep[pts.index], sweeps
+
+
 @partial(jax.jit, static_argnames=("block", "method"))
 def _dbscan(x, weights, eps, min_samples, block: int, method: str):
     n = x.shape[0]
     pts = _tiles(x, block)
-    big = pts.x.shape[0]
     r2 = jnp.asarray(eps, x.dtype) ** 2
-    w = jnp.concatenate([weights[pts.index[:n]], jnp.zeros((big - n,), x.dtype)])
+    w = jnp.concatenate([weights[pts.index[:n]], jnp.zeros((pts.x.shape[0] - n,), x.dtype)])
     counts = _pair_sum(pts, w, r2, method)
     core = pts.valid & (counts >= min_samples)
-    cores = _subset(pts, core)
-    root, sweeps = _components(cores, r2, method)
-    # each component's representative: its smallest original index
-    first = jnp.full((big,), big, jnp.int32).at[root].min(jnp.where(cores.valid, cores.index,
-                                                                     big))
-    rep_core = jnp.where(cores.valid, first[root], big)                # cores' order
-    others = _subset(pts, pts.valid & ~core)
-    near = _pair_min(others, cores, rep_core, r2, method, big)
-    rep = jnp.full((big,), big, jnp.int32).at[others.index].set(
-        jnp.where(others.valid, near, big))
-    rep = rep.at[cores.index].set(jnp.where(cores.valid, rep_core, rep[cores.index]))
-    core_orig = jnp.zeros((big,), bool).at[pts.index].set(core)[:n]
-    counts_orig = jnp.zeros((big,), counts.dtype).at[pts.index].set(counts)[:n]
-    return _number(rep[:n], core_orig, counts_orig, sweeps)
+    rep, sweeps = _representatives(pts, core, r2, method)
+    back = lambda a: jnp.zeros_like(a).at[pts.index].set(a)[:n]  # noqa: E731
+    return _number(back(rep), back(core), back(counts), sweeps)
 
 
 def _number(rep, core, counts, sweeps):
@@ -430,7 +442,8 @@ def _predict(x_new, components, component_labels, max_distance, block: int, tile
     def tile_fn(within, d2, idx):
         cand = jnp.where(within, d2, jnp.inf)
         best = jnp.min(cand, axis=0)
-        return best, jnp.min(jnp.where(cand == best[None, :], idx[:, None], big), axis=0)
+        first = within & (cand == best[None, :])
+        return best, jnp.min(jnp.where(first, idx[:, None], big), axis=0)
 
     def combine(a, b):
         take = (b[0] < a[0]) | ((b[0] == a[0]) & (b[1] < a[1]))
