@@ -11,7 +11,8 @@ call) and return numpy arrays. ``save(path)`` / ``Class.load(path)`` use the
 versioned npz + JSON format of :mod:`jaxmix.io` (never pickle).
 """
 
+from jaxmix.sklearn_dbscan import DBSCAN
 from jaxmix.sklearn_gmm import GaussianMixture
 from jaxmix.sklearn_kmeans import KMeans, MiniBatchKMeans
 
-__all__ = ["GaussianMixture", "KMeans", "MiniBatchKMeans"]
+__all__ = ["DBSCAN", "GaussianMixture", "KMeans", "MiniBatchKMeans"]
