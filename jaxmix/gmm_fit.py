@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.covariance import family
+from jaxmix.distributed import n_shards, place, resolve_mesh, shard_chunk_size
 from jaxmix.em import PATHS, batched_em_step
 from jaxmix.fit import FitResult, iterate
 from jaxmix.init import INIT_METHODS, broadcast_params, initialize
@@ -42,7 +43,7 @@ def default_chunk_size(n: int, d: int, k: int, n_restarts: int) -> int:
 def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_restarts: int = 1,
             init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-3,
             reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
-            path: str = "auto", sample_weight=None, prior=None) -> FitResult:
+            path: str = "auto", sample_weight=None, prior=None, mesh=None) -> FitResult:
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -62,17 +63,22 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
       prior: ``None`` (maximum likelihood), ``"default"`` or a
         :class:`~jaxmix.priors.GMMPrior`: MAP-EM, whose objective (``tol``,
         ``history``, best restart) is the mean log-posterior per sample.
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis to split the
+        samples over (``None``: the mesh of ``x`` if it is placed on one, see
+        :mod:`jaxmix.distributed`); the result equals the single-device fit.
 
     Returns:
       :class:`~jaxmix.fit.FitResult` with all restarts; ``best_params`` is the
       restart with the highest final mean log-likelihood.
     """
+    mesh = resolve_mesh(mesh, x)
     fit_in = prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init,
                          init_params, sample_weight, prior, tol, reg_covar,
-                         chunk_size=chunk_size)
-    result = _fit(as_key(key), fit_in.data, fit_in.init_params, fit_in.tol, fit_in.reg_covar,
-                  k=fit_in.k, covariance_type=covariance_type, n_restarts=fit_in.n_restarts,
-                  init=init, max_iter=fit_in.max_iter, path=path, prior=fit_in.prior)
+                         chunk_size=chunk_size, shards=n_shards(mesh))
+    result = _fit(as_key(key), place(fit_in.data, mesh), fit_in.init_params, fit_in.tol,
+                  fit_in.reg_covar, k=fit_in.k, covariance_type=covariance_type,
+                  n_restarts=fit_in.n_restarts, init=init, max_iter=fit_in.max_iter, path=path,
+                  prior=fit_in.prior)
     return uncentre(result, fit_in.offset)
 
 
@@ -91,11 +97,12 @@ class FitInputs(NamedTuple):
 
 def prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init, init_params,
                 sample_weight, prior, tol, reg_covar, *, chunk_size=None,
-                chunk_restarts=None) -> FitInputs:
+                chunk_restarts=None, shards=1) -> FitInputs:
     """Validate a fit's arguments (errors name the argument) and centre the data.
 
     ``chunk_size=None`` picks :func:`default_chunk_size` for ``chunk_restarts``
-    restarts (default: ``n_restarts``).
+    restarts (default: ``n_restarts``), adjusted to split evenly over
+    ``shards`` devices.
     """
     x = check_data(x)
     n, d = x.shape
@@ -112,7 +119,7 @@ def prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, in
     prior = resolve_prior(prior, x, k, covariance_type, weights)
     if chunk_size is None:
         restarts = n_restarts if chunk_restarts is None else chunk_restarts
-        size = default_chunk_size(n, d, k, restarts)
+        size = shard_chunk_size(n, default_chunk_size(n, d, k, restarts), shards)
     else:
         size = check_int(chunk_size, "chunk_size")
     offset = jnp.average(x, axis=0, weights=weights)

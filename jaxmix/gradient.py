@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmix.distributed import n_shards, place, resolve_mesh
 from jaxmix.em import e_step, gemm_coefficients, gemm_is_accurate, m_step
 from jaxmix.fit import FitResult, iterate
 from jaxmix.gmm import log_prob
@@ -319,7 +320,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
                  init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-6,
                  max_iter: int = 1000, batch_size: int | None = None,
                  chunk_size: int | None = None, sample_weight=None,
-                 reg_covar: float = 1e-6, path: str = "auto") -> FitResult:
+                 reg_covar: float = 1e-6, path: str = "auto", mesh=None) -> FitResult:
     """Fit a Gaussian mixture by gradient descent on the negative mean log-posterior.
 
     Args:
@@ -348,6 +349,10 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
       reg_covar: used by the initialiser only (the loss has no ``reg_covar``).
       path: ``"auto"``, ``"gemm"`` or ``"exact"`` log-density in the loss (see
         :func:`batched_gradient_step` and :mod:`jaxmix.em`).
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis to split the
+        samples over (``None``: the mesh of ``x`` if it is placed on one, see
+        :mod:`jaxmix.distributed`); the full-batch loss and its gradient are
+        reduced across devices. Not with ``batch_size``.
 
     Returns:
       :class:`~jaxmix.fit.FitResult`: ``params`` are ``GMMParams``,
@@ -361,11 +366,16 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
     size = batch_size if batch_size is not None else chunk_size
     if batch_size is not None:
         check_int(batch_size, "batch_size")
+    mesh = resolve_mesh(mesh, x)
+    if mesh is not None and batch_size is not None:
+        raise ValueError("batch_size (mini-batches) cannot be combined with a mesh or sharded "
+                         "x: drop batch_size for full-batch steps, or pass unsharded data")
     fit_in = prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init,
                          init_params, sample_weight, prior, tol, reg_covar, chunk_size=size,
-                         chunk_restarts=1)
-    result = _fit(_raw_key(as_key(key)), fit_in.data, fit_in.init_params, fit_in.prior,
-                  fit_in.tol, fit_in.reg_covar, k=fit_in.k, covariance_type=covariance_type,
+                         chunk_restarts=1, shards=n_shards(mesh))
+    result = _fit(_raw_key(as_key(key)), place(fit_in.data, mesh), fit_in.init_params,
+                  fit_in.prior, fit_in.tol, fit_in.reg_covar, k=fit_in.k,
+                  covariance_type=covariance_type,
                   n_restarts=fit_in.n_restarts, init=init, max_iter=fit_in.max_iter,
                   optimizer=optimizer, mini_batch=batch_size is not None, path=path)
     return uncentre(result, fit_in.offset)

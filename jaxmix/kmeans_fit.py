@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.distributed import n_shards, place, resolve_mesh, shard_chunk_size
 from jaxmix.fit import FitResult
 from jaxmix.kmeans import (KMEANS_INITS, init_centroids, run_lloyd, scaled_tol,
                            with_final_inertia)
@@ -52,7 +53,7 @@ def default_chunk_size(n: int, d: int, k: int, n_restarts: int) -> int:
 def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
                init: str = "k-means++", init_centroids=None, tol: float = 1e-4,
                max_iter: int = 300, chunk_size: int | None = None,
-               sample_weight=None) -> FitResult:
+               sample_weight=None, mesh=None) -> FitResult:
     """Lloyd K-Means from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -71,6 +72,9 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
       max_iter: Lloyd iterations cap per restart.
       chunk_size: samples per chunk (bounds memory); ``None`` picks one.
       sample_weight: optional ``(n,)`` non-negative weights.
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis to split the
+        samples over (``None``: the mesh of ``x`` if it is placed on one, see
+        :mod:`jaxmix.distributed`); the result equals the single-device fit.
 
     Returns:
       :class:`~jaxmix.fit.FitResult` whose ``params`` are
@@ -79,13 +83,14 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
       restart with the lowest inertia, ``degenerate`` flags restarts that end
       with an empty cluster.
     """
+    mesh = resolve_mesh(mesh, x)
     inp = check_kmeans_inputs(x, n_clusters, n_restarts, init, init_centroids, sample_weight)
     max_iter = check_int(max_iter, "max_iter", low=0)
     n, d = inp.x.shape
-    size = default_chunk_size(n, d, inp.k, inp.n_restarts) if chunk_size is None else check_int(
-        chunk_size, "chunk_size")
+    size = (shard_chunk_size(n, default_chunk_size(n, d, inp.k, inp.n_restarts), n_shards(mesh))
+            if chunk_size is None else check_int(chunk_size, "chunk_size"))
     offset = jnp.mean(inp.x, axis=0)  # sklearn centres on the unweighted mean
-    data = chunk(inp.x - offset, size, inp.weights)
+    data = place(chunk(inp.x - offset, size, inp.weights), mesh)
     centroids0 = None if inp.centroids0 is None else inp.centroids0 - offset
     result = _fit(as_key(key), data, centroids0, check_nonneg(tol, "tol"), k=inp.k,
                   n_restarts=inp.n_restarts, init=init, max_iter=max_iter)

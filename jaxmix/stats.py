@@ -59,21 +59,54 @@ def chunk(x, chunk_size: int | None = None, sample_weight=None) -> Chunked:
 
 
 def scan_sum(fn, data: Chunked):
-    """``sum_c fn(x_c, w_c, c)`` over chunks; ``fn`` returns any pytree of arrays."""
+    """``sum_c fn(x_c, w_c, c)`` over chunks; ``fn`` returns any pytree of arrays.
+
+    When ``data`` lives on a mesh with a ``"data"`` axis of ``D > 1`` devices
+    (see :mod:`jaxmix.distributed`) and ``D`` divides the number of chunks, the
+    chunks are read as ``D`` contiguous blocks, one per device: each scan step
+    applies ``fn`` to the ``t``-th chunk of every block (``vmap`` over blocks,
+    split over the devices by GSPMD), each device sums its own block, and one
+    all-reduce per pass adds the ``D`` partial sums. ``fn`` still sees each
+    chunk with its global index ``c``.
+    """
     n_chunks = data.x.shape[0]
+    shards = data_shards(data.x)
+    if shards > 1 and n_chunks % shards == 0:
+        per = n_chunks // shards
+
+        def blocks(a):  # (n_chunks, ...) -> (per, shards, ...)
+            return jnp.swapaxes(a.reshape((shards, per) + a.shape[1:]), 0, 1)
+
+        index = jnp.arange(shards)[None, :] * per + jnp.arange(per)[:, None]
+        partial = _scan_add(jax.vmap(fn), blocks(data.x), blocks(data.w), index)
+        return jax.tree.map(lambda a: jnp.sum(a, axis=0, dtype=a.dtype), partial)
     if n_chunks == 1:
         return fn(data.x[0], data.w[0], 0)
-    init = jax.tree.map(
-        lambda s: jnp.zeros(s.shape, s.dtype),
-        jax.eval_shape(fn, data.x[0], data.w[0], 0),
-    )
+    return _scan_add(fn, data.x, data.w, jnp.arange(n_chunks))
+
+
+def _scan_add(fn, xs, ws, index):
+    """``sum_t fn(xs[t], ws[t], index[t])`` by ``lax.scan``."""
+    init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                        jax.eval_shape(fn, xs[0], ws[0], index[0]))
 
     def body(acc, inp):
         out = fn(*inp)
         return jax.tree.map(jnp.add, acc, out), None
 
-    acc, _ = jax.lax.scan(body, init, (data.x, data.w, jnp.arange(n_chunks)))
+    acc, _ = jax.lax.scan(body, init, (xs, ws, index))
     return acc
+
+
+# Name of the mesh axis that samples are split over (jaxmix.distributed).
+DATA_AXIS = "data"
+
+
+def data_shards(x) -> int:
+    """Devices the leading axis of ``x`` is split over: the size of the
+    ``"data"`` axis of the mesh in ``x``'s sharding type (1 without one)."""
+    mesh = jax.typeof(x).sharding.mesh
+    return 1 if mesh.empty else dict(mesh.shape).get(DATA_AXIS, 1)
 
 
 class GMMStats(NamedTuple):
