@@ -55,7 +55,7 @@ def _covariance_types(values) -> tuple:
     return COVARIANCE_TYPES if ALL_TYPES in values else tuple(dict.fromkeys(values))
 
 
-def _add_common(p, restarts: int, max_iter_help: str) -> None:
+def _add_common(p, restarts: int, max_iter_help: str, out: str) -> None:
     p.add_argument("--covariance", nargs="+", default=None, metavar="TYPE",
                    choices=COVARIANCE_TYPES + (ALL_TYPES,),
                    help=f"covariance type(s): {', '.join(COVARIANCE_TYPES)} or {ALL_TYPES}")
@@ -67,7 +67,8 @@ def _add_common(p, restarts: int, max_iter_help: str) -> None:
     p.add_argument("--max-iter", type=_positive_int, default=None,
                    help=f"iteration cap (default: {max_iter_help})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", type=Path, help="output folder")
+    p.add_argument("--out", type=Path, default=Path(out),
+                   help="output folder (default ./%(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxmix", description="Gaussian mixtures and K-Means in JAX.",
         epilog="Without a command, `jaxmix` runs `jaxmix demo`.")
     sub = parser.add_subparsers(dest="command", metavar="{fit,demo,bench}")
+    _add_fit(sub)
+    _add_demo(sub)
+    _add_bench(sub)
+    return parser
 
+
+def _add_fit(sub) -> None:
     fit = sub.add_parser("fit", help="fit Gaussian mixtures to a data file and choose k",
                          description="Fit a Gaussian mixture for every k and covariance type, "
                                      "print the table, save the best model.")
@@ -101,9 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write fit.png and criterion.png (needs matplotlib)")
     fit.add_argument("--x64", action="store_true", help="compute in float64")
     fit.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    _add_common(fit, restarts=10, max_iter_help="100 for EM, 1000 for gradient fits")
+    _add_common(fit, restarts=10, max_iter_help="100 for EM, 1000 for gradient fits",
+                out="jaxmix-fit")
     fit.set_defaults(run=_run_fit)
 
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the main job on the built-in seed data set",
                           description="Choose k by BIC on the seed data, compare EM, MAP-EM "
                                       "and an optax optimizer, write a report and figures.")
@@ -112,16 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--optimizer", default="adam",
                       help="optax optimizer compared with EM (default %(default)s)")
     demo.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    _add_common(demo, restarts=10, max_iter_help="1000, per fit in the method comparison")
+    _add_common(demo, restarts=10, max_iter_help="1000, per fit in the method comparison",
+                out="jaxmix-demo")
     demo.set_defaults(run=_run_demo)
+
+
+def _add_bench(sub) -> None:
+    from jaxmix import bench as bench_module
 
     bench = sub.add_parser("bench", help="EM speed against scikit-learn, printed as ratios",
                            description="Time EM iterations of jaxmix and scikit-learn on "
                                        "the same synthetic data; print the speed-ups.")
-    from jaxmix import bench as bench_module
     bench_module.add_arguments(bench, n=20_000, d=16, k=16, restarts=16)
     bench.set_defaults(run=_run_bench)
-    return parser
 
 
 # ---------------------------------------------------------------------------
@@ -143,6 +156,7 @@ def _run_fit(args) -> int:
         import jax
         jax.config.update("jax_enable_x64", True)
     data = load(args.data, key=args.key, delimiter=args.delimiter, drop_nan=args.drop_nan)
+    args.out.mkdir(parents=True, exist_ok=True)  # fail before fitting, not after
     say = (lambda line: None) if args.quiet else report.progress
     for note in data.notes:
         report.progress(f"note: {note}")
@@ -152,16 +166,14 @@ def _run_fit(args) -> int:
                  n_restarts=args.restarts, seed=args.seed, max_iter=args.max_iter,
                  tol=args.tol, progress=say)
     chosen = best_row(rows, args.criterion)
-    out = args.out or Path("jaxmix-fit")
-    out.mkdir(parents=True, exist_ok=True)
-    table = report.rows_table(rows, args.criterion, chosen)
+    table = report.rows_table(rows, chosen)
     print(table)
     print(f"\nbest by {args.criterion.upper()}: {chosen.covariance_type}, k={chosen.k}")
-    (out / "table.md").write_text(table + "\n")
-    save_params(out / "model.npz", chosen.params)
-    written = [out / "table.md", out / "model.npz"]
+    written = [args.out / "table.md", args.out / "model.npz"]
+    written[0].write_text(table + "\n")
+    save_params(written[1], chosen.params)
     if args.plot:
-        written += _fit_figures(out, data.x, rows, chosen, args.criterion, report)
+        written += _fit_figures(args.out, data.x, rows, chosen, args.criterion, report)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -193,7 +205,7 @@ def _run_demo(args) -> int:
         covariance_types=_covariance_types(args.covariance or defaults.covariance_types),
         learning_rate=args.learning_rate, max_iter=args.max_iter or defaults.max_iter,
         seed=args.seed)
-    paths = cli_demo.run(args.out or Path("jaxmix-demo"), settings, figures)
+    paths = cli_demo.run(args.out, settings, figures)
     print(f"report: {paths[0]}")
     for path in paths[1:]:
         print(f"        {path}")

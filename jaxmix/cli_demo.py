@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from jaxmix import cli_report as report
-from jaxmix.cli_fit import Method, best_row, fit_one, make_method, sweep
+from jaxmix.cli_fit import best_row, fit_one, make_method, sweep
 from jaxmix.datasets import seed_blobs
 from jaxmix.io import save_params
 from jaxmix.select import bic, score_samples_chunked
@@ -79,6 +79,7 @@ def run(out: Path, settings: Settings, figures: bool) -> list:
     """Run the demo; returns the paths written (the report first)."""
     start = time.perf_counter()
     s = settings
+    out.mkdir(parents=True, exist_ok=True)  # fail before fitting, not after
     x = seed_blobs()
     em = make_method("em")
     rows = sweep(x, list(range(1, s.k_max + 1)), s.covariance_types, em,
@@ -87,7 +88,6 @@ def run(out: Path, settings: Settings, figures: bool) -> list:
     methods = [em, make_method("map-em"), make_method(s.optimizer, s.learning_rate)]
     runs = compare_methods(x, chosen.k, chosen.covariance_type, methods,
                            n_restarts=s.n_restarts, seed=s.seed, max_iter=s.max_iter)
-    out.mkdir(parents=True, exist_ok=True)
     written = [out / "model.npz"]
     save_params(written[0], chosen.params)
     if figures:
@@ -122,7 +122,7 @@ def _markdown(x, rows, chosen, runs, figures, seconds, s: Settings) -> str:
         "",
         f"## 1. Choosing k by BIC (EM, {s.n_restarts} restarts per k)",
         "",
-        report.rows_table(rows, "bic", chosen),
+        report.rows_table(rows, chosen),
         "",
         f"BIC chooses **{chosen.covariance_type}, k={chosen.k}** (`*`). EM rows of one "
         "covariance type come from one compiled `select_k` call; the time shown is that call's.",

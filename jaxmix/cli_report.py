@@ -32,7 +32,7 @@ def markdown_table(header, rows) -> str:
     return "\n".join(lines)
 
 
-def rows_table(rows, criterion: str = "bic", chosen=None) -> str:
+def rows_table(rows, chosen=None) -> str:
     """The grid as markdown; ``*`` marks the chosen row."""
     header = ["covariance", "k", "mean log-lik", "BIC", "AIC", "converged", "n_iter",
               "time (s)"]

@@ -221,6 +221,7 @@ def test_demo_tiny(tmp_path, capsys):
     assert "[3/3] adam at k=3 (full)" in err
 
 
+@pytest.mark.slow
 def test_bench_tiny(capsys):
     code, out, err = run(["bench", "--n", "400", "--d", "2", "--k", "2", "--restarts", "2",
                           "--cov", "diag", "--repeats", "1", "--iters", "1", "3",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pathlib
 import re
 import shlex
-import tomllib
 
 import pytest
 
@@ -45,6 +44,7 @@ def test_first_command_installs_and_runs_the_main_job():
     assert first[0].startswith("pip install -e ")
     assert first[1] == "jaxmix demo"
     extras = re.findall(r"\[(\w+)\]", first[0])
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert set(extras) <= set(project["optional-dependencies"])
     assert project["scripts"]["jaxmix"] == "jaxmix.cli:main"
