@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -149,6 +150,6 @@ def _markdown(x, rows, chosen, runs, figures, seconds, s: Settings) -> str:
         "",
     ]
     if not figures:
-        lines += [f"Figures were not written: matplotlib is not installed ({report.MATPLOTLIB_HINT}).",
-                  ""]
-    return "\n".join(lines)
+        lines += [f"No figures were written (`--no-figures`, or matplotlib is missing: "
+                  f"{report.MATPLOTLIB_HINT}).", ""]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))  # no gaps where figures are missing

@@ -5,7 +5,6 @@ markdown and figures. Figures need matplotlib (the ``experiments`` extra);
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import jax.numpy as jnp
@@ -14,7 +13,7 @@ import numpy as np
 from jaxmix.covariance import family
 from jaxmix.gmm import predict
 
-MATPLOTLIB_HINT = "pip install 'jaxmix[experiments]' (or: pip install matplotlib)"
+MATPLOTLIB_HINT = "pip install matplotlib, or install jaxmix with its 'experiments' extra"
 
 
 def progress(line: str) -> None:
@@ -23,7 +22,11 @@ def progress(line: str) -> None:
 
 
 def have_matplotlib() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def markdown_table(header, rows) -> str:

@@ -169,6 +169,14 @@ def test_errors_exit_2(tmp_path, monkeypatch, capsys, argv, message):
     assert out == ""
 
 
+def test_plot_without_matplotlib_exits_2(tmp_path, monkeypatch, capsys):
+    from jaxmix import cli_report
+
+    monkeypatch.setattr(cli_report, "have_matplotlib", lambda: False)
+    code, _, err = run(["fit", tmp_path / "never-read.csv", "--plot"], capsys)
+    assert code == 2 and "--plot needs matplotlib" in err
+
+
 def test_other_failures_exit_1(tmp_path, monkeypatch, capsys):
     np.save(tmp_path / "small.npy", three_blobs(n_per=5))
     (tmp_path / "taken").write_text("a file where the output folder should go")
