@@ -30,7 +30,7 @@ from jaxmix.minibatch import (MiniBatchConfig, MiniBatchState, fit_minibatch_kme
 from jaxmix.priors import GMMPrior, default_prior, log_prior
 from jaxmix.gradient import Unconstrained, constrain, fit_gradient, mean_log_posterior, unconstrain
 from jaxmix.io import load_estimator, load_params, save_estimator, save_params
-from jaxmix.dbscan import DBSCANResult, dbscan, predict as dbscan_predict
+from jaxmix.dbscan import DBSCANResult, fit_dbscan, predict as dbscan_predict
 
 __version__ = "0.1.0"
 
@@ -54,5 +54,5 @@ __all__ = [
     # save / load (issue 6); estimators live in jaxmix.sklearn
     "load_estimator", "load_params", "save_estimator", "save_params",
     # DBSCAN (issue 9); the estimator lives in jaxmix.sklearn
-    "DBSCANResult", "dbscan", "dbscan_predict",
+    "DBSCANResult", "dbscan_predict", "fit_dbscan",
 ]

@@ -44,9 +44,9 @@ sample if that lies within ``max_distance`` (the seed's rule with
 ``max_distance = eps``), else ``-1``; the same tiled search finds it.
 
 >>> import numpy as np
->>> from jaxmix.dbscan import dbscan, predict
+>>> from jaxmix.dbscan import fit_dbscan, predict
 >>> x = np.array([[0.], [0.1], [0.2], [5.], [5.1], [5.2], [9.]])
->>> res = dbscan(x, eps=0.15, min_samples=2)
+>>> res = fit_dbscan(x, eps=0.15, min_samples=2)
 >>> res.labels.tolist(), res.core.tolist()
 ([0, 0, 0, 1, 1, 1, -1], [True, True, True, True, True, True, False])
 >>> core = np.asarray(res.core)
@@ -73,7 +73,7 @@ EXACT_MAX_FEATURES = 6  # "auto" uses differences up to this many features (cros
 
 
 class DBSCANResult(NamedTuple):
-    """Output of :func:`dbscan`.
+    """Output of :func:`fit_dbscan`.
 
     Attributes:
       labels: ``(n,)`` int32 cluster of each sample, ``0..c-1``; ``-1`` is noise.
@@ -113,25 +113,27 @@ def resolve_method(method: str, n_features: int) -> str:
     return method
 
 
-def _tree_order(x, tile: int):
-    """A k-d tree order of ``x`` ``(n, d)`` whose leaves are whole tiles.
+def _tree_order(x, n, tile: int):
+    """A k-d tree order of the first ``n`` rows of ``x`` ``(n_pad, d)`` (the
+    rest, padding, stays at the end) whose leaves are whole tiles.
 
     Level ``l`` splits each of its ``2^l`` groups (contiguous ranges whose
-    bounds are static multiples of ``tile``) at a tile boundary near its middle,
-    by sorting the group along its coordinate of largest range; after
-    ``ceil(log2(n_tiles))`` levels every tile is one leaf, so consecutive
+    bounds are multiples of ``tile``) at a tile boundary near its middle, by
+    sorting the group along its coordinate of largest range; after
+    ``ceil(log2(n_pad / tile))`` levels every tile is one leaf, so consecutive
     ``tile`` points are spatially compact and their bounding boxes small.
     """
-    n = x.shape[0]
-    n_tiles = -(-n // tile)
-    order = jnp.arange(n, dtype=jnp.int32)
-    for level in range(max(0, (n_tiles - 1).bit_length())):
+    n_pad = x.shape[0]
+    n_tiles = (n + tile - 1) // tile
+    pos = jnp.arange(n_pad, dtype=jnp.int32)
+    order = pos
+    for level in range(max(0, (n_pad // tile - 1).bit_length())):
         groups = 2 ** level
-        bounds = np.minimum(tile * ((np.arange(groups + 1) * n_tiles) // groups), n)
-        gid = jnp.asarray(np.repeat(np.arange(groups), np.diff(bounds)), jnp.int32)
+        bounds = jnp.minimum(tile * ((jnp.arange(1, groups + 1) * n_tiles) // groups), n)
+        gid = jnp.searchsorted(bounds, pos, side="right").astype(jnp.int32)  # padding: groups
         xo = x[order]
-        spread = (jax.ops.segment_max(xo, gid, groups, indices_are_sorted=True)
-                  - jax.ops.segment_min(xo, gid, groups, indices_are_sorted=True))
+        spread = (jax.ops.segment_max(xo, gid, groups + 1, indices_are_sorted=True)
+                  - jax.ops.segment_min(xo, gid, groups + 1, indices_are_sorted=True))
         axis = jnp.argmax(spread, axis=1).astype(jnp.int32)
         value = jnp.take_along_axis(xo, axis[gid][:, None], axis=1)[:, 0]
         order = order[jnp.lexsort((value, gid))]
@@ -139,7 +141,7 @@ def _tree_order(x, tile: int):
 
 
 def _boxed(x, valid, tile: int):
-    """``_Tiles`` of points already in order, with their tile boxes."""
+    """Each tile's bounding box ``(lo, hi)`` over its valid points."""
     d = x.shape[1]
     inside = valid[:, None]
     lo = jnp.min(jnp.where(inside, x, jnp.inf).reshape(-1, tile, d), axis=1)
@@ -147,15 +149,21 @@ def _boxed(x, valid, tile: int):
     return lo, hi
 
 
-def _tiles(x, tile: int) -> _Tiles:
-    """``x`` ``(n, d)`` in tree order, padded to whole tiles of ``tile`` points."""
-    n, d = x.shape
-    order = _tree_order(x, tile)
-    n_pad = max(1, -(-n // tile)) * tile
-    pts = jnp.concatenate([x[order], jnp.zeros((n_pad - n, d), x.dtype)])
-    valid = jnp.arange(n_pad) < n
-    index = jnp.concatenate([order, jnp.arange(n, n_pad, dtype=jnp.int32)])
-    return _Tiles(pts, valid, index, *_boxed(pts, valid, tile))
+def _tiles(x, n, tile: int) -> _Tiles:
+    """The first ``n`` rows of ``x`` ``(n_pad, d)`` (``n_pad`` a multiple of
+    ``tile``) in tree order, the padding rows after them."""
+    order = _tree_order(x, n, tile)
+    pts, valid = x[order], jnp.arange(x.shape[0]) < n
+    return _Tiles(pts, valid, order, *_boxed(pts, valid, tile))
+
+
+def padded_size(n: int, tile: int) -> int:
+    """Rows a computation on ``n`` samples is padded to: whole tiles, their
+    number rounded up to ``m 2^k`` with ``4 <= m <= 8`` (at most 25% more), so
+    that nearby sample counts share one compiled function."""
+    t = max(1, -(-n // tile))
+    k = max(0, t.bit_length() - 3)
+    return -(-t // 2 ** k) * 2 ** k * tile
 
 
 def _subset(pts: _Tiles, keep) -> _Tiles:
@@ -357,26 +365,27 @@ def _representatives(pts: _Tiles, core, r2, method):
 
 
 @partial(jax.jit, static_argnames=("block", "method"))
-def _dbscan(x, weights, eps, min_samples, block: int, method: str):
-    n = x.shape[0]
-    pts = _tiles(x, block)
+def _dbscan(x, weights, n, eps, min_samples, block: int, method: str):
+    """The fit on the first ``n`` rows of ``x`` and ``weights`` (padded to a
+    multiple of ``block`` rows); outputs padded likewise (labels -1)."""
+    pts = _tiles(x, n, block)
     r2 = jnp.asarray(eps, x.dtype) ** 2
-    w = jnp.concatenate([weights[pts.index[:n]], jnp.zeros((pts.x.shape[0] - n,), x.dtype)])
-    counts = _pair_sum(pts, w, r2, method)
+    counts = _pair_sum(pts, jnp.where(pts.valid, weights[pts.index], 0), r2, method)
     core = pts.valid & (counts >= min_samples)
     rep, sweeps = _representatives(pts, core, r2, method)
-    back = lambda a: jnp.zeros_like(a).at[pts.index].set(a)[:n]  # noqa: E731
+    back = lambda a: jnp.zeros_like(a).at[pts.index].set(a)  # noqa: E731
     return _number(back(rep), back(core), back(counts), sweeps)
 
 
 def _number(rep, core, counts, sweeps):
     """Labels from each sample's cluster representative ``rep`` (its smallest
-    core index; ``>= n`` for noise), numbered in the order of representatives."""
-    n = rep.shape[0]
-    is_rep = jnp.zeros((n + 1,), bool).at[jnp.where(core, rep, n)].set(True)[:n]
+    core index; ``n_pad`` for noise), numbered in the order of representatives."""
+    n_pad = rep.shape[0]
+    is_rep = jnp.zeros((n_pad + 1,), bool).at[jnp.where(core, rep, n_pad)].set(True)[:n_pad]
     number = jnp.cumsum(is_rep, dtype=jnp.int32) - 1
-    labels = jnp.where(rep < n, number[jnp.minimum(rep, n - 1)], -1).astype(jnp.int32)
-    return DBSCANResult(labels, core, jnp.sum(is_rep, dtype=jnp.int32), counts, sweeps)
+    labels = jnp.where(rep < n_pad, number[jnp.minimum(rep, n_pad - 1)], -1)
+    return DBSCANResult(labels.astype(jnp.int32), core, jnp.sum(is_rep, dtype=jnp.int32),
+                        counts, sweeps)
 
 
 # --------------------------------------------------------------------------
@@ -401,8 +410,13 @@ def _check_block(block) -> int:
     return check_int(block, "block", low=1)
 
 
-def dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
-           block: int = DEFAULT_BLOCK, method: str = "auto") -> DBSCANResult:
+def _pad(a, size: int):
+    """``a`` with zero rows appended up to ``size`` rows."""
+    return jnp.concatenate([a, jnp.zeros((size - a.shape[0],) + a.shape[1:], a.dtype)])
+
+
+def fit_dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
+               block: int = DEFAULT_BLOCK, method: str = "auto") -> DBSCANResult:
     """DBSCAN clustering of ``x`` ``(n, d)`` (see the module docstring).
 
     Args:
@@ -410,32 +424,40 @@ def dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
       eps: neighbourhood radius (``> 0``); neighbours have distance ``<= eps``.
       min_samples: neighbourhood weight (self included) that makes a core sample.
       sample_weight: optional ``(n,)`` weights (may be negative, as in sklearn).
-      block: rows per block and columns per tile (static); memory grows
-        like ``block^2`` (times ``d`` on the exact path).
+      block: samples per tile (static); memory per step grows like
+        ``block^2`` (times ``d`` on the exact path beyond
+        ``UNROLL_MAX_FEATURES`` features).
       method: ``"exact"`` (distances from differences), ``"gemm"`` (GEMM with
         exact re-check near eps) or ``"auto"`` (exact for at most
         ``EXACT_MAX_FEATURES`` features).
     Returns:
-      :class:`DBSCANResult`. Same input, same output.
+      :class:`DBSCANResult`. Same input, same output. The computation runs
+      on ``padded_size(n, block)`` rows, so nearby ``n`` share one compilation.
 
     >>> import numpy as np
     >>> x = np.array([[0., 0.], [0., 1.], [0., 2.], [3., 0.]])
-    >>> dbscan(x, eps=1.0, min_samples=3).labels.tolist()
+    >>> fit_dbscan(x, eps=1.0, min_samples=3).labels.tolist()
     [0, 0, 0, -1]
     """
     x = check_data(x, "x")
     eps = check_nonneg(eps, "eps", strict=True)
     min_samples = check_int(min_samples, "min_samples", low=1)
-    weights = _check_weights(sample_weight, x.shape[0], x.dtype)
+    n = x.shape[0]
+    weights = _check_weights(sample_weight, n, x.dtype)
     method = resolve_method(method, x.shape[1])
-    return _dbscan(x, weights, eps, min_samples, _check_block(block), method)
+    block = _check_block(block)
+    size = padded_size(n, block)
+    res = _dbscan(_pad(x, size), _pad(weights, size), n, eps, min_samples, block, method)
+    return res._replace(labels=res.labels[:n], core=res.core[:n],
+                        n_neighbors=res.n_neighbors[:n])
 
 
 @partial(jax.jit, static_argnames=("block", "tile", "method"))
-def _predict(x_new, components, component_labels, max_distance, block: int, tile: int,
-             method: str):
-    m = x_new.shape[0]
-    cols, rows = _tiles(components, tile), _tiles(x_new, block)
+def _predict(x_new, m, components, c, component_labels, max_distance, block: int,
+             tile: int, method: str):
+    """:func:`predict` on the first ``m`` rows of ``x_new`` and the first ``c``
+    of ``components`` (both padded); padded output."""
+    cols, rows = _tiles(components, c, tile), _tiles(x_new, m, block)
     r2 = jnp.asarray(max_distance, x_new.dtype) ** 2
     big = cols.x.shape[0]
 
@@ -452,10 +474,8 @@ def _predict(x_new, components, component_labels, max_distance, block: int, tile
     init = lambda b: (jnp.full((b,), jnp.inf, x_new.dtype),  # noqa: E731
                       jnp.full((b,), big, jnp.int32))
     _, nearest = _pair_reduce(rows, cols, cols.index, r2, tile_fn, init, combine, method)
-    c = components.shape[0]
-    labels = jnp.where(nearest < big, component_labels[jnp.minimum(nearest, c - 1)], -1)
-    return jnp.full((rows.x.shape[0],), -1, jnp.int32).at[rows.index].set(
-        labels.astype(jnp.int32))[:m]
+    labels = jnp.where(nearest < big, component_labels[jnp.minimum(nearest, big - 1)], -1)
+    return jnp.zeros_like(labels).at[rows.index].set(labels.astype(jnp.int32))
 
 
 def predict(x_new, components, component_labels, max_distance: float, *,
@@ -468,7 +488,7 @@ def predict(x_new, components, component_labels, max_distance: float, *,
       components: ``(c, d)`` core samples of a fit (``x[result.core]``).
       component_labels: ``(c,)`` their clusters (``result.labels[result.core]``).
       max_distance: largest distance to a core sample (``> 0``), typically eps.
-      block: points per block (static); ``method`` as in :func:`dbscan`.
+      block: points per tile (static); ``method`` as in :func:`fit_dbscan`.
     Returns:
       ``(m,)`` int32 labels. Among core samples at the same distance the
       lowest-index one wins.
@@ -480,20 +500,23 @@ def predict(x_new, components, component_labels, max_distance: float, *,
     """
     x_new = check_data(x_new, "x_new")
     max_distance = check_nonneg(max_distance, "max_distance", strict=True)
-    d = x_new.shape[1]
+    m, d = x_new.shape
     comps = np.asarray(components)
     if comps.ndim != 2 or comps.shape[1] != d:
         raise ValueError(f"components must be 2-D with {d} features like x_new, "
                          f"got shape {comps.shape}")
+    c = comps.shape[0]
     labels = np.asarray(component_labels)
-    if labels.shape != (comps.shape[0],) or labels.dtype.kind not in "iu":
-        raise ValueError(f"component_labels must be {comps.shape[0]} integers (one per "
-                         f"component), got shape {labels.shape} and dtype {labels.dtype}")
-    m = x_new.shape[0]
-    if comps.shape[0] == 0:
+    if labels.shape != (c,) or labels.dtype.kind not in "iu":
+        raise ValueError(f"component_labels must be {c} integers (one per component), "
+                         f"got shape {labels.shape} and dtype {labels.dtype}")
+    if c == 0:
         return jnp.full((m,), -1, jnp.int32)
     comps = check_data(comps, "components").astype(x_new.dtype)
     block = _check_block(block)
     rows = min(block, max(16, 1 << (m - 1).bit_length()))
-    return _predict(x_new, comps, jnp.asarray(labels, jnp.int32), max_distance, rows, block,
-                    resolve_method(method, d))
+    size, c_size = padded_size(m, rows), padded_size(c, block)
+    out = _predict(_pad(x_new, size), m, _pad(comps, c_size), c,
+                   _pad(jnp.asarray(labels, jnp.int32), c_size), max_distance, rows, block,
+                   resolve_method(method, d))
+    return out[:m]

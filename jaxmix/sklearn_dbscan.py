@@ -1,11 +1,11 @@
-"""scikit-learn-compatible ``DBSCAN`` on top of :func:`jaxmix.dbscan.dbscan`.
+"""scikit-learn-compatible ``DBSCAN`` on top of :func:`jaxmix.dbscan.fit_dbscan`.
 
 Change one import::
 
     from jaxmix.sklearn import DBSCAN   # was: from sklearn.cluster import DBSCAN
 
 Validation, attribute naming and numpy outputs only; the clustering is
-:func:`jaxmix.dbscan.dbscan` (blockwise, never an ``n x n`` matrix). Labels
+:func:`jaxmix.dbscan.fit_dbscan` (blockwise, never an ``n x n`` matrix). Labels
 and core samples are those of scikit-learn, border samples included (a border
 sample joins the lowest-numbered cluster among its core neighbours, which is
 the cluster scikit-learn's search reaches it from first).
@@ -37,7 +37,7 @@ from sklearn.cluster import DBSCAN as _SkDBSCAN
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from jaxmix.dbscan import DEFAULT_BLOCK, dbscan, predict as dbscan_predict
+from jaxmix.dbscan import DEFAULT_BLOCK, fit_dbscan, predict as dbscan_predict
 
 
 class DBSCAN(ClusterMixin, BaseEstimator):
@@ -89,7 +89,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self._check_metric()
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
-        result = dbscan(X, self.eps, self.min_samples, sw, block=self.block_size)
+        result = fit_dbscan(X, self.eps, self.min_samples, sw, block=self.block_size)
         self.labels_ = np.asarray(result.labels).astype(np.intp)
         self.core_sample_indices_ = np.flatnonzero(np.asarray(result.core))
         self.components_ = X[self.core_sample_indices_].copy()
