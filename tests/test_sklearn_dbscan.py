@@ -1,0 +1,119 @@
+"""jaxmix.sklearn.DBSCAN against sklearn.cluster.DBSCAN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import cluster
+from sklearn.base import clone
+from sklearn.datasets import make_moons
+from sklearn.exceptions import NotFittedError
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import estimator_checks as ec
+
+from jaxmix.sklearn import DBSCAN
+
+# No check is expected to fail; sparse input is refused with a TypeError that
+# names it, which the sparse checks accept.
+EXPECTED_FAILED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return make_moons(n_samples=1000, noise=0.05, random_state=42)[0]
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2])
+def test_seed_moons_vs_sklearn(moons, eps):
+    db, sk = DBSCAN(eps=eps, min_samples=5).fit(moons), cluster.DBSCAN(eps=eps).fit(moons)
+    np.testing.assert_array_equal(db.labels_, sk.labels_)
+    np.testing.assert_array_equal(db.core_sample_indices_, sk.core_sample_indices_)
+    np.testing.assert_array_equal(db.components_, sk.components_)
+    assert db.labels_.dtype == sk.labels_.dtype and db.components_.dtype == moons.dtype
+    assert db.n_features_in_ == 2
+    np.testing.assert_array_equal(DBSCAN(eps=eps).fit_predict(moons), sk.labels_)
+
+
+def test_seed_anomaly_workflow(moons):
+    # the seed: k-NN on the core samples, then distance > 0.2 -> anomaly
+    db, sk = DBSCAN(eps=0.2).fit(moons), cluster.DBSCAN(eps=0.2).fit(moons)
+    knn = KNeighborsClassifier(n_neighbors=50).fit(sk.components_,
+                                                   sk.labels_[sk.core_sample_indices_])
+    X_new = np.array([[-0.5, 0], [0, 0.5], [1, -0.1], [2, 1]])
+    dist, idx = knn.kneighbors(X_new, n_neighbors=1)
+    expected = knn.classes_[knn._y[idx]].ravel()
+    expected[dist.ravel() > 0.2] = -1
+    np.testing.assert_array_equal(db.predict(X_new), expected)
+    assert db.predict(X_new).tolist() == [-1, 0, 1, -1]
+    assert db.predict(X_new, max_distance=2.0).tolist() == [1, 0, 1, 0]
+    assert db.predict(X_new).dtype == np.intp
+
+
+def test_sample_weight_vs_sklearn(moons):
+    w = np.random.default_rng(0).integers(0, 3, size=len(moons)).astype(float)
+    db = DBSCAN(eps=0.05, min_samples=6).fit(moons, sample_weight=w)
+    sk = cluster.DBSCAN(eps=0.05, min_samples=6).fit(moons, sample_weight=w)
+    np.testing.assert_array_equal(db.labels_, sk.labels_)
+    np.testing.assert_array_equal(db.core_sample_indices_, sk.core_sample_indices_)
+
+
+def test_float32_and_no_core_samples(moons):
+    X = moons.astype(np.float32)
+    db = DBSCAN(eps=0.05).fit(X)
+    np.testing.assert_array_equal(db.labels_, cluster.DBSCAN(eps=0.05).fit(X).labels_)
+    assert db.components_.dtype == np.float32
+    empty = DBSCAN(eps=1e-3, min_samples=3).fit(moons)
+    assert (empty.labels_ == -1).all() and empty.core_sample_indices_.size == 0
+    assert empty.components_.shape == (0, 2)
+    assert (empty.predict(moons[:5]) == -1).all()
+
+
+def test_metric_and_parameter_validation(moons):
+    DBSCAN(metric="minkowski", p=2).fit(moons[:50])
+    for kw in (dict(metric="manhattan"), dict(metric="minkowski", p=1),
+               dict(metric_params={"w": 1})):
+        with pytest.raises(ValueError, match="only the Euclidean metric"):
+            DBSCAN(**kw).fit(moons[:50])
+    for kw in (dict(eps=0.0), dict(eps=-1.0), dict(min_samples=0), dict(block_size=0)):
+        with pytest.raises(ValueError, match="parameter of DBSCAN must be"):
+            DBSCAN(**kw).fit(moons[:50])
+
+
+def test_bad_input_and_unfitted(moons):
+    with pytest.raises(NotFittedError):
+        DBSCAN().predict(moons)
+    db = DBSCAN(eps=0.2).fit(moons)
+    with pytest.raises(ValueError, match="features"):
+        db.predict(np.zeros((2, 3)))
+    bad = moons.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        DBSCAN().fit(bad)
+    with pytest.raises(ValueError, match="NaN"):
+        db.predict(bad)
+
+
+def test_clone_and_pipeline(moons):
+    c = clone(DBSCAN(eps=0.3, block_size=64)).set_params(min_samples=7)
+    assert c.get_params()["eps"] == 0.3 and c.get_params()["min_samples"] == 7
+    labels = make_pipeline(StandardScaler(), DBSCAN(eps=0.3)).fit_predict(moons)
+    sk = make_pipeline(StandardScaler(), cluster.DBSCAN(eps=0.3)).fit_predict(moons)
+    np.testing.assert_array_equal(labels, sk)
+
+
+FAST_CHECKS = ("check_parameters_default_constructible", "check_no_attributes_set_in_init",
+               "check_get_params_invariance", "check_estimators_unfitted",
+               "check_clustering", "check_fit_idempotent", "check_estimators_pickle",
+               "check_estimators_nan_inf", "check_n_features_in_after_fitting")
+
+
+@pytest.mark.parametrize("check", FAST_CHECKS)
+def test_check_estimator_subset(check):
+    getattr(ec, check)("DBSCAN", DBSCAN())
+
+
+@pytest.mark.slow
+def test_check_estimator_full():
+    ec.check_estimator(DBSCAN(), expected_failed_checks=EXPECTED_FAILED)
