@@ -149,10 +149,11 @@ def _fit(key, data, init_params, tol, reg_covar, *, k, covariance_type, n_restar
     else:
         params0 = broadcast_params(init_params, n_restarts)
     result = iterate(batched_em_step(data, reg_covar, path, prior), params0, tol, max_iter)
-    return result._replace(degenerate=_degenerate(result.params, jnp.sum(data.w), reg_covar))
+    return result._replace(degenerate=degenerate_restarts(result.params, jnp.sum(data.w),
+                                                          reg_covar))
 
 
-def _degenerate(params: GMMParams, n, reg_covar):
+def degenerate_restarts(params: GMMParams, n, reg_covar):
     """Per restart: a component holds < 1 sample's weight, or its smallest
     variance (in any direction) is at the ``reg_covar`` floor: collapsed on a
     point, a line or a constant feature."""
