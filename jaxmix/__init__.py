@@ -31,6 +31,9 @@ from jaxmix.priors import GMMPrior, default_prior, log_prior
 from jaxmix.gradient import Unconstrained, constrain, fit_gradient, mean_log_posterior, unconstrain
 from jaxmix.io import load_estimator, load_params, save_estimator, save_params
 from jaxmix.dbscan import DBSCANResult, fit_dbscan, predict as dbscan_predict
+from jaxmix.distributed import data_mesh, shard
+from jaxmix.stream import fit_gmm_stream, fit_kmeans_stream
+from jaxmix.stream_online import fit_gmm_online
 
 __version__ = "0.1.0"
 
@@ -55,4 +58,6 @@ __all__ = [
     "load_estimator", "load_params", "save_estimator", "save_params",
     # DBSCAN (issue 9); the estimator lives in jaxmix.sklearn
     "DBSCANResult", "dbscan_predict", "fit_dbscan",
+    # sharded and streaming fits (issue 8)
+    "data_mesh", "fit_gmm_online", "fit_gmm_stream", "fit_kmeans_stream", "shard",
 ]
