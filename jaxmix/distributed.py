@@ -38,9 +38,10 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxmix.stats import DATA_AXIS, Chunked
+from jaxmix.validation import check_data, float_dtype
 
 __all__ = ["DATA_AXIS", "data_mesh", "check_mesh", "resolve_mesh", "n_shards", "shard",
-           "place", "shard_chunk_size"]
+           "place", "shard_chunk_size", "check_global_data"]
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -131,3 +132,24 @@ def place(data: Chunked, mesh: Mesh | None) -> Chunked:
                        jnp.concatenate([data.w, jnp.zeros((pad,) + data.w.shape[1:],
                                                           data.w.dtype)]))
     return jax.device_put(data, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+
+
+def check_global_data(x, name: str = "X") -> jax.Array:
+    """:func:`jaxmix.validation.check_data` for data of any placement.
+
+    An array spanning several processes (each host holds its own rows, see
+    ``docs/distributed.md``) cannot be fetched to one host, so it is checked
+    with reductions whose (replicated) results can: 2-D, non-empty, numeric,
+    finite. Other inputs go to ``check_data``.
+    """
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return check_data(x, name)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"{name} must be a non-empty 2-D array (n_samples, n_features), "
+                         f"got shape {x.shape}")
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise ValueError(f"{name} must be numeric (float or int), got dtype {x.dtype}")
+    x = x.astype(float_dtype(x.dtype))
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or infinity; drop or impute those rows first")
+    return x

@@ -20,14 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.covariance import family
-from jaxmix.distributed import n_shards, place, resolve_mesh, shard_chunk_size
+from jaxmix.distributed import (check_global_data, n_shards, place, resolve_mesh,
+                                shard_chunk_size)
 from jaxmix.em import PATHS, batched_em_step
 from jaxmix.fit import FitResult, iterate
 from jaxmix.init import INIT_METHODS, broadcast_params, initialize
 from jaxmix.params import COVARIANCE_TYPES, GMMParams
 from jaxmix.priors import resolve_prior
 from jaxmix.stats import Chunked, chunk
-from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_n_components,
+from jaxmix.validation import (as_key, check_choice, check_int, check_n_components,
                                check_nonneg, check_sample_weight)
 
 # Chunks are sized so that one chunk's largest intermediate, ``chunk * R * k *
@@ -104,7 +105,7 @@ def prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, in
     restarts (default: ``n_restarts``), adjusted to split evenly over
     ``shards`` devices.
     """
-    x = check_data(x)
+    x = check_global_data(x)
     n, d = x.shape
     k = check_n_components(n_components, n)
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)

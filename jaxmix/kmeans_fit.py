@@ -28,13 +28,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.distributed import n_shards, place, resolve_mesh, shard_chunk_size
+from jaxmix.distributed import (check_global_data, n_shards, place, resolve_mesh,
+                                shard_chunk_size)
 from jaxmix.fit import FitResult
 from jaxmix.kmeans import (KMEANS_INITS, init_centroids, run_lloyd, scaled_tol,
                            with_final_inertia)
 from jaxmix.params import KMeansParams
 from jaxmix.stats import chunk
-from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_n_components,
+from jaxmix.validation import (as_key, check_choice, check_int, check_n_components,
                                check_nonneg, check_sample_weight)
 
 # Chunks are sized so that one chunk's largest intermediate, ``chunk * R * k``
@@ -108,7 +109,7 @@ class KMeansInputs(NamedTuple):
 def check_kmeans_inputs(x, n_clusters, n_restarts, init, init_centroids,
                         sample_weight) -> KMeansInputs:
     """Validation shared by the K-Means entry points (host side)."""
-    x = check_data(x)
+    x = check_global_data(x)
     n, d = x.shape
     k = check_n_components(n_clusters, n, "n_clusters")
     weights = check_sample_weight(sample_weight, n, x.dtype)

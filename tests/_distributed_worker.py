@@ -9,6 +9,12 @@ It reads the data from ``IN.npz``, runs :func:`run_cases` on a mesh of 4
 simulated CPU devices (float64) and writes every result leaf, plus the
 collectives found in the compiled EM and Lloyd steps, to ``OUT.npz``. The test
 imports :func:`run_cases` and runs it without a mesh for the reference.
+
+With ``--process I --processes P --port N`` it is process ``I`` of ``P``
+joined by ``jax.distributed.initialize`` (CPU collectives over gloo), each
+with 2 devices and its own contiguous part of the rows, and runs
+:func:`run_multiprocess_cases` on a global array built with
+``jax.make_array_from_process_local_data``; process 0 writes ``OUT.npz``.
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ import os
 import sys
 
 N_DEVICES = 4
+MULTIPROCESS = "--process" in sys.argv
 
 if __name__ == "__main__":
+    per_process = 2 if MULTIPROCESS else N_DEVICES
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + f" --xla_force_host_platform_device_count={N_DEVICES}")
+                               + f" --xla_force_host_platform_device_count={per_process}")
 
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+if __name__ == "__main__" and MULTIPROCESS:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
@@ -114,6 +124,41 @@ def step_collectives(inputs: dict, mesh) -> dict:
     return out
 
 
+def run_multiprocess_cases(inputs: dict, x=None) -> dict:
+    """EM (weighted, from given parameters) and K-Means on ``x`` (default:
+    the data); the initialisers are covered by the 4-device cases."""
+    x = inputs["x"][:MULTIPROCESS_ROWS] if x is None else x
+    w = inputs["w"][:MULTIPROCESS_ROWS]   # numpy, the same on every process
+    return {"mp_gmm": fit_gmm(7, x, 3, init_params=init_params(inputs, "full"), tol=0.0,
+                              max_iter=10, sample_weight=w),
+            "mp_kmeans": fit_kmeans(8, x, 3, init_centroids=inputs["means0"])}
+
+
+MULTIPROCESS_ROWS = 2000   # split evenly between the processes
+
+
+def main_multiprocess(argv) -> None:
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from jaxmix.distributed import data_mesh
+
+    option = lambda name: int(argv[argv.index(name) + 1])
+    rank, size = option("--process"), option("--processes")
+    jax.distributed.initialize(f"localhost:{option('--port')}", num_processes=size,
+                               process_id=rank)
+    inputs = dict(np.load(argv[1]))
+    mesh = data_mesh()   # every device of every process
+    assert mesh.devices.size == 2 * size and jax.process_count() == size
+    part = MULTIPROCESS_ROWS // size
+    local = inputs["x"][rank * part:(rank + 1) * part]   # this process's rows only
+    x = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("data")), local)
+    assert not x.is_fully_addressable
+    results = run_multiprocess_cases(inputs, x)
+    flat = flatten(results)   # replicated results: every process can read them
+    if rank == 0:
+        np.savez(argv[2], **flat)
+
+
 def main(argv) -> None:
     from jaxmix.distributed import data_mesh
 
@@ -128,4 +173,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main_multiprocess(sys.argv) if MULTIPROCESS else main(sys.argv)

@@ -11,6 +11,7 @@ each device's block of chunks, then the blocks), so their results agree to
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import optax
 import pytest
 
-from _distributed_worker import N_DEVICES, flatten, make_inputs, run_cases
+from _distributed_worker import flatten, make_inputs, run_cases, run_multiprocess_cases
 from jaxmix import fit_gmm, fit_gradient
 from jaxmix.distributed import (check_mesh, data_mesh, n_shards, place, resolve_mesh, shard,
                                 shard_chunk_size)
@@ -107,6 +108,34 @@ def test_sharded_equals_single_device_every_init(tmp_path):
     finally:
         sharded = finish(proc, tmp_path)
     for name in sorted({key.split("/")[0] for key in reference}):
+        compare(reference, sharded, name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_equal_single_device(tmp_path):
+    """``jax.distributed.initialize`` with 2 processes of 2 CPU devices (gloo
+    collectives), each holding half of the rows: the recipe of
+    docs/distributed.md. Results equal the single-device fits."""
+    inputs = make_inputs()
+    np.savez(tmp_path / "in.npz", **inputs)
+    port, env = free_port(), dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen(
+        [sys.executable, str(WORKER), str(tmp_path / "in.npz"), str(tmp_path / "out.npz"),
+         "--process", str(rank), "--processes", "2", "--port", str(port)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    try:
+        reference = flatten(run_multiprocess_cases(inputs))
+    finally:
+        outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-4000:]
+    sharded = dict(np.load(tmp_path / "out.npz"))
+    for name in ("mp_gmm", "mp_kmeans"):
         compare(reference, sharded, name)
 
 
