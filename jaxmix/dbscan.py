@@ -181,11 +181,15 @@ def padded_size(n: int, tile: int) -> int:
     return -(-t // 2 ** k) * 2 ** k * tile
 
 
-def _subset(pts: _Tiles, keep) -> _Tiles:
-    """The points with ``keep`` (tree order kept) moved to the front and
-    re-tiled; the others stay behind as invalid points."""
+def _subset(pts: _Tiles, keep, retree: bool = False) -> _Tiles:
+    """The points with ``keep`` moved to the front and re-tiled (the others stay
+    behind as invalid points), in a fresh tree order of their own if
+    ``retree``, else in the order they had (cheaper, but tiles then straddle
+    the old leaves, so their boxes are larger)."""
     tile = pts.x.shape[0] // pts.lo.shape[0]
     perm = jnp.argsort(~keep, stable=True)
+    if retree:
+        perm = perm[_tree_order(pts.x[perm], jnp.sum(keep), tile)]
     x, valid = pts.x[perm], keep[perm]
     return _Tiles(x, valid, pts.index[perm], *_boxed(x, valid, tile))
 
@@ -238,7 +242,7 @@ def _box_gap2(lo, hi, lo_r, hi_r):
 
 
 def _block_reduce(block_rows, cols: _Tiles, values_of, r2, tile_fn, init, combine,
-                  method: str):
+                  method: str, skip=None):
     """Reduction over the columns within ``sqrt(r2)`` of one block of rows.
 
     ``block_rows = (x (B, d), valid (B,), lo (d,), hi (d,))``. Only the column
@@ -247,6 +251,8 @@ def _block_reduce(block_rows, cols: _Tiles, values_of, r2, tile_fn, init, combin
     values of a tile, ``cut`` slicing any ``(n_cols_pad, ...)`` array to it;
     ``tile_fn(within (T, B) bool, d2 (T, B), values)`` gives the tile's per-row
     partials, a pytree shaped like ``init(B)``; ``combine`` merges two.
+    ``skip(cut)``, if given, says that a tile cannot change the result (it is
+    then not computed).
 
     Distances are taken as ``method`` says (``"exact"``: from differences;
     ``"gemm"``: :func:`_gemm_d2`). Columns lead in ``(T, B)`` so that the
@@ -261,12 +267,17 @@ def _block_reduce(block_rows, cols: _Tiles, values_of, r2, tile_fn, init, combin
     xs = xi - shift
     sqs = jnp.sum(xs * xs, axis=1)
 
-    def visit(i, acc):
-        cut = partial(jax.lax.dynamic_slice_in_dim, start_index=todo[i] * tile,
-                      slice_size=tile)
+    def compute(cut, acc):
         xj, vj = cut(cols.x) - shift, cut(cols.valid)
         d2 = _gemm_d2(xj, vj, xs, sqs, vi, r2) if method == "gemm" else _exact_d2(xj, xs)
         return combine(acc, tile_fn((d2 <= r2) & vj[:, None], d2, values_of(cut)))
+
+    def visit(i, acc):
+        cut = partial(jax.lax.dynamic_slice_in_dim, start_index=todo[i] * tile,
+                      slice_size=tile)
+        if skip is None:
+            return compute(cut, acc)
+        return jax.lax.cond(skip(cut), lambda acc: acc, partial(compute, cut), acc)
 
     return jax.lax.fori_loop(0, jnp.sum(near, dtype=jnp.int32), visit, init(xi.shape[0]))
 
@@ -337,13 +348,21 @@ def _components(cores: _Tiles, r2, method):
 
     def block_step(f, args):
         *block_rows, idx = args
+        inside, mine = block_rows[1], f[f[idx]]
+        low = jnp.min(jnp.where(inside, mine, n_pad))
+        same = low == jnp.max(jnp.where(inside, mine, -1))
 
         def values_of(cut):
             return jnp.where(cut(cores.valid), f[f[cut(pos)]], n_pad)
 
+        def skip(cut):  # rows and columns all on one label already: nothing to learn
+            v = values_of(cut)
+            return same & (jnp.min(v) == low) & (jnp.max(jnp.where(v < n_pad, v, low)) == low)
+
         m = _block_reduce(block_rows, cores, values_of, r2, _min_fn(n_pad),
-                          lambda b: jnp.full((b,), n_pad, jnp.int32), jnp.minimum, method)
-        hook = jnp.where(block_rows[1], jnp.minimum(m, f[f[idx]]), n_pad)  # n_pad: no-op
+                          lambda b: jnp.full((b,), n_pad, jnp.int32), jnp.minimum, method,
+                          skip)
+        hook = jnp.where(inside, jnp.minimum(m, mine), n_pad)  # n_pad: no-op
         f = f.at[f[idx]].min(hook)                                # hook the parent
         f = f.at[idx].min(hook)                                   # hook the sample
         return f.at[idx].min(f[f[idx]]), None                     # shortcut
@@ -366,7 +385,7 @@ def _representatives(pts: _Tiles, core, r2, method):
     lowest-numbered cluster; noise: ``n_pad``), in tree order of ``pts``,
     and the number of sweeps."""
     big = pts.x.shape[0]
-    cores = _subset(pts, core)
+    cores = _subset(pts, core, retree=True)
     root, sweeps = _components(cores, r2, method)
     first = jnp.full((big,), big, jnp.int32).at[root].min(
         jnp.where(cores.valid, cores.index, big))
