@@ -63,6 +63,12 @@ def init_params(inputs: dict, covariance_type: str) -> GMMParams:
     return GMMParams(np.full(k, 1.0 / k), inputs["means0"], np.array(pc), covariance_type)
 
 
+# Chunks of 512 rows: 6 chunks, padded to 8 on 4 devices. tests/test_stream.py
+# runs the same in-memory fits (shared compilations within one pytest session).
+CHUNK = 512
+EM_KW = dict(tol=0.0, max_iter=8, chunk_size=CHUNK)
+
+
 def run_cases(inputs: dict, mesh=None, slow: bool = False) -> dict:
     """``name -> FitResult`` for every case; ``mesh=None`` is the reference."""
     x, w = inputs["x"], inputs["w"]
@@ -70,12 +76,14 @@ def run_cases(inputs: dict, mesh=None, slow: bool = False) -> dict:
     out = {}
     for cov in TYPES:  # EM from given parameters, fixed iteration count
         out[f"em_{cov}"] = fit_gmm(0, x, k, covariance_type=cov, init_params=init_params(
-            inputs, cov), tol=0.0, max_iter=12, sample_weight=w, mesh=mesh)
+            inputs, cov), sample_weight=w, mesh=mesh, **EM_KW)
     # initialisers and the centring offset: k-means++ seeding, Lloyd, one-hot M-step
-    out["em_kmeans_init"] = fit_gmm(1, x, k, n_restarts=2, sample_weight=w, mesh=mesh)
+    out["em_kmeans_init"] = fit_gmm(1, x, k, n_restarts=2, sample_weight=w, chunk_size=CHUNK,
+                                    mesh=mesh)
     out["map_em"] = fit_gmm(2, x, k, covariance_type="diag", init_params=init_params(
-        inputs, "diag"), prior="default", tol=0.0, max_iter=12, mesh=mesh)
-    out["kmeans"] = fit_kmeans(3, x, k, n_restarts=2, sample_weight=w, mesh=mesh)
+        inputs, "diag"), prior="default", mesh=mesh, **EM_KW)
+    out["kmeans"] = fit_kmeans(3, x, k, n_restarts=2, sample_weight=w, chunk_size=CHUNK,
+                               mesh=mesh)
     out["gradient"] = fit_gradient(4, x, k, optax.adam(0.05), init_params=init_params(
         inputs, "full"), tol=0.0, max_iter=8, mesh=mesh)
     if slow:

@@ -21,7 +21,8 @@ import numpy as np
 import optax
 import pytest
 
-from _distributed_worker import flatten, make_inputs, run_cases, run_multiprocess_cases
+from _distributed_worker import (EM_KW, flatten, init_params, make_inputs, run_cases,
+                                 run_multiprocess_cases)
 from jaxmix import fit_gmm, fit_gradient
 from jaxmix.distributed import (check_mesh, data_mesh, n_shards, place, resolve_mesh, shard,
                                 shard_chunk_size)
@@ -188,11 +189,12 @@ def test_place_pads_to_a_multiple_of_the_devices():
     np.testing.assert_array_equal(placed.w.sum(), 10)
 
 
-def test_one_device_mesh_equals_no_mesh(rng):
-    x = rng.normal(size=(200, 2))
-    a = fit_gmm(0, x, 2, max_iter=5)
-    b = fit_gmm(0, x, 2, max_iter=5, mesh=data_mesh())
-    np.testing.assert_allclose(a.best_params.means, b.best_params.means, rtol=1e-12)
+def test_one_device_mesh_equals_no_mesh(outcome):
+    inputs = make_inputs()
+    kw = dict(init_params=init_params(inputs, "full"), sample_weight=inputs["w"], **EM_KW)
+    reference, _ = outcome
+    one = flatten({"em_full": fit_gmm(0, inputs["x"], 3, mesh=data_mesh(), **kw)})
+    compare(reference, one, "em_full")
 
 
 def test_gradient_minibatch_with_mesh_is_refused(rng):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import TYPES
-from _distributed_worker import init_params, make_inputs
+from _distributed_worker import CHUNK, EM_KW, init_params, make_inputs
 from jaxmix import GMMParams, fit_gmm, fit_kmeans
 from jaxmix.covariance import family
 from jaxmix.stats import gmm_stats_centred
@@ -23,7 +23,6 @@ from jaxmix.stream_online import fit_gmm_online, shift_stats
 from jaxmix.stream_source import open_source, survey
 
 RTOL, ATOL = 1e-5, 1e-8
-CHUNK = 512
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,8 @@ def assert_same_fit(a, b, rtol=RTOL):
 
 @pytest.mark.parametrize("cov", TYPES)
 def test_em_from_memmap_equals_in_memory(inputs, npy, cov):
-    p0 = init_params(inputs, cov)
-    kw = dict(covariance_type=cov, init_params=p0, tol=0.0, max_iter=8, chunk_size=CHUNK)
+    kw = dict(covariance_type=cov, init_params=init_params(inputs, cov),
+              sample_weight=inputs["w"], **EM_KW)
     assert_same_fit(fit_gmm(0, inputs["x"], 3, **kw), fit_gmm_stream(0, npy, 3, **kw))
 
 
@@ -78,7 +77,7 @@ def test_default_fit_equals_in_memory(inputs, npy, default_fit):
 
 def test_map_em_equals_in_memory(inputs):
     kw = dict(covariance_type="diag", init_params=init_params(inputs, "diag"), prior="default",
-              tol=0.0, max_iter=8, chunk_size=CHUNK)
+              **EM_KW)
     assert_same_fit(fit_gmm(2, inputs["x"], 3, **kw), fit_gmm_stream(2, inputs["x"], 3, **kw))
 
 
@@ -99,10 +98,11 @@ def test_kmeans_relocates_empty_clusters_as_in_memory(inputs):
 
 def test_callable_and_list_sources_equal_the_array(inputs):
     x, w = inputs["x"], inputs["w"]
-    pieces = [(x[i:i + 700], w[i:i + 700]) for i in range(0, len(x), 700)]
-    kw = dict(init_params=init_params(inputs, "full"), tol=0.0, max_iter=4)
-    expected = fit_gmm(0, x, 3, sample_weight=w, chunk_size=700, **kw)
+    pieces = [(x[i:i + CHUNK], w[i:i + CHUNK]) for i in range(0, len(x), CHUNK)]
+    kw = dict(init_params=init_params(inputs, "full"), **EM_KW)
+    expected = fit_gmm(0, x, 3, sample_weight=w, **kw)
     assert_same_fit(expected, fit_gmm_stream(0, lambda: iter(pieces), 3, **kw))
+    del kw["chunk_size"]   # list chunks as they come (the longest sets the size)
     assert_same_fit(expected, fit_gmm_stream(0, pieces, 3, **kw))
 
 
