@@ -181,17 +181,38 @@ def padded_size(n: int, tile: int) -> int:
     return -(-t // 2 ** k) * 2 ** k * tile
 
 
-def _subset(pts: _Tiles, keep, retree: bool = False) -> _Tiles:
+def _subset(pts: _Tiles, keep) -> _Tiles:
     """The points with ``keep`` moved to the front and re-tiled (the others stay
-    behind as invalid points), in a fresh tree order of their own if
-    ``retree``, else in the order they had (cheaper, but tiles then straddle
-    the old leaves, so their boxes are larger)."""
+    behind as invalid points), in their old order."""
     tile = pts.x.shape[0] // pts.lo.shape[0]
     perm = jnp.argsort(~keep, stable=True)
-    if retree:
-        perm = perm[_tree_order(pts.x[perm], jnp.sum(keep), tile)]
     x, valid = pts.x[perm], keep[perm]
     return _Tiles(x, valid, pts.index[perm], *_boxed(x, valid, tile))
+
+
+def _core_tiles(pts: _Tiles, core) -> _Tiles:
+    """Tiles of the core samples only, compact for the sweeps.
+
+    With at least 90% of the samples core, the others are just masked (the
+    tiles stay the tree's leaves); with fewer, the core samples are moved to
+    the front and given a tree order of their own (fewer tiles; compacting in
+    the old order would make tiles straddle leaves, and clusters, measured
+    1437 -> 963 tile visits per sweep on 16-d blobs).
+    """
+    tile = pts.x.shape[0] // pts.lo.shape[0]
+
+    def masked(_):
+        return pts._replace(valid=core)._replace(**dict(zip(("lo", "hi"),
+                                                            _boxed(pts.x, core, tile))))
+
+    def retree(_):
+        perm = jnp.argsort(~core, stable=True)
+        n_core = jnp.sum(core)
+        perm = perm[_tree_order(pts.x[perm], n_core, tile)]
+        x, valid = pts.x[perm], core[perm]
+        return _Tiles(x, valid, pts.index[perm], *_boxed(x, valid, tile))
+
+    return jax.lax.cond(10 * jnp.sum(core) >= 9 * jnp.sum(pts.valid), masked, retree, None)
 
 
 UNROLL_MAX_FEATURES = 32  # exact distances: one (T, B) term per feature up to this d
@@ -385,7 +406,7 @@ def _representatives(pts: _Tiles, core, r2, method):
     lowest-numbered cluster; noise: ``n_pad``), in tree order of ``pts``,
     and the number of sweeps."""
     big = pts.x.shape[0]
-    cores = _subset(pts, core, retree=True)
+    cores = _core_tiles(pts, core)
     root, sweeps = _components(cores, r2, method)
     first = jnp.full((big,), big, jnp.int32).at[root].min(
         jnp.where(cores.valid, cores.index, big))
