@@ -68,6 +68,7 @@ from jaxmix.validation import check_data, check_int, check_nonneg
 
 METHODS = ("auto", "exact", "gemm")
 DEFAULT_BLOCK = 256
+MAX_TILES = 46340  # (tiles)^2 must fit in int32 (tree order arithmetic)
 EXACT_MAX_FEATURES = 6  # "auto" uses differences up to this many features (crossover
                         # with the GEMM measured at d = 6 on the 2-core CPU)
 
@@ -122,27 +123,32 @@ def _tree_order(x, n, tile: int):
     sorting the group along its coordinate of largest range; after
     ``ceil(log2(n_pad / tile))`` levels every tile is one leaf, so consecutive
     ``tile`` points are spatially compact and their bounding boxes small.
+    The levels run in a ``fori_loop`` (one compiled body).
     """
     n_pad = x.shape[0]
-    n_tiles = (n + tile - 1) // tile
+    most = n_pad // tile                        # groups at the last level, at most
+    n_tiles = jnp.maximum((n + tile - 1) // tile, 1)
     pos = jnp.arange(n_pad, dtype=jnp.int32)
-    order = pos
-    for level in range(max(0, (n_pad // tile - 1).bit_length())):
-        groups = 2 ** level
-        bounds = jnp.minimum(tile * ((jnp.arange(1, groups + 1) * n_tiles) // groups), n)
-        gid = jnp.searchsorted(bounds, pos, side="right").astype(jnp.int32)  # padding: groups
+
+    def level(lev, order):
+        # group j holds tiles [floor(j T / G), floor((j + 1) T / G)) of the T
+        # valid ones, G = 2^lev; padding goes to group ``most``, after all
+        groups = jnp.left_shift(1, lev)
+        gid = jnp.where(pos < n, ((pos // tile + 1) * groups - 1) // n_tiles, most)
         xo = x[order]
-        low = jax.ops.segment_min(xo, gid, groups + 1, indices_are_sorted=True)
-        spread = jax.ops.segment_max(xo, gid, groups + 1, indices_are_sorted=True) - low
+        low = jax.ops.segment_min(xo, gid, most + 1, indices_are_sorted=True)
+        spread = jax.ops.segment_max(xo, gid, most + 1, indices_are_sorted=True) - low
         axis = jnp.argmax(spread, axis=1)[:, None]
         offset = jnp.take_along_axis(xo - low[gid], axis[gid], axis=1)[:, 0]
         width = jnp.take_along_axis(spread, axis, axis=1)[:, 0]
-        order = order[_group_sort(offset, width[gid], gid, groups)]
-    return order
+        return order[_group_sort(offset, width[gid], gid, most)]
+
+    return jax.lax.fori_loop(0, max(0, (most - 1).bit_length()), level, pos)
 
 
 def _group_sort(offset, width, gid, groups: int):
-    """Positions sorted by group ``gid`` (major), then ``offset in [0, width]``.
+    """Positions sorted by group ``gid`` (major, ``<= groups``), then by
+    ``offset in [0, width]``.
 
     One int32 key, the group in the high bits and the offset quantised to the
     low ones: a one-key sort, 40% faster than ``lexsort`` on XLA:CPU. Ties of
@@ -178,7 +184,12 @@ def padded_size(n: int, tile: int) -> int:
     that nearby sample counts share one compiled function."""
     t = max(1, -(-n // tile))
     k = max(0, t.bit_length() - 3)
-    return -(-t // 2 ** k) * 2 ** k * tile
+    t = -(-t // 2 ** k) * 2 ** k
+    if t > MAX_TILES:
+        raise ValueError(f"{n} samples make {t} tiles of block={tile}, more than the "
+                         f"{MAX_TILES} that int32 tile arithmetic allows; use "
+                         f"block >= {-(-n // 2 ** 15)}")
+    return t * tile
 
 
 def _subset(pts: _Tiles, keep) -> _Tiles:
@@ -349,48 +360,55 @@ def _pair_min(rows, cols, values, r2, method, big):
                         lambda b: jnp.full((b,), big, jnp.int32), jnp.minimum, method)
 
 
+def _sweep_block(f, block, cores: _Tiles, r2, method: str):
+    """One row tile of a sweep: its core samples take the smallest grandparent
+    label ``f[f[j]]`` over their core neighbours, hook themselves and their
+    parents to it and shortcut. Column tiles whose samples all carry the row
+    tile's single label are skipped (they cannot lower anything)."""
+    *block_rows, idx = block
+    n_pad = f.shape[0]
+    inside, mine = block_rows[1], f[f[idx]]
+    low = jnp.min(jnp.where(inside, mine, n_pad))
+    same = low == jnp.max(jnp.where(inside, mine, -1))
+
+    def values_of(cut):
+        return jnp.where(cut(cores.valid), f[f[cut(jnp.arange(n_pad, dtype=jnp.int32))]],
+                         n_pad)
+
+    def skip(cut):
+        v = values_of(cut)
+        return same & (jnp.min(v) == low) & (jnp.max(jnp.where(v < n_pad, v, low)) == low)
+
+    m = _block_reduce(block_rows, cores, values_of, r2, _min_fn(n_pad),
+                      lambda b: jnp.full((b,), n_pad, jnp.int32), jnp.minimum, method, skip)
+    hook = jnp.where(inside, jnp.minimum(m, mine), n_pad)  # n_pad: no-op
+    f = f.at[f[idx]].min(hook)                             # hook the parent
+    f = f.at[idx].min(hook)                                # hook the sample
+    return f.at[idx].min(f[f[idx]]), None                  # shortcut
+
+
 def _components(cores: _Tiles, r2, method):
-    """Connected components of the core samples (``cores``, a subset), by
-    min-label propagation.
+    """Connected components of the core samples (``cores``), by min-label
+    propagation with hooking and shortcutting.
 
     Labels are positions in ``cores`` (tree order), ``f`` starting as the
-    identity. A sweep visits the row tiles in order (``lax.scan`` carrying
-    ``f``, so later tiles already see the labels that earlier ones lowered,
-    and the tree order is spatially coherent): each core sample takes the
-    smallest grandparent ``f[f[j]]`` over its core neighbours and hooks itself
-    and its parent to it, then shortcuts ``f[i] <- f[f[i]]``. Sweeps repeat
-    until one changes nothing; then every component is a star on its first
-    position. Returns ``(root (n_pad,), sweeps)``, roots of the points of
-    ``cores`` in its order (non-core points keep their own position).
+    identity. A sweep runs :func:`_sweep_block` over the row tiles in order
+    (``lax.scan`` carrying ``f``: later tiles already see the labels earlier
+    ones lowered, and the tree order is spatially coherent), then shortcuts
+    all labels once. Sweeps repeat until one changes nothing: then, for every
+    pair of core neighbours ``i, j``, ``f[i] <= f[f[j]]`` and ``f[i] = f[f[i]]``,
+    so every component is a star on its first position. Returns
+    ``(root (n_pad,), sweeps)`` in the order of ``cores`` (non-core points
+    keep their own position).
     """
     n_pad = cores.x.shape[0]
     pos = jnp.arange(n_pad, dtype=jnp.int32)
     blocks = _row_blocks(cores) + (pos.reshape(cores.lo.shape[0], -1),)
-
-    def block_step(f, args):
-        *block_rows, idx = args
-        inside, mine = block_rows[1], f[f[idx]]
-        low = jnp.min(jnp.where(inside, mine, n_pad))
-        same = low == jnp.max(jnp.where(inside, mine, -1))
-
-        def values_of(cut):
-            return jnp.where(cut(cores.valid), f[f[cut(pos)]], n_pad)
-
-        def skip(cut):  # rows and columns all on one label already: nothing to learn
-            v = values_of(cut)
-            return same & (jnp.min(v) == low) & (jnp.max(jnp.where(v < n_pad, v, low)) == low)
-
-        m = _block_reduce(block_rows, cores, values_of, r2, _min_fn(n_pad),
-                          lambda b: jnp.full((b,), n_pad, jnp.int32), jnp.minimum, method,
-                          skip)
-        hook = jnp.where(inside, jnp.minimum(m, mine), n_pad)  # n_pad: no-op
-        f = f.at[f[idx]].min(hook)                                # hook the parent
-        f = f.at[idx].min(hook)                                   # hook the sample
-        return f.at[idx].min(f[f[idx]]), None                     # shortcut
+    step = partial(_sweep_block, cores=cores, r2=r2, method=method)
 
     def sweep(state):
         f, _, count = state
-        new, _ = jax.lax.scan(block_step, f, blocks)
+        new = jax.lax.scan(step, f, blocks)[0]
         new = jnp.minimum(new, new[new])
         return new, jnp.any(new != f), count + 1
 

@@ -248,6 +248,16 @@ def test_no_n_by_n_intermediate(method):
     assert largest <= max(block * block * d, n * d) < n * n // 100, largest
 
 
+def test_padded_size_buckets():
+    sizes = {n: dbscan_mod.padded_size(n, 256) for n in (1, 256, 257, 1000, 2049, 20000)}
+    assert sizes == {1: 256, 256: 256, 257: 512, 1000: 1024, 2049: 2560, 20000: 20480}
+    for n in range(1, 5000, 37):  # whole tiles, at most 25% (or one tile) of padding
+        size = dbscan_mod.padded_size(n, 64)
+        assert size % 64 == 0 and n <= size <= max(1.25 * n, n + 64)
+    with pytest.raises(ValueError, match="use block >= 336"):
+        dbscan_mod.padded_size(11_000_000, 256)
+
+
 # --------------------------------------------------------------------------
 # Validation at the edge
 # --------------------------------------------------------------------------
