@@ -99,13 +99,22 @@ class DBSCANResult(NamedTuple):
 
 
 class _Tiles(NamedTuple):
-    """Points in k-d tree order, padded to whole tiles, with each tile's box."""
+    """Points in k-d tree order, padded to whole tiles, with each tile's box.
+
+    Distances use ``x``; the tree and the boxes use ``z``, the coordinates in
+    the principal axes of the data (tighter boxes for clusters that are not
+    axis-aligned). ``slack`` bounds the rounding of ``z``: the box gap between
+    two tiles exceeds the true distance of no pair by more than
+    ``slack_a + slack_b``.
+    """
 
     x: jax.Array      # (n_pad, d) coordinates
+    z: jax.Array      # (n_pad, d) rotated coordinates
     valid: jax.Array  # (n_pad,) False on padding (and on points left out of a subset)
     index: jax.Array  # (n_pad,) int32 original row (n, n+1, ... on padding)
-    lo: jax.Array     # (n_tiles, d) smallest valid coordinate of each tile (+inf if none)
-    hi: jax.Array     # (n_tiles, d) largest valid coordinate of each tile (-inf if none)
+    lo: jax.Array     # (n_tiles, d) smallest valid z of each tile (+inf if none)
+    hi: jax.Array     # (n_tiles, d) largest valid z of each tile (-inf if none)
+    slack: jax.Array  # () rounding bound of the box gaps
 
 
 # --------------------------------------------------------------------------
@@ -127,7 +136,7 @@ def _tree_order(x, n, tile: int):
 
     Level ``l`` splits each of its ``2^l`` groups (contiguous ranges whose
     bounds are multiples of ``tile``) at a tile boundary near its middle, by
-    sorting the group along its coordinate of largest range; after
+    sorting the group along its coordinate of largest variance; after
     ``ceil(log2(n_pad / tile))`` levels every tile is one leaf, so consecutive
     ``tile`` points are spatially compact and their bounding boxes small.
     The levels run in a ``fori_loop`` (one compiled body).
@@ -143,9 +152,12 @@ def _tree_order(x, n, tile: int):
         groups = jnp.left_shift(1, lev)
         gid = jnp.where(pos < n, ((pos // tile + 1) * groups - 1) // n_tiles, most)
         xo = x[order]
+        seg = partial(jax.ops.segment_sum, segment_ids=gid, num_segments=most + 1,
+                      indices_are_sorted=True)
+        mean = seg(xo) / jnp.maximum(seg(jnp.ones_like(xo[:, :1])), 1)
+        axis = jnp.argmax(seg((xo - mean[gid]) ** 2), axis=1)[:, None]
         low = jax.ops.segment_min(xo, gid, most + 1, indices_are_sorted=True)
         spread = jax.ops.segment_max(xo, gid, most + 1, indices_are_sorted=True) - low
-        axis = jnp.argmax(spread, axis=1)[:, None]
         offset = jnp.take_along_axis(xo - low[gid], axis[gid], axis=1)[:, 0]
         width = jnp.take_along_axis(spread, axis, axis=1)[:, 0]
         return order[_group_sort(offset, width[gid], gid, most)]
@@ -177,12 +189,45 @@ def _boxed(x, valid, tile: int):
     return lo, hi
 
 
-def _tiles(x, n, tile: int) -> _Tiles:
+ROTATE_MAX_FEATURES = 64  # principal axes for the tree up to this d (else the raw axes)
+
+
+def _frame(x, n):
+    """Centre and principal axes ``(d, d)`` (or ``None`` beyond
+    ``ROTATE_MAX_FEATURES``) of the first ``n`` rows of ``x``."""
+    d = x.shape[1]
+    inside = (jnp.arange(x.shape[0]) < n)[:, None]
+    centre = jnp.sum(jnp.where(inside, x, 0), axis=0) / jnp.maximum(n, 1)
+    if d > ROTATE_MAX_FEATURES:
+        return centre, None
+    xc = jnp.where(inside, x - centre, 0)
+    _, axes = jnp.linalg.eigh(jnp.matmul(xc.T, xc, precision=HIGHEST))
+    return centre, axes
+
+
+def _rotate(x, frame):
+    """``(z, slack)``: coordinates in ``frame`` and the bound of their rounding
+    on a box gap, ``4 sqrt(d) (d + 2) eps max|x - centre|`` (the shift and the
+    product err by ``(d + 2) eps |x - centre|`` per coordinate, with margin)."""
+    centre, axes = frame
+    if axes is None:
+        return x, jnp.zeros((), x.dtype)
+    xc = x - centre
+    d = x.shape[1]
+    bound = 4 * d ** 0.5 * (d + 2) * jnp.finfo(x.dtype).eps
+    return jnp.matmul(xc, axes, precision=HIGHEST), bound * jnp.sqrt(
+        jnp.max(jnp.sum(xc * xc, axis=1)))
+
+
+def _tiles(x, n, tile: int, frame) -> _Tiles:
     """The first ``n`` rows of ``x`` ``(n_pad, d)`` (``n_pad`` a multiple of
-    ``tile``) in tree order, the padding rows after them."""
-    order = _tree_order(x, n, tile)
-    pts, valid = x[order], order < n
-    return _Tiles(pts, valid, order, *_boxed(pts, valid, tile))
+    ``tile``) in tree order of their coordinates in ``frame`` (see
+    :func:`_frame`), the padding rows after them."""
+    z, slack = _rotate(x, frame)
+    z = jnp.where((jnp.arange(x.shape[0]) < n)[:, None], z, 0)
+    order = _tree_order(z, n, tile)
+    valid = order < n
+    return _Tiles(x[order], z[order], valid, order, *_boxed(z[order], valid, tile), slack)
 
 
 def padded_size(n: int, tile: int) -> int:
@@ -202,10 +247,14 @@ def padded_size(n: int, tile: int) -> int:
 def _subset(pts: _Tiles, keep) -> _Tiles:
     """The points with ``keep`` moved to the front and re-tiled (the others stay
     behind as invalid points), in their old order."""
+    return _permuted(pts, keep, jnp.argsort(~keep, stable=True))
+
+
+def _permuted(pts: _Tiles, keep, perm) -> _Tiles:
+    """``pts`` reordered by ``perm``, valid where ``keep``, boxes recomputed."""
     tile = pts.x.shape[0] // pts.lo.shape[0]
-    perm = jnp.argsort(~keep, stable=True)
-    x, valid = pts.x[perm], keep[perm]
-    return _Tiles(x, valid, pts.index[perm], *_boxed(x, valid, tile))
+    z, valid = pts.z[perm], keep[perm]
+    return _Tiles(pts.x[perm], z, valid, pts.index[perm], *_boxed(z, valid, tile), pts.slack)
 
 
 def _core_tiles(pts: _Tiles, core) -> _Tiles:
@@ -220,15 +269,11 @@ def _core_tiles(pts: _Tiles, core) -> _Tiles:
     tile = pts.x.shape[0] // pts.lo.shape[0]
 
     def masked(_):
-        return pts._replace(valid=core)._replace(**dict(zip(("lo", "hi"),
-                                                            _boxed(pts.x, core, tile))))
+        return _permuted(pts, core, jnp.arange(core.shape[0]))
 
     def retree(_):
         perm = jnp.argsort(~core, stable=True)
-        n_core = jnp.sum(core)
-        perm = perm[_tree_order(pts.x[perm], n_core, tile)]
-        x, valid = pts.x[perm], core[perm]
-        return _Tiles(x, valid, pts.index[perm], *_boxed(x, valid, tile))
+        return _permuted(pts, core, perm[_tree_order(pts.z[perm], jnp.sum(core), tile)])
 
     return jax.lax.cond(10 * jnp.sum(core) >= 9 * jnp.sum(pts.valid), masked, retree, None)
 
@@ -281,7 +326,7 @@ def _box_gap2(lo, hi, lo_r, hi_r):
 
 
 def _block_reduce(block_rows, cols: _Tiles, values_of, r2, tile_fn, init, combine,
-                  method: str, skip=None):
+                  method: str, skip=None, slack=0.0):
     """Reduction over the columns within ``sqrt(r2)`` of one block of rows.
 
     ``block_rows = (x (B, d), valid (B,), lo (d,), hi (d,))``. Only the column
@@ -300,7 +345,8 @@ def _block_reduce(block_rows, cols: _Tiles, values_of, r2, tile_fn, init, combin
     """
     xi, vi, lo_r, hi_r = block_rows
     n_tiles, tile = cols.lo.shape[0], cols.x.shape[0] // cols.lo.shape[0]
-    near = _box_gap2(cols.lo, cols.hi, lo_r, hi_r) <= r2 * (1 + 1e-3)  # rounding margin
+    reach = (jnp.sqrt(r2) + slack) ** 2 * (1 + 1e-3)  # margins for rounding
+    near = _box_gap2(cols.lo, cols.hi, lo_r, hi_r) <= reach
     (todo,) = jnp.nonzero(near, size=n_tiles, fill_value=0)
     shift = xi[0] if method == "gemm" else jnp.zeros_like(xi[0])
     xs = xi - shift
@@ -334,7 +380,7 @@ def _pair_reduce(rows: _Tiles, cols: _Tiles, values, r2, tile_fn, init, combine,
     per-column arrays); per-row results in the rows' order."""
     def one(block_rows):
         return _block_reduce(block_rows, cols, lambda cut: jax.tree.map(cut, values), r2,
-                             tile_fn, init, combine, method)
+                             tile_fn, init, combine, method, slack=rows.slack + cols.slack)
 
     out = jax.lax.map(one, _row_blocks(rows))
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
@@ -387,7 +433,8 @@ def _sweep_block(f, block, cores: _Tiles, r2, method: str):
         return same & (jnp.min(v) == low) & (jnp.max(jnp.where(v < n_pad, v, low)) == low)
 
     m = _block_reduce(block_rows, cores, values_of, r2, _min_fn(n_pad),
-                      lambda b: jnp.full((b,), n_pad, jnp.int32), jnp.minimum, method, skip)
+                      lambda b: jnp.full((b,), n_pad, jnp.int32), jnp.minimum, method, skip,
+                      2 * cores.slack)
     hook = jnp.where(inside, jnp.minimum(m, mine), n_pad)  # n_pad: no-op
     f = f.at[f[idx]].min(hook)                             # hook the parent
     f = f.at[idx].min(hook)                                # hook the sample
@@ -448,7 +495,7 @@ def _representatives(pts: _Tiles, core, r2, method):
 def _dbscan(x, weights, n, eps, min_samples, block: int, method: str):
     """The fit on the first ``n`` rows of ``x`` and ``weights`` (padded to a
     multiple of ``block`` rows); outputs padded likewise (labels -1)."""
-    pts = _tiles(x, n, block)
+    pts = _tiles(x, n, block, _frame(x, n))
     r2 = jnp.asarray(eps, x.dtype) ** 2
     counts = _pair_sum(pts, jnp.where(pts.valid, weights[pts.index], 0), r2, method)
     core = pts.valid & (counts >= min_samples)
@@ -537,7 +584,8 @@ def _predict(x_new, m, components, c, component_labels, max_distance, block: int
              tile: int, method: str):
     """:func:`predict` on the first ``m`` rows of ``x_new`` and the first ``c``
     of ``components`` (both padded); padded output."""
-    cols, rows = _tiles(components, c, tile), _tiles(x_new, m, block)
+    frame = _frame(components, c)
+    cols, rows = _tiles(components, c, tile, frame), _tiles(x_new, m, block, frame)
     r2 = jnp.asarray(max_distance, x_new.dtype) ** 2
     big = cols.x.shape[0]
 

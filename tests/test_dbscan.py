@@ -67,6 +67,24 @@ def test_noisy_blobs(d, method, min_samples):
     assert (sk.labels_ == -1).any() or min_samples == 1
 
 
+def test_elongated_diagonal_clusters():
+    # thin clusters along a diagonal, far from the origin: the tree works in
+    # the principal axes, whose rounding must not prune a true neighbour
+    rng = np.random.default_rng(7)
+    t = rng.uniform(-1, 1, size=(1000, 1))
+    X = np.hstack([t, t]) * 40 + rng.normal(0, 0.02, size=(1000, 2)) + [5e3, -2e3]
+    X[::2] += [0.0, 0.5]
+    res, sk = assert_same_as_sklearn(X, 0.3, 4)
+    assert int(res.n_clusters) > 50 and (sk.labels_ == -1).sum() > 100
+    assert_same_as_sklearn(X.astype(np.float32), 0.3, 4)
+
+
+@pytest.mark.slow
+def test_many_features_without_rotation():
+    X = noisy_blobs(n=450, d=dbscan_mod.ROTATE_MAX_FEATURES + 1)
+    assert_same_as_sklearn(X, 7.5, 5)
+
+
 def test_weighted_counts_as_sklearn():
     X = noisy_blobs(d=2, seed=1)
     rng = np.random.default_rng(1)
