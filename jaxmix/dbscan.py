@@ -15,12 +15,14 @@ Definitions follow scikit-learn's ``DBSCAN``:
 
 How it is computed (memory ``O(block^2 + n d)``, never ``n x n``):
 
-* tiles: the points are put in k-d tree order (recursive median splits along
-  the coordinate of largest range, leaves of ``block`` points), so each tile
-  of ``block`` consecutive points is spatially compact, and padded to whole
-  tiles. Every pass over the data maps over row tiles (``lax.map`` /
-  ``lax.scan``) and, for each, loops (``fori_loop``) over just the column
-  tiles whose bounding boxes come within eps of its own box;
+* tiles: the points are put in k-d tree order (recursive median splits, in
+  the principal axes of the data, along the axis of largest variance; leaves
+  of ``block`` points), so each tile of ``block`` consecutive points is
+  spatially compact, and padded to whole tiles. Every pass over the data maps
+  over row tiles (``lax.map`` / ``lax.scan``) and, for each, loops
+  (``fori_loop``) over just the column tiles whose bounding boxes (in the
+  principal axes, widened by the rotation's rounding) come within eps of its
+  own box;
 * distances: a ``(T, B)`` tile of squared distances comes either from
   differences (``"exact"``, the default up to ``EXACT_MAX_FEATURES``
   features) or from the GEMM ``||x||^2 - 2 x.y + ||y||^2`` at
