@@ -2,7 +2,7 @@
 
     jaxmix demo                         # the main job on the built-in seed data
     jaxmix fit DATA --k 1-6 --plot      # choose k for your data (.npy, .npz, .csv)
-    jaxmix bench --n 20000              # EM speed against scikit-learn
+    jaxmix bench --n 50000              # EM speed against scikit-learn
 
 Argument parsing and dispatch only: the jobs live in :mod:`jaxmix.cli_fit`,
 :mod:`jaxmix.cli_demo` and :mod:`jaxmix.bench`, loading in
@@ -133,7 +133,7 @@ def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="EM speed against scikit-learn, printed as ratios",
                            description="Time EM iterations of jaxmix and scikit-learn on "
                                        "the same synthetic data; print the speed-ups.")
-    bench_module.add_arguments(bench, n=20_000, d=16, k=16, restarts=16)
+    bench_module.add_arguments(bench, n=10_000, d=8, k=8, restarts=8)
     bench.set_defaults(run=_run_bench)
 
 
