@@ -182,7 +182,7 @@ def fit_gmm_stream(key, source, n_components: int, *, covariance_type: str = "fu
                    sample_weight=None, init_size: int | None = None) -> FitResult:
     """EM for a Gaussian mixture over a chunk source, one pass per iteration.
 
-    Arguments are those of :func:`jaxmix.fit_gmm`, with ``x`` replaced by
+    The other arguments are those of :func:`jaxmix.fit_gmm`.
 
     Args:
       source: a 2-D array or ``np.memmap``, a path to a ``.npy`` file (memory
@@ -348,7 +348,7 @@ def _init_sample(key, src, info, init_size, k: int, k_name: str):
         rows = np.arange(n)
     else:
         rows = np.sort(np.random.default_rng(_numpy_seed(key)).choice(n, size, replace=False))
-    return sample_rows(src, rows)
+    return sample_rows(src, rows, info.layout.chunk_size)
 
 
 def _numpy_seed(key) -> list:

@@ -101,6 +101,7 @@ class CallableSource:
     def __init__(self, make: Callable, name: str = "source"):
         self.make, self.name = make, name
         self.n_features = None
+        self.cursor = None   # the pieces of the pass being read (read_chunk)
 
     def pieces(self, size: int | None) -> Iterator[tuple]:
         """The chunks of one pass, longer ones cut to ``size`` rows (``None``:
@@ -113,7 +114,7 @@ class CallableSource:
             x, w = item if isinstance(item, tuple) else (item, None)
             x = np.asarray(x)
             w = None if w is None else np.asarray(w)
-            size = size or max(1, len(x))
+            size = size or max(1, x.shape[0] if x.ndim else 1)
             if x.ndim == 2 and x.shape[0] > size:  # re-cut long chunks
                 for start in range(0, x.shape[0], size):
                     yield x[start:start + size], None if w is None else w[start:start + size]
@@ -193,7 +194,7 @@ def survey(src, chunk_size: int | None) -> Survey:
     d, dtype = src.n_features, None
     for i, (x, w) in enumerate(src.pieces(size)):
         d = check_chunk(x, w, i, d, n, src.name)
-        dtype = np.result_type(dtype or x.dtype, x.dtype)
+        dtype = x.dtype if dtype is None else np.result_type(dtype, x.dtype)
         n += x.shape[0]
         n_chunks += 1
         longest = max(longest, x.shape[0])
@@ -252,13 +253,18 @@ def read_chunk(src, layout: Layout, i: int) -> tuple:
                          "pass") from None
 
 
-def sample_rows(src, rows) -> tuple:
+def sample_rows(src, rows, chunk_size: int) -> tuple:
     """``(x, w)`` of the rows with global indices ``rows`` (sorted); ``w`` is
-    ``None`` when the source has no weights."""
-    if not src.sequential:
+    ``None`` when the source has no weights.
+
+    In-memory arrays are indexed directly; other sources are read in chunks
+    (memory maps too: gathering scattered rows at once would map most of the
+    file, as the kernel maps pages around each fault).
+    """
+    if not src.sequential and src.x_pages is None and src.w_pages is None:
         return src.rows(rows)
     xs, ws, start = [], [], 0
-    for x, w in src.pieces(2 ** 62):
+    for x, w in src.pieces(chunk_size):
         take = rows[(rows >= start) & (rows < start + len(x))] - start
         xs.append(x[take])
         ws.append(None if w is None else w[take])

@@ -105,6 +105,29 @@ def flatten(results: dict) -> dict:
     return flat
 
 
+def compare(reference: dict, other: dict, name: str, rtol: float = 1e-5,
+            atol: float = 1e-8) -> float:
+    """Assert that case ``name`` of two :func:`flatten` outputs agrees: integer
+    leaves exactly, floats to ``rtol``, ``best`` through the objective (ties
+    between equal restarts may break either way). Returns the largest
+    difference relative to each leaf's largest magnitude."""
+    keys = [key for key in reference if key.startswith(name + "/")]
+    assert keys and all(key in other for key in keys)
+    worst = 0.0
+    for key in keys:
+        a, b = reference[key], other[key]
+        if key.split("/")[1] == "best":
+            objective = reference[f"{name}/objective/0"]
+            np.testing.assert_allclose(objective[int(b)], np.max(objective), rtol=rtol)
+        elif a.dtype.kind in "biu":
+            np.testing.assert_array_equal(a, b, err_msg=key)
+        else:
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=key)
+            scale = np.nanmax(np.abs(a)) if np.any(np.isfinite(a)) else 1.0
+            worst = max(worst, float(np.nanmax(np.abs(a - b))) / max(scale, 1e-300))
+    return worst
+
+
 def collectives(fn, *args) -> dict:
     """Counts of the collectives in the compiled ``jit(fn)(*args)``."""
     text = jax.jit(fn).lower(*args).compile().as_text()
@@ -137,8 +160,8 @@ def run_multiprocess_cases(inputs: dict, x=None) -> dict:
     the data); the initialisers are covered by the 4-device cases."""
     x = inputs["x"][:MULTIPROCESS_ROWS] if x is None else x
     w = inputs["w"][:MULTIPROCESS_ROWS]   # numpy, the same on every process
-    return {"mp_gmm": fit_gmm(7, x, 3, init_params=init_params(inputs, "full"), tol=0.0,
-                              max_iter=10, sample_weight=w),
+    return {"mp_gmm": fit_gmm(7, x, 3, init_params=init_params(inputs, "full"),
+                              sample_weight=w, **EM_KW),   # 4 chunks: padding rows
             "mp_kmeans": fit_kmeans(8, x, 3, init_centroids=inputs["means0"])}
 
 

@@ -21,15 +21,14 @@ import numpy as np
 import optax
 import pytest
 
-from _distributed_worker import (EM_KW, flatten, init_params, make_inputs, run_cases,
-                                 run_multiprocess_cases)
+from _distributed_worker import (EM_KW, compare, flatten, init_params, make_inputs,
+                                 run_cases, run_multiprocess_cases)
 from jaxmix import fit_gmm, fit_gradient
 from jaxmix.distributed import (check_mesh, data_mesh, n_shards, place, resolve_mesh, shard,
                                 shard_chunk_size)
 from jaxmix.stats import chunk
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
-RTOL, ATOL = 1e-5, 1e-8
 CASES = ("em_full", "em_tied", "em_diag", "em_spherical", "em_kmeans_init", "map_em", "kmeans",
          "gradient")
 
@@ -62,26 +61,6 @@ def outcome(tmp_path_factory):
     finally:
         sharded = finish(proc, tmp)
     return reference, sharded
-
-
-def compare(reference: dict, sharded: dict, name: str) -> float:
-    """Assert one case's leaves agree; returns the largest relative difference."""
-    keys = [key for key in reference if key.startswith(name + "/")]
-    assert keys and all(key in sharded for key in keys)
-    worst = 0.0
-    for key in keys:
-        a, b = reference[key], sharded[key]
-        field = key.split("/")[1]
-        if field == "best":   # ties between equal restarts may break either way
-            objective = reference[f"{name}/objective/0"]
-            np.testing.assert_allclose(objective[int(b)], np.max(objective), rtol=RTOL)
-        elif a.dtype.kind in "biu":
-            np.testing.assert_array_equal(a, b, err_msg=key)
-        else:
-            np.testing.assert_allclose(b, a, rtol=RTOL, atol=ATOL, err_msg=key)
-            scale = np.nanmax(np.abs(a)) if np.any(np.isfinite(a)) else 1.0
-            worst = max(worst, float(np.nanmax(np.abs(a - b))) / max(scale, 1e-300))
-    return worst
 
 
 @pytest.mark.parametrize("name", CASES)

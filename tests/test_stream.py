@@ -9,18 +9,17 @@ against full-data EM at the accuracy one pass can reach.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 
 from conftest import TYPES
-from _distributed_worker import CHUNK, EM_KW, init_params, make_inputs
+from _distributed_worker import CHUNK, EM_KW, compare, flatten, init_params, make_inputs
 from jaxmix import GMMParams, fit_gmm, fit_kmeans
 from jaxmix.covariance import family
 from jaxmix.stats import gmm_stats_centred
 from jaxmix.stream import fit_gmm_stream, fit_kmeans_stream
 from jaxmix.stream_online import fit_gmm_online, shift_stats
-from jaxmix.stream_source import open_source, survey
+from jaxmix.stream_source import open_source, read_chunk, survey
 
 RTOL, ATOL = 1e-5, 1e-8
 
@@ -41,16 +40,7 @@ def npy(inputs, tmp_path_factory):
 
 def assert_same_fit(a, b, rtol=RTOL):
     """Every leaf of two FitResults agrees (``best`` through the objective)."""
-    for field in a._fields:
-        for u, v in zip(jax.tree.leaves(getattr(a, field)), jax.tree.leaves(getattr(b, field))):
-            u, v = np.asarray(u), np.asarray(v)
-            if field == "best":
-                np.testing.assert_allclose(np.asarray(a.objective)[int(v)],
-                                           np.max(np.asarray(a.objective)), rtol=rtol)
-            elif u.dtype.kind in "biu":
-                np.testing.assert_array_equal(u, v, err_msg=field)
-            else:
-                np.testing.assert_allclose(v, u, rtol=rtol, atol=ATOL, err_msg=field)
+    compare(flatten({"fit": a}), flatten({"fit": b}), "fit", rtol=rtol, atol=ATOL)
 
 
 @pytest.mark.parametrize("cov", TYPES)
@@ -217,3 +207,22 @@ def test_survey_layout(rng):
     info = survey(src, None)
     assert (info.n_samples, info.n_chunks, info.layout.chunk_size) == (10, 2, 7)
     assert info.layout.dtype == "float64" and info.total_weight == 10
+
+
+def rss_file_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile")) / 1024
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="Linux only")
+def test_memmap_pages_are_released_after_each_chunk(tmp_path):
+    """Reading a 32 MiB memory-mapped file chunk by chunk leaves (almost) none
+    of its pages mapped in the process."""
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones((1 << 19, 16), np.float32))
+    src = open_source(path)
+    info = survey(src, 1 << 15)
+    before = rss_file_mib()
+    for i in range(info.n_chunks):
+        read_chunk(src, info.layout, i)
+    assert rss_file_mib() - before < 8
