@@ -18,10 +18,9 @@ import jax
 import numpy as np
 
 from jaxmix import cli_report as report
-from jaxmix.cli_fit import best_row, fit_one, make_method, sweep
+from jaxmix.cli_fit import best_row, fit_one, make_method, result_row, sweep
 from jaxmix.datasets import seed_blobs
 from jaxmix.io import save_params
-from jaxmix.select import bic, score_samples_chunked
 from jaxmix.validation import float_dtype
 
 
@@ -62,15 +61,15 @@ def compare_methods(x, k: int, covariance_type: str, methods, *, n_restarts: int
     return out
 
 
-def methods_table(x, runs) -> str:
+def methods_table(x, runs, chosen) -> str:
     header = ["method", "objective", "final objective", "mean log-lik", "BIC",
               "n_iter (best)", "restarts converged", "first call (s)", "warm (s)"]
     body = []
     for method, result, first, warm in runs:
-        best, p = int(result.best), result.best_params
-        loglik = float(np.mean(np.asarray(score_samples_chunked(p, x), np.float64)))
-        body.append([method.name, method.objective, f"{float(result.objective[best]):.5f}",
-                     f"{loglik:.5f}", f"{bic(p, x):.2f}", int(result.n_iter[best]),
+        row = result_row(result, x, chosen.covariance_type, chosen.k, first)
+        body.append([method.name, method.objective,
+                     f"{float(result.objective[int(result.best)]):.5f}",
+                     f"{row.log_likelihood:.5f}", f"{row.bic:.2f}", row.n_iter,
                      f"{int(np.sum(result.converged))}/{result.converged.size}",
                      f"{first:.2f}", f"{warm:.3f}"])
     return report.markdown_table(header, body)
@@ -144,7 +143,7 @@ def _markdown(x, rows, chosen, runs, figures, seconds, s: Settings) -> str:
         "`jaxmix.priors.default_prior`, so their final objectives are directly comparable; "
         "the log-likelihood and BIC columns evaluate every final model the same way.",
         "",
-        methods_table(x, runs),
+        methods_table(x, runs, chosen),
         "",
         image.get("methods.png", ""),
         "",

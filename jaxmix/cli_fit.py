@@ -119,7 +119,8 @@ def fit_one(key, x, k: int, covariance_type: str, method: Method, *, n_restarts:
     return result, time.perf_counter() - start
 
 
-def _row(result, x, covariance_type: str, k: int, seconds: float) -> Row:
+def result_row(result, x, covariance_type: str, k: int, seconds: float) -> Row:
+    """A :class:`Row` from a :class:`~jaxmix.fit.FitResult`: its best restart, scored on ``x``."""
     best = int(result.best)
     if bool(np.all(result.failed)):
         return Row(covariance_type, k, -np.inf, np.inf, np.inf, False, int(result.n_iter[best]),
@@ -152,7 +153,7 @@ def sweep(x, ks, covariance_types, method: Method, *, n_restarts: int, seed: int
             result, seconds = fit_one(jax.random.fold_in(jax.random.PRNGKey(seed), k), x, k,
                                       ct, method, n_restarts=n_restarts, max_iter=max_iter,
                                       tol=tol)
-            rows.append(_row(result, x, ct, k, seconds))
+            rows.append(result_row(result, x, ct, k, seconds))
             progress(f"    done in {seconds:.1f} s: BIC {rows[-1].bic:.2f}")
     return rows
 
