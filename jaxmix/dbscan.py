@@ -644,9 +644,8 @@ def predict(x_new, components, component_labels, max_distance: float, *,
         return jnp.full((m,), -1, jnp.int32)
     comps = check_data(comps, "components").astype(x_new.dtype)
     block = _check_block(block)
-    rows = min(block, max(16, 1 << (m - 1).bit_length()))
-    size, c_size = padded_size(m, rows), padded_size(c, block)
+    size, c_size = padded_size(m, block), padded_size(c, block)
     out = _predict(_pad(x_new, size), m, _pad(comps, c_size), c,
-                   _pad(jnp.asarray(labels, jnp.int32), c_size), max_distance, rows, block,
+                   _pad(jnp.asarray(labels, jnp.int32), c_size), max_distance, block, block,
                    resolve_method(method, d))
     return out[:m]
