@@ -97,6 +97,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_single_device(tmp_path):
     """``jax.distributed.initialize`` with 2 processes of 2 CPU devices (gloo
     collectives), each holding half of the rows: the recipe of
