@@ -19,8 +19,8 @@ from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
 from jaxmix.stats import Chunked, chunk
 from jaxmix.anomaly import density_threshold, flag_anomalies
 from jaxmix.metrics import silhouette_samples, silhouette_score
-from jaxmix.select import (InertiaCurve, Selection, aic, bic, inertia_curve, n_parameters,
-                           score_samples_chunked, select_k)
+from jaxmix.criteria import aic, bic, n_parameters, score_samples_chunked
+from jaxmix.select import InertiaCurve, Selection, inertia_curve, select_k
 from jaxmix.kmeans import (KMeansStats, inertia as kmeans_inertia, init_centroids,
                            minibatch_update, predict as kmeans_predict,
                            score as kmeans_score, transform as kmeans_transform)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmix.params import GMMParams
-from jaxmix.select import score_samples_chunked
+from jaxmix.criteria import score_samples_chunked
 
 
 def density_threshold(params: GMMParams, x, percentile: float = 4.0, *,

@@ -18,7 +18,8 @@ from jaxmix.cli_data import UsageError
 from jaxmix.gmm_fit import fit_gmm
 from jaxmix.gradient import fit_gradient
 from jaxmix.params import GMMParams
-from jaxmix.select import aic, bic, score_samples_chunked, select_k
+from jaxmix.criteria import aic, bic, score_samples_chunked
+from jaxmix.select import select_k
 
 DEFAULT_LEARNING_RATE = 0.03
 

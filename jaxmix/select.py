@@ -1,13 +1,7 @@
-"""Model selection: parameter counts, BIC / AIC, choosing ``k`` over a grid.
+"""Model selection: choosing ``k`` (and the covariance type) over a grid.
 
-Definitions follow scikit-learn (``GaussianMixture.bic`` / ``.aic``)::
-
-    p   = cov_params(k, d) + k d + (k - 1)          (n_parameters)
-    BIC = -2 n * mean_loglik + p ln n
-    AIC = -2 n * mean_loglik + 2 p
-
-where ``mean_loglik`` is the mean per-sample log-density of the *fitted*
-parameters on the data (sklearn's ``score``).
+Criteria (``n_parameters``, ``bic``, ``aic``; scikit-learn's definitions)
+live in :mod:`jaxmix.criteria`; this module fits the grid and tabulates them.
 
 How the grid is vectorised (``strategy="padded"``, the default)
 ---------------------------------------------------------------
@@ -77,8 +71,8 @@ import numpy as np
 from jaxmix.covariance import family
 from jaxmix.em import PATHS, batched_em_step, params_from_resp
 from jaxmix.fit import FitResult, iterate
-from jaxmix.gmm import log_prob
-from jaxmix.gmm_fit import CHUNK_BUDGET, default_chunk_size
+from jaxmix.criteria import balanced_chunk, criteria, n_parameters, score_chunks
+from jaxmix.gmm_fit import default_chunk_size
 from jaxmix.init import (INIT_METHODS, KMEANS_INIT_MAX_ITER, KMEANS_INIT_TOL, onehot_at,
                          onehot_nearest, random_indices)
 from jaxmix.kmeans import assign, kmeans_plusplus, lloyd
@@ -93,93 +87,6 @@ CRITERIA = ("bic", "aic")
 # Number of times the compiled sweeps were traced (a trace precedes every
 # compile); tests and experiments/bench_select.py read it.
 TRACE_COUNT = {"gmm": 0, "kmeans": 0}
-
-
-# --------------------------------------------------------------------------
-# Parameter counts and information criteria
-# --------------------------------------------------------------------------
-
-def n_parameters(k: int, d: int, covariance_type: str = "full") -> int:
-    """Free parameters of a ``k``-component, ``d``-feature mixture (sklearn's count).
-
-    Covariance parameters (the family's ``n_params``) plus ``k d`` means plus
-    ``k - 1`` weights.
-
-    >>> n_parameters(3, 2, "full"), n_parameters(3, 2, "spherical")
-    (17, 11)
-    """
-    k = check_int(k, "k")
-    d = check_int(d, "d")
-    return int(family(covariance_type).n_params(k, d) + k * d + k - 1)
-
-
-def _criteria(mean_loglik, n: int, p):
-    """``(BIC, AIC)`` from the mean per-sample log-likelihood (host, float64)."""
-    total = -2.0 * n * np.asarray(mean_loglik, np.float64)
-    return total + np.asarray(p) * math.log(n), total + 2.0 * np.asarray(p)
-
-
-def _score_chunks(params: GMMParams, data: Chunked):
-    """``log p(x)`` per row of every chunk, ``(n_chunks, chunk)`` (exact path)."""
-    return jax.lax.map(lambda x: log_prob(params, x), data.x)
-
-
-@jax.jit
-def _score_samples(params: GMMParams, data: Chunked):
-    return _score_chunks(params, data).reshape(-1)
-
-
-def _rows_per_chunk(n: int, k: int, d: int) -> int:
-    return int(min(n, max(256, CHUNK_BUDGET // max(1, k * d))))
-
-
-def _balanced(n: int, size: int) -> int:
-    """The same number of chunks as ``size`` rows gives, with the least padding."""
-    return -(-n // -(-n // size))
-
-
-def score_samples_chunked(params: GMMParams, x, chunk_size: int | None = None) -> jax.Array:
-    """``log p(x_n)`` for each row (sklearn's ``score_samples``), computed in
-    chunks of ``chunk_size`` rows so memory stays ``O(chunk * k * d)``."""
-    x = check_data(x)
-    n, d = x.shape
-    _check_params(params, d)
-    size = (_rows_per_chunk(n, params.n_components, d) if chunk_size is None
-            else check_int(chunk_size, "chunk_size"))
-    params = jax.tree.map(lambda a: jnp.asarray(a, x.dtype), params)
-    return _score_samples(params, chunk(x, _balanced(n, size)))[:n]
-
-
-def _check_params(params, d: int):
-    if not isinstance(params, GMMParams):
-        raise ValueError(f"params must be a GMMParams, got {type(params).__name__}")
-    if params.means.ndim != 2:
-        raise ValueError("params must be a single model (means of shape (k, d)); for "
-                         "restart-batched params pass result.best_params")
-    if params.n_features != d:
-        raise ValueError(f"params has {params.n_features} features but X has {d}; "
-                         "use data with the features the model was fitted on")
-
-
-def bic(params: GMMParams, x, chunk_size: int | None = None) -> float:
-    """Bayesian information criterion of ``params`` on ``x`` (lower is better).
-
-    ``-2 n * mean_loglik + p ln n`` with ``p = n_parameters(k, d, type)``,
-    as ``sklearn.mixture.GaussianMixture.bic``.
-    """
-    return float(_criteria(*_loglik_and_p(params, x, chunk_size))[0])
-
-
-def aic(params: GMMParams, x, chunk_size: int | None = None) -> float:
-    """Akaike information criterion ``-2 n * mean_loglik + 2 p`` (lower is better)."""
-    return float(_criteria(*_loglik_and_p(params, x, chunk_size))[1])
-
-
-def _loglik_and_p(params, x, chunk_size):
-    scores = score_samples_chunked(params, x, chunk_size)
-    n, d = scores.shape[0], params.n_features
-    mean = float(np.mean(np.asarray(scores, np.float64)))
-    return mean, n, n_parameters(params.n_components, d, params.covariance_type)
 
 
 # --------------------------------------------------------------------------
@@ -321,7 +228,7 @@ def _fit_grid(key, data: Chunked, ks, tol, reg_covar, *, k_max, n_restarts, cova
     step = masked_step(batched_em_step(data, reg_covar, path), mask)
     result = iterate(step, params0, tol, max_iter)
     n = jnp.sum(data.w)
-    score = jax.vmap(lambda p: jnp.sum(data.w * _score_chunks(p, data)))(result.params) / n
+    score = jax.vmap(lambda p: jnp.sum(data.w * score_chunks(p, data)))(result.params) / n
     params = result.params
     result = result._replace(params=params.replace(means=params.means + offset),
                              degenerate=_masked_degenerate(params, mask, n, reg_covar))
@@ -501,7 +408,7 @@ def _run_strategy(fn, ks: np.ndarray, strategy: str, chunk_size, x, n_restarts: 
         k_max = int(group.max())
         size = (default_chunk_size(n, d, k_max, n_restarts * len(group)) if chunk_size is None
                 else chunk_size)
-        outs.append((group, fn(chunk(x, _balanced(n, size)), jnp.asarray(group), k_max=k_max,
+        outs.append((group, fn(chunk(x, balanced_chunk(n, size)), jnp.asarray(group), k_max=k_max,
                                n_restarts=n_restarts, **static)))
     return outs
 
@@ -564,7 +471,7 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
                 columns[name].append(np.concatenate([p[name] for p in parts]))
     p = np.array([[n_parameters(int(k), d, ct) for k in grid] for ct in types])
     loglik = np.array(columns["log_likelihood"])
-    b, a = _criteria(loglik, n, p)
+    b, a = criteria(loglik, n, p)
     failed = np.array(columns["failed"])
     return Selection(
         ks=grid, covariance_types=types, n_samples=n, n_parameters=p, log_likelihood=loglik,

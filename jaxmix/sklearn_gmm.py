@@ -42,7 +42,7 @@ from jaxmix.gmm import log_prob, predict as gmm_predict, responsibilities, sampl
 from jaxmix.gmm_fit import fit_gmm
 from jaxmix.init import initialize
 from jaxmix.params import GMMParams
-from jaxmix.select import aic as gmm_aic, bic as gmm_bic
+from jaxmix.criteria import aic as gmm_aic, bic as gmm_bic
 from jaxmix.stats import chunk
 
 # Rows per evaluation block: one block's (rows, k, d) intermediate stays near
