@@ -103,11 +103,12 @@ def test_clone_and_pipeline(moons):
     np.testing.assert_array_equal(labels, sk)
 
 
-# a fast subset (the full suite, slow, runs the rest: pickling, idempotence, ...)
+# a fast subset (the full suite, slow, runs the rest: pickling, idempotence,
+# NaN/inf, n_features_in_, ...; NaN input and a wrong feature count are also
+# tested above)
 FAST_CHECKS = ("check_parameters_default_constructible", "check_no_attributes_set_in_init",
                "check_get_params_invariance", "check_estimators_unfitted",
-               "check_clustering", "check_estimators_nan_inf",
-               "check_n_features_in_after_fitting")
+               "check_clustering")
 
 
 @pytest.mark.parametrize("check", FAST_CHECKS)
