@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
 import jaxmix.dbscan as dbscan_mod
+import jaxmix.tiling as tiling
 from jaxmix.dbscan import DBSCANResult, fit_dbscan, predict
 
 
@@ -87,7 +88,7 @@ def test_elongated_diagonal_clusters():
 
 @pytest.mark.slow
 def test_many_features_without_rotation():
-    X = noisy_blobs(n=450, d=dbscan_mod.ROTATE_MAX_FEATURES + 1)
+    X = noisy_blobs(n=450, d=tiling.ROTATE_MAX_FEATURES + 1)
     assert_same_as_sklearn(X, 7.5, 5)
 
 
