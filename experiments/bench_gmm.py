@@ -10,7 +10,7 @@ machine is noisy, absolute times are not comparable across runs).
     python experiments/bench_gmm.py                      # n=1e5, d=16, k=16, R=16
     python experiments/bench_gmm.py --n 20000 --cov full diag tied spherical
 
-The code lives in ``jaxmix.bench`` (shared with ``jaxmix bench``, whose
+The code lives in ``jaxmix.cli.bench`` (shared with ``jaxmix bench``, whose
 default size is smaller).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxmix import bench
+from jaxmix.cli import bench
 
 
 def main(argv=None):

@@ -36,8 +36,8 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from jaxmix.kmeans_fit import fit_kmeans
-from jaxmix.minibatch import fit_minibatch_kmeans
+from jaxmix.fit.kmeans import fit_kmeans
+from jaxmix.kmeans.minibatch import fit_minibatch_kmeans
 
 
 def make_data(n, d, k, seed=0):

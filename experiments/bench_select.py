@@ -6,7 +6,7 @@ R restarts each (sklearn: ``GaussianMixture(k, n_init=R)``, k-means init,
 same tol, reg_covar and max_iter), on n samples in d dimensions drawn from a
 5-component mixture. Reported:
 
-* compiles: traces of jaxmix's compiled sweep (``jaxmix.select.TRACE_COUNT``)
+* compiles: traces of jaxmix's compiled sweep (``jaxmix.fit.select.TRACE_COUNT``)
   and XLA backend compiles seen by ``jax.monitoring`` during the call (these
   include small host-side helpers);
 * jaxmix time cold (first call: tracing + compiling + running) and warm
@@ -35,7 +35,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from jaxmix import select as select_mod
+from jaxmix.fit import select as select_mod
 from jaxmix import select_k
 
 COMPILES = {"n": 0, "seconds": 0.0}

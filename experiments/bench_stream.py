@@ -127,8 +127,8 @@ def child_fit(args) -> dict:
     """Streaming fit from the path with per-phase timings and peak memory."""
     import jax
 
-    import jaxmix.stream as stream
-    from jaxmix.stream_source import read_chunk
+    import jaxmix.data.stream as stream
+    from jaxmix.data.source import read_chunk
 
     sampler = MemorySampler()
     sampler.start()
@@ -235,7 +235,7 @@ def run_child(mode: str, args, path: Path) -> dict:
 
 
 def chunk_rows(args) -> int:
-    from jaxmix.gmm_fit import default_chunk_size
+    from jaxmix.fit.gmm import default_chunk_size
     return args.chunk or default_chunk_size(args.n, args.d, args.k, 1)
 
 

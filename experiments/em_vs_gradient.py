@@ -5,12 +5,12 @@ Two objectives, each compared only with itself:
 * ``ML``: mean log-likelihood per sample. EM (``fit_gmm``, ``reg_covar=1e-6``)
   against gradient fits without a prior (``fit_gradient(prior=None)``).
 * ``MAP``: mean log-posterior per sample under the default prior
-  (``jaxmix.priors.default_prior``). MAP-EM (``fit_gmm(prior=...)``) against
+  (``jaxmix.gmm.priors.default_prior``). MAP-EM (``fit_gmm(prior=...)``) against
   gradient fits with the same prior.
 
 Every method starts from the same k-means initialisation for a given seed
 (``init="kmeans"``, key = seed); a gradient MAP fit first refits that start
-with one MAP M-step (``jaxmix.gradient.map_refit``), which is counted here as
+with one MAP M-step (``jaxmix.gmm.gradient.map_refit``), which is counted here as
 one iteration, so its iteration 1 is MAP-EM's iteration 1. One fit per seed
 (one restart), float32, ``path="auto"`` (EM's E-step in both methods: the
 gradient fits take the log-likelihood's value and gradient from it).
@@ -51,8 +51,8 @@ import optax
 
 from jaxmix import chunk, fit_gmm, mean_log_posterior
 from jaxmix.datasets import seed_blobs
-from jaxmix.gradient import fit_gradient
-from jaxmix.priors import default_prior
+from jaxmix.gmm.gradient import fit_gradient
+from jaxmix.gmm.priors import default_prior
 
 TARGET = 1e-4
 

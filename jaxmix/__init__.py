@@ -6,34 +6,34 @@ The functional API: parameter pytrees (:class:`GMMParams`,
 that run many restarts as one compiled computation.
 """
 
-from jaxmix.covariance import family
-from jaxmix.em import e_step, em_step, m_step
-from jaxmix.fit import FitResult, iterate
-from jaxmix.gmm import (component_log_prob, log_prob, mean_log_likelihood, predict,
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.em import e_step, em_step, m_step
+from jaxmix.fit.driver import FitResult, iterate
+from jaxmix.gmm.density import (component_log_prob, log_prob, mean_log_likelihood, predict,
                         predict_proba, responsibilities, sample, score_samples,
                         weighted_log_prob)
-from jaxmix.gmm_fit import fit_gmm
-from jaxmix.init import initialize
-from jaxmix.kmeans import assign, kmeans_plusplus, lloyd_step, sq_distances
+from jaxmix.fit.gmm import fit_gmm
+from jaxmix.gmm.init import initialize
+from jaxmix.kmeans.core import assign, kmeans_plusplus, lloyd_step, sq_distances
 from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
-from jaxmix.stats import Chunked, chunk
+from jaxmix.data.chunked import Chunked, chunk
 from jaxmix.anomaly import density_threshold, flag_anomalies
 from jaxmix.metrics import silhouette_samples, silhouette_score
 from jaxmix.criteria import aic, bic, n_parameters, score_samples_chunked
-from jaxmix.select import InertiaCurve, Selection, inertia_curve, select_k
-from jaxmix.kmeans import (KMeansStats, inertia as kmeans_inertia, init_centroids,
+from jaxmix.fit.select import InertiaCurve, Selection, inertia_curve, select_k
+from jaxmix.kmeans.core import (KMeansStats, inertia as kmeans_inertia, init_centroids,
                            minibatch_update, predict as kmeans_predict,
                            score as kmeans_score, transform as kmeans_transform)
-from jaxmix.kmeans_fit import fit_kmeans
-from jaxmix.minibatch import (MiniBatchConfig, MiniBatchState, fit_minibatch_kmeans,
+from jaxmix.fit.kmeans import fit_kmeans
+from jaxmix.kmeans.minibatch import (MiniBatchConfig, MiniBatchState, fit_minibatch_kmeans,
                               minibatch_init, minibatch_kmeans_stream, minibatch_step)
-from jaxmix.priors import GMMPrior, default_prior, log_prior
-from jaxmix.gradient import Unconstrained, constrain, fit_gradient, mean_log_posterior, unconstrain
+from jaxmix.gmm.priors import GMMPrior, default_prior, log_prior
+from jaxmix.gmm.gradient import Unconstrained, constrain, fit_gradient, mean_log_posterior, unconstrain
 from jaxmix.io import load_estimator, load_params, save_estimator, save_params
-from jaxmix.dbscan import DBSCANResult, fit_dbscan, predict as dbscan_predict
-from jaxmix.distributed import data_mesh, shard
-from jaxmix.stream import fit_gmm_stream, fit_kmeans_stream
-from jaxmix.stream_online import fit_gmm_online
+from jaxmix.dbscan.clusters import DBSCANResult, fit_dbscan, predict as dbscan_predict
+from jaxmix.data.sharding import data_mesh, shard
+from jaxmix.data.stream import fit_gmm_stream, fit_kmeans_stream
+from jaxmix.fit.online import fit_gmm_online
 
 __version__ = "0.1.0"
 

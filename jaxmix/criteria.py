@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.covariance import family
-from jaxmix.gmm import log_prob
-from jaxmix.gmm_fit import CHUNK_BUDGET
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.density import log_prob
+from jaxmix.fit.gmm import CHUNK_BUDGET
 from jaxmix.params import GMMParams
-from jaxmix.stats import Chunked, chunk
+from jaxmix.data.chunked import Chunked, chunk
 from jaxmix.validation import check_data, check_int
 
 

@@ -180,7 +180,7 @@ def _need(path, arrays, names):
 
 
 def _check_gmm_shapes(path, p: GMMParams):
-    from jaxmix.covariance import family
+    from jaxmix.gmm.covariance import family
     k, d = p.means.shape[-2:]
     lead = p.means.shape[:-2]
     want = lead + family(p.covariance_type).pc_shape(k, d)

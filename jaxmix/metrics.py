@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.covariance import HIGHEST
-from jaxmix.stats import chunk
+from jaxmix.numerics import HIGHEST
+from jaxmix.data.chunked import chunk
 from jaxmix.validation import check_data, check_int
 
 # Elements of one (row chunk x column chunk) distance block.

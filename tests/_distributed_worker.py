@@ -138,11 +138,11 @@ def collectives(fn, *args) -> dict:
 
 def step_collectives(inputs: dict, mesh) -> dict:
     """Collectives of one EM step (both paths) and one Lloyd step on placed data."""
-    from jaxmix.distributed import place
-    from jaxmix.em import batched_em_step
-    from jaxmix.init import broadcast_params
-    from jaxmix.kmeans import LloydState, batched_lloyd_step
-    from jaxmix.stats import chunk
+    from jaxmix.data.sharding import place
+    from jaxmix.gmm.em import batched_em_step
+    from jaxmix.gmm.init import broadcast_params
+    from jaxmix.kmeans.core import LloydState, batched_lloyd_step
+    from jaxmix.data.chunked import chunk
 
     data = place(chunk(inputs["x"], 250), mesh)
     params = broadcast_params(init_params(inputs, "full"), 2)
@@ -171,7 +171,7 @@ MULTIPROCESS_ROWS = 2000   # split evenly between the processes
 def main_multiprocess(argv) -> None:
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from jaxmix.distributed import data_mesh
+    from jaxmix.data.sharding import data_mesh
 
     option = lambda name: int(argv[argv.index(name) + 1])
     rank, size = option("--process"), option("--processes")
@@ -191,7 +191,7 @@ def main_multiprocess(argv) -> None:
 
 
 def main(argv) -> None:
-    from jaxmix.distributed import data_mesh
+    from jaxmix.data.sharding import data_mesh
 
     inputs = dict(np.load(argv[1]))
     mesh = data_mesh()

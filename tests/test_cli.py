@@ -12,10 +12,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from jaxmix import cli_demo, load_params
-from jaxmix.cli import main
-from jaxmix.cli_data import UsageError, load
-from jaxmix.cli_fit import parse_ks
+from jaxmix import load_params
+from jaxmix.cli import demo as cli_demo
+from jaxmix.cli.main import main
+from jaxmix.cli.data import UsageError, load
+from jaxmix.cli.fit import parse_ks
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -170,7 +171,7 @@ def test_errors_exit_2(tmp_path, monkeypatch, capsys, argv, message):
 
 
 def test_plot_without_matplotlib_exits_2(tmp_path, monkeypatch, capsys):
-    from jaxmix import cli_report
+    from jaxmix.cli import report as cli_report
 
     monkeypatch.setattr(cli_report, "have_matplotlib", lambda: False)
     code, _, err = run(["fit", tmp_path / "never-read.csv", "--plot"], capsys)

@@ -1,4 +1,4 @@
-"""jaxmix.dbscan (functional DBSCAN and predict) against sklearn.cluster.DBSCAN."""
+"""jaxmix.dbscan.clusters (functional DBSCAN and predict) against sklearn.cluster.DBSCAN."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sklearn.datasets import make_blobs, make_moons
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
-import jaxmix.dbscan as dbscan_mod
-import jaxmix.tiling as tiling
-from jaxmix.dbscan import DBSCANResult, fit_dbscan, predict
+import jaxmix.dbscan.clusters as dbscan_mod
+import jaxmix.dbscan.tiling as tiling
+from jaxmix.dbscan.clusters import DBSCANResult, fit_dbscan, predict
 
 
 def moons(n=1000):

@@ -24,9 +24,9 @@ import pytest
 from _distributed_worker import (EM_KW, compare, flatten, init_params, make_inputs,
                                  run_cases, run_multiprocess_cases)
 from jaxmix import fit_gmm, fit_gradient
-from jaxmix.distributed import (check_mesh, data_mesh, n_shards, place, resolve_mesh, shard,
+from jaxmix.data.sharding import (check_mesh, data_mesh, n_shards, place, resolve_mesh, shard,
                                 shard_chunk_size)
-from jaxmix.stats import chunk
+from jaxmix.data.chunked import chunk
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 CASES = ("em_full", "em_tied", "em_diag", "em_spherical", "em_kmeans_init", "map_em", "kmeans",

@@ -15,11 +15,13 @@ import pytest
 
 import jaxmix
 
-SLOW = {"dbscan", "distributed", "gradient", "gmm_fit", "kmeans_fit", "minibatch", "select",
-        "stream", "stream_online"}
+SLOW = {"dbscan.clusters", "data.sharding", "gmm.gradient", "fit.gmm", "fit.kmeans",
+        "kmeans.minibatch", "fit.select", "data.stream", "fit.online", "fit.gradient"}
 SKIP = {"__main__"}  # the command line is tested end to end in test_cli.py
-MODULES = sorted(m.name for m in pkgutil.iter_modules(jaxmix.__path__)
-                 if m.name not in SKIP and not m.name.startswith("cli"))
+MODULES = sorted(m.name.removeprefix("jaxmix.") for m in
+                 pkgutil.walk_packages(jaxmix.__path__, "jaxmix.")
+                 if m.name.removeprefix("jaxmix.") not in SKIP
+                 and not m.name.startswith("jaxmix.cli"))
 
 SCRIPT = """
 import doctest, importlib, sys

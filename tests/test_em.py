@@ -27,10 +27,10 @@ from scipy.special import logsumexp, softmax
 
 import jaxmix as jm
 from jaxmix import GMMParams
-from jaxmix.covariance import family
-from jaxmix.em import (GEMM_ERROR_BUDGET, batched_em_step, gemm_coefficients, gemm_is_accurate,
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.em import (GEMM_ERROR_BUDGET, batched_em_step, gemm_coefficients, gemm_is_accurate,
                        params_from_resp)
-from jaxmix.stats import design_features
+from jaxmix.data.chunked import design_features
 
 RTOL = 1e-9
 ATOL = 1e-11

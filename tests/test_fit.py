@@ -30,7 +30,7 @@ from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 import jaxmix as jm
 from jaxmix import GMMParams
 from jaxmix.datasets import seed_blobs
-from jaxmix.stats import chunk
+from jaxmix.data.chunked import chunk
 
 X = seed_blobs()
 N, D = X.shape

@@ -10,9 +10,9 @@ import pytest
 from conftest import TYPES, blobs, random_params
 
 from jaxmix import GMMParams, chunk, component_log_prob, fit_gmm
-from jaxmix.gradient import (Unconstrained, constrain, fit_gradient, loss, mean_log_posterior,
+from jaxmix.gmm.gradient import (Unconstrained, constrain, fit_gradient, loss, mean_log_posterior,
                              unconstrain)
-from jaxmix.priors import default_prior, log_prior_terms
+from jaxmix.gmm.priors import default_prior, log_prior_terms
 
 # Optimizers are static arguments of the compiled fit: one instance each, so
 # that tests sharing shapes share compilations.

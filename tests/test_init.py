@@ -18,8 +18,8 @@ from conftest import INITS, assert_params_close, blobs, index, sk_params_from_re
 from sklearn.cluster import KMeans
 
 import jaxmix as jm
-from jaxmix.covariance import family
-from jaxmix.init import broadcast_params
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.init import broadcast_params
 
 K, R, REG = 3, 4, 1e-6
 SEED = 42

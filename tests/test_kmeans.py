@@ -1,4 +1,4 @@
-"""Lloyd K-Means (jaxmix.kmeans, jaxmix.kmeans_fit) against scikit-learn.
+"""Lloyd K-Means (jaxmix.kmeans.core, jaxmix.fit.kmeans) against scikit-learn.
 
 Compile time dominates on the CPU test machine, so tests share a few shapes:
 ``X8`` (400 x 3, k=4) for most fits.
@@ -14,12 +14,12 @@ from scipy import stats as sps
 from sklearn.cluster import KMeans
 from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
 
-from jaxmix.kmeans import (assign, inertia, kmeans_plusplus, kmeans_stats, lloyd, lloyd_step,
+from jaxmix.kmeans.core import (assign, inertia, kmeans_plusplus, kmeans_stats, lloyd, lloyd_step,
                            predict, random_centroids, relocate_empty, score, sq_distances,
                            transform)
-from jaxmix.kmeans_fit import fit_kmeans
+from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.params import KMeansParams
-from jaxmix.stats import chunk
+from jaxmix.data.chunked import chunk
 
 K = 4
 
@@ -207,7 +207,7 @@ def test_more_clusters_than_distinct_points_stays_finite():
 
 
 def test_low_level_lloyd_keeps_empty_centroids_unless_asked():
-    """jaxmix.select parks unused centroids far away and relies on this default."""
+    """jaxmix.fit.select parks unused centroids far away and relies on this default."""
     data = chunk(X, None)
     init = X[[0, 1, 2, 5]] + 0.3
     init[2] = 1e3

@@ -10,9 +10,9 @@ import pytest
 from conftest import TYPES, blobs, random_params
 
 from jaxmix import chunk, e_step, em_step, fit_gmm, m_step
-from jaxmix.gmm import component_log_prob, responsibilities
-from jaxmix.gradient import constrain, log_posterior_u, mean_log_posterior, unconstrain
-from jaxmix.priors import default_prior, log_prior, log_prior_terms
+from jaxmix.gmm.density import component_log_prob, responsibilities
+from jaxmix.gmm.gradient import constrain, log_posterior_u, mean_log_posterior, unconstrain
+from jaxmix.gmm.priors import default_prior, log_prior, log_prior_terms
 
 CENTERS = [[-4.0, 0.0, 1.0], [3.0, 2.0, -1.0], [0.0, -4.0, 2.0]]
 

@@ -1,4 +1,4 @@
-"""Mini-batch K-Means (jaxmix.minibatch) against scikit-learn's rule and full K-Means."""
+"""Mini-batch K-Means (jaxmix.kmeans.minibatch) against scikit-learn's rule and full K-Means."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.cluster._kmeans import _mini_batch_step
 
-from jaxmix.kmeans import minibatch_update, kmeans_stats, score
-from jaxmix.kmeans_fit import fit_kmeans
-from jaxmix.minibatch import (fit_minibatch_kmeans, make_config, minibatch_init,
+from jaxmix.kmeans.core import minibatch_update, kmeans_stats, score
+from jaxmix.fit.kmeans import fit_kmeans
+from jaxmix.kmeans.minibatch import (fit_minibatch_kmeans, make_config, minibatch_init,
                               minibatch_kmeans_stream, minibatch_step)
 from jaxmix.params import KMeansParams
-from jaxmix.stats import chunk
+from jaxmix.data.chunked import chunk
 
 K = 5
 

@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 
 from jaxmix import GMMParams
-from jaxmix.priors import GMMPrior, check_prior, default_prior, log_prior, resolve_prior
+from jaxmix.gmm.priors import GMMPrior, check_prior, default_prior, log_prior, resolve_prior
 
 
 def scipy_log_prior(w, means, cov, covariance_type, alpha, m0, kappa, nu, psi):

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from jaxmix.cli import build_parser
+from jaxmix.cli.main import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -47,7 +47,7 @@ def test_first_command_installs_and_runs_the_main_job():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert set(extras) <= set(project["optional-dependencies"])
-    assert project["scripts"]["jaxmix"] == "jaxmix.cli:main"
+    assert project["scripts"]["jaxmix"] == "jaxmix.cli.main:main"
 
 
 @pytest.mark.parametrize("line", [c for c in commands() if c.startswith("jaxmix ")])

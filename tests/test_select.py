@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture  # noqa: E402
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky  # noqa: E402
 
 from jaxmix import GMMParams, aic, bic, family, inertia_curve, n_parameters, select_k  # noqa: E402
-from jaxmix import select as sel_mod  # noqa: E402
+from jaxmix.fit import select as sel_mod  # noqa: E402
 
 TYPES = ("full", "tied", "diag", "spherical")
 
@@ -186,7 +186,7 @@ MASK_CASES_SLOW = [(t, i, r) for t in TYPES
 
 
 def _check_masked(covariance_type, init, reg_covar):
-    from jaxmix.stats import chunk
+    from jaxmix.data.chunked import chunk
 
     x = blobs(2, 2, n=200)
     ks = np.array([1, 2, 4])

@@ -17,7 +17,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils import estimator_checks as ec
 
-import jaxmix.sklearn_gmm as sklearn_gmm
+import jaxmix.sklearn.gmm as sklearn_gmm
 from jaxmix.datasets import seed_blobs
 from jaxmix.sklearn import GaussianMixture
 

@@ -14,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks as ec
 
-import jaxmix.sklearn_kmeans as sklearn_kmeans
+import jaxmix.sklearn.kmeans as sklearn_kmeans
 from jaxmix.sklearn import KMeans, MiniBatchKMeans
 
 # sklearn lists the same two as expected failures for its own KMeans /

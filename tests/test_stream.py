@@ -15,11 +15,11 @@ import pytest
 from conftest import TYPES
 from _distributed_worker import CHUNK, EM_KW, compare, flatten, init_params, make_inputs
 from jaxmix import GMMParams, fit_gmm, fit_kmeans
-from jaxmix.covariance import family
-from jaxmix.stats import gmm_stats_centred
-from jaxmix.stream import fit_gmm_stream, fit_kmeans_stream
-from jaxmix.stream_online import fit_gmm_online, shift_stats
-from jaxmix.stream_source import open_source, read_chunk, survey
+from jaxmix.gmm.covariance import family
+from jaxmix.data.chunked import gmm_stats_centred
+from jaxmix.data.stream import fit_gmm_stream, fit_kmeans_stream
+from jaxmix.fit.online import fit_gmm_online, shift_stats
+from jaxmix.data.source import open_source, read_chunk, survey
 
 RTOL, ATOL = 1e-5, 1e-8
 

@@ -17,7 +17,7 @@ from scipy.stats import multivariate_normal
 
 import jaxmix as jm
 from jaxmix import GMMParams
-from jaxmix.covariance import family
+from jaxmix.gmm.covariance import family
 from jaxmix.validation import check_data
 
 RNG = np.random.default_rng(0)

@@ -1,0 +1,189 @@
+"""The fits the ``jaxmix`` command runs: a grid of ``k`` x covariance types by
+one method (EM, MAP-EM or an optax optimizer). Orchestration only: every
+number comes from the functional API (:func:`~jaxmix.select_k`,
+:func:`~jaxmix.fit_gmm`, :func:`~jaxmix.fit_gradient`, :func:`~jaxmix.bic`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from jaxmix.cli.data import UsageError
+from jaxmix.fit.gmm import fit_gmm
+from jaxmix.gmm.gradient import fit_gradient
+from jaxmix.params import GMMParams
+from jaxmix.criteria import aic, bic, score_samples_chunked
+from jaxmix.fit.select import select_k
+
+DEFAULT_LEARNING_RATE = 0.03
+
+
+class Method(NamedTuple):
+    """How to fit: ``optimizer=None`` is EM (MAP-EM with a prior)."""
+    name: str
+    prior: str | None          # None (maximum likelihood) or "default"
+    optimizer: optax.GradientTransformation | None = None
+
+    @property
+    def objective(self) -> str:
+        return "mean log-likelihood" if self.prior is None else "mean log-posterior"
+
+
+class Row(NamedTuple):
+    """One fitted grid point: the best of its restarts."""
+    covariance_type: str
+    k: int
+    log_likelihood: float      # mean per sample, of the final parameters
+    bic: float
+    aic: float
+    converged: bool
+    n_iter: int
+    seconds: float             # wall time of the call that produced the row
+    params: GMMParams | None   # None when every restart failed
+
+
+def parse_ks(text: str) -> list:
+    """``"3"``, ``"1-6"``, ``"2,4,8"`` or ``"1-3,6"`` -> sorted distinct ints >= 1."""
+    ks = set()
+    for part in str(text).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise UsageError(f"--k {text!r}: expected an integer, a range like 1-6 or a list "
+                             "like 2,4,8") from None
+        if a < 1 or b < a:
+            raise UsageError(f"--k {text!r}: k must be at least 1 and ranges ascending "
+                             "(e.g. 1-6)")
+        ks.update(range(a, b + 1))
+    return sorted(ks)
+
+
+def make_method(name: str, learning_rate: float | None = None, prior: str | None = None) -> Method:
+    """``"em"``, ``"map-em"`` or an optax optimizer's name (``adam``, ``lbfgs``, ...).
+
+    ``prior`` (``"none"`` / ``"default"``) overrides the method's default:
+    none for EM, the default prior for MAP-EM and gradient fits.
+    """
+    choice = None if prior is None else (None if prior == "none" else "default")
+    if name in ("em", "map-em"):
+        if learning_rate is not None:
+            raise UsageError(f"--learning-rate applies to optax optimizers, not --method {name}")
+        own = None if name == "em" else "default"
+        if prior is not None and choice != own:
+            raise UsageError(f"--method {name} --prior {prior} contradict each other; use "
+                             f"--method {'map-em' if choice else 'em'} instead")
+        return Method(name, own)
+    return Method(name, "default" if prior is None else choice,
+                  _optax_optimizer(name, learning_rate))
+
+
+def _optax_optimizer(name: str, learning_rate: float | None):
+    factory = getattr(optax, name, None) if not name.startswith("_") else None
+    hint = ("--method: give 'em', 'map-em' or the name of an optax optimizer (adam, sgd, "
+            "adamw, rmsprop, lbfgs, ...)")
+    if not callable(factory) or isinstance(factory, type):
+        raise UsageError(f"{hint}; {name!r} is none of these")
+    param = inspect.signature(factory).parameters.get("learning_rate")
+    if param is None:
+        raise UsageError(f"{hint}; optax.{name} takes no learning_rate, it is not an optimizer")
+    if learning_rate is None and param.default is inspect.Parameter.empty:
+        learning_rate = DEFAULT_LEARNING_RATE
+    try:
+        opt = factory() if learning_rate is None else factory(learning_rate=learning_rate)
+    except TypeError as err:
+        raise UsageError(f"{hint}; optax.{name}(learning_rate=...) failed: {err}") from None
+    if not isinstance(opt, optax.GradientTransformation):
+        raise UsageError(f"{hint}; optax.{name} did not return an optimizer")
+    return opt
+
+
+def fit_one(key, x, k: int, covariance_type: str, method: Method, *, n_restarts: int,
+            max_iter: int | None = None, tol: float | None = None):
+    """``(FitResult, seconds)`` of one ``k``: EM / MAP-EM or a gradient fit."""
+    options = dict(covariance_type=covariance_type, n_restarts=n_restarts, prior=method.prior)
+    options.update({name: v for name, v in (("max_iter", max_iter), ("tol", tol))
+                    if v is not None})
+    start = time.perf_counter()
+    if method.optimizer is None:
+        result = fit_gmm(key, x, k, **options)
+    else:
+        result = fit_gradient(key, x, k, method.optimizer, **options)
+    result = jax.device_get(jax.block_until_ready(result))
+    return result, time.perf_counter() - start
+
+
+def result_row(result, x, covariance_type: str, k: int, seconds: float) -> Row:
+    """A :class:`Row` from a :class:`~jaxmix.fit.driver.FitResult`: its best restart, scored on ``x``."""
+    best = int(result.best)
+    if bool(np.all(result.failed)):
+        return Row(covariance_type, k, -np.inf, np.inf, np.inf, False, int(result.n_iter[best]),
+                   seconds, None)
+    p = result.best_params
+    loglik = float(np.mean(np.asarray(score_samples_chunked(p, x), np.float64)))
+    return Row(covariance_type, k, loglik, bic(p, x), aic(p, x), bool(result.converged[best]),
+               int(result.n_iter[best]), seconds, p)
+
+
+def sweep(x, ks, covariance_types, method: Method, *, n_restarts: int, seed: int = 0,
+          max_iter: int | None = None, tol: float | None = None,
+          progress: Callable[[str], None] = lambda line: None) -> list:
+    """A :class:`Row` per (covariance type, k).
+
+    EM runs the whole ``k`` grid of a covariance type as one compiled
+    :func:`~jaxmix.select_k` call (its rows share that call's time); MAP-EM
+    and gradient fits run one call per ``k``.
+    """
+    if max(ks) > x.shape[0]:
+        raise UsageError(f"--k: k={max(ks)} is more than the {x.shape[0]} samples in DATA; "
+                         "use a smaller k")
+    if method.optimizer is None and method.prior is None:
+        return _sweep_em(x, ks, covariance_types, n_restarts, seed, max_iter, tol, progress)
+    rows, total = [], len(ks) * len(covariance_types)
+    for ct in covariance_types:
+        for k in ks:
+            progress(f"[{len(rows) + 1}/{total}] {method.name} {ct} k={k}, "
+                     f"{n_restarts} restarts ...")
+            result, seconds = fit_one(jax.random.fold_in(jax.random.PRNGKey(seed), k), x, k,
+                                      ct, method, n_restarts=n_restarts, max_iter=max_iter,
+                                      tol=tol)
+            rows.append(result_row(result, x, ct, k, seconds))
+            progress(f"    done in {seconds:.1f} s: BIC {rows[-1].bic:.2f}")
+    return rows
+
+
+def _sweep_em(x, ks, covariance_types, n_restarts, seed, max_iter, tol, progress) -> list:
+    options = {name: v for name, v in (("max_iter", max_iter), ("tol", tol)) if v is not None}
+    rows = []
+    for i, ct in enumerate(covariance_types, start=1):
+        progress(f"[{i}/{len(covariance_types)}] em {ct} k={_span(ks)}, {n_restarts} restarts "
+                 "each (one compiled call) ...")
+        start = time.perf_counter()
+        sel = select_k(seed, x, ks, covariance_type=ct, n_restarts=n_restarts, **options)
+        seconds = time.perf_counter() - start
+        for r in sel.rows():
+            rows.append(Row(ct, r["k"], r["log_likelihood"], r["bic"], r["aic"], r["converged"],
+                            r["n_iter"], seconds,
+                            None if r["failed"] else sel.best_params(r["k"], ct)))
+        progress(f"    done in {seconds:.1f} s")
+    return rows
+
+
+def _span(ks) -> str:
+    return f"{ks[0]}..{ks[-1]}" if list(ks) == list(range(ks[0], ks[-1] + 1)) else str(list(ks))
+
+
+def best_row(rows, criterion: str = "bic") -> Row:
+    """The row minimising ``criterion`` (``"bic"`` or ``"aic"``) among fitted rows."""
+    fitted = [r for r in rows if r.params is not None]
+    if not fitted:
+        raise RuntimeError("every restart of every fit failed (non-finite values); try "
+                           "--method em, more --restarts or scaled data")
+    return min(fitted, key=lambda r: getattr(r, criterion))

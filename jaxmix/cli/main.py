@@ -1,0 +1,244 @@
+"""The ``jaxmix`` command.
+
+    jaxmix demo                         # the main job on the built-in seed data
+    jaxmix fit DATA --k 1-6 --plot      # choose k for your data (.npy, .npz, .csv)
+    jaxmix bench --n 50000              # EM speed against scikit-learn
+
+Argument parsing and dispatch only: the jobs live in :mod:`jaxmix.cli.fit`,
+:mod:`jaxmix.cli.demo` and :mod:`jaxmix.cli.bench`, loading in
+:mod:`jaxmix.cli.data`, output in :mod:`jaxmix.cli.report`.
+
+Exit status: 0 on success, 2 for bad arguments or input (argparse's
+convention), 1 for any other failure; errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jaxmix.cli.data import UsageError
+from jaxmix.params import COVARIANCE_TYPES
+
+ALL_TYPES = "all"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _float_at_least_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _float_above_zero(text: str) -> float:
+    value = _float_at_least_zero(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def _covariance_types(values) -> tuple:
+    return COVARIANCE_TYPES if ALL_TYPES in values else tuple(dict.fromkeys(values))
+
+
+def _add_common(p, restarts: int, max_iter_help: str, out: str) -> None:
+    p.add_argument("--covariance", nargs="+", default=None, metavar="TYPE",
+                   choices=COVARIANCE_TYPES + (ALL_TYPES,),
+                   help=f"covariance type(s): {', '.join(COVARIANCE_TYPES)} or {ALL_TYPES}")
+    p.add_argument("--restarts", type=_positive_int, default=restarts,
+                   help="random restarts per fit, run batched (default %(default)s)")
+    p.add_argument("--learning-rate", type=_float_above_zero, default=None,
+                   help="learning rate of an optax optimizer (default: the optimizer's own, "
+                        "else 0.03)")
+    p.add_argument("--max-iter", type=_positive_int, default=None,
+                   help=f"iteration cap (default: {max_iter_help})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=Path, default=Path(out),
+                   help="output folder (default ./%(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxmix", description="Gaussian mixtures and K-Means in JAX.",
+        epilog="Without a command, `jaxmix` runs `jaxmix demo`.")
+    sub = parser.add_subparsers(dest="command", metavar="{fit,demo,bench}")
+    _add_fit(sub)
+    _add_demo(sub)
+    _add_bench(sub)
+    return parser
+
+
+def _add_fit(sub) -> None:
+    fit = sub.add_parser("fit", help="fit Gaussian mixtures to a data file and choose k",
+                         description="Fit a Gaussian mixture for every k and covariance type, "
+                                     "print the table, save the best model.")
+    fit.add_argument("data", metavar="DATA", help="a .npy, .npz or .csv file (rows = samples)")
+    fit.add_argument("--k", default="1-6",
+                     help="k, a range or a list: 3, 1-6, 2,4,8 (default %(default)s)")
+    fit.add_argument("--method", default="em",
+                     help="em, map-em, or an optax optimizer by name: adam, sgd, lbfgs, ... "
+                          "(default em)")
+    fit.add_argument("--prior", choices=("none", "default"), default=None,
+                     help="objective of gradient fits: none (maximum likelihood) or default "
+                          "(MAP; the default)")
+    fit.add_argument("--criterion", choices=("bic", "aic"), default="bic",
+                     help="how to choose the best model (default bic)")
+    fit.add_argument("--tol", type=_float_at_least_zero, default=None,
+                     help="stop when the objective changes less (default 1e-3 EM, 1e-6 "
+                          "gradient)")
+    fit.add_argument("--key", help=".npz files: the array to read")
+    fit.add_argument("--delimiter", default=",", help=".csv files: field separator")
+    fit.add_argument("--drop-nan", action="store_true",
+                     help="drop rows with missing, NaN or infinite values instead of failing")
+    fit.add_argument("--plot", action="store_true",
+                     help="write fit.png and criterion.png (needs matplotlib)")
+    fit.add_argument("--x64", action="store_true", help="compute in float64")
+    fit.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_common(fit, restarts=10, max_iter_help="100 for EM, 1000 for gradient fits",
+                out="jaxmix-fit")
+    fit.set_defaults(run=_run_fit)
+
+
+def _add_demo(sub) -> None:
+    demo = sub.add_parser("demo", help="the main job on the built-in seed data set",
+                          description="Choose k by BIC on the seed data, compare EM, MAP-EM "
+                                      "and an optax optimizer, write a report and figures.")
+    demo.add_argument("--k-max", type=_positive_int, default=6,
+                      help="BIC over k = 1..K_MAX (default %(default)s)")
+    demo.add_argument("--optimizer", default="adam",
+                      help="optax optimizer compared with EM (default %(default)s)")
+    demo.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    _add_common(demo, restarts=10, max_iter_help="1000, per fit in the method comparison",
+                out="jaxmix-demo")
+    demo.set_defaults(run=_run_demo)
+
+
+def _add_bench(sub) -> None:
+    from jaxmix.cli import bench as bench_module
+
+    bench = sub.add_parser("bench", help="EM speed against scikit-learn, printed as ratios",
+                           description="Time EM iterations of jaxmix and scikit-learn on "
+                                       "the same synthetic data; print the speed-ups.")
+    bench_module.add_arguments(bench, n=10_000, d=8, k=8, restarts=8)
+    bench.set_defaults(run=_run_bench)
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+
+def _run_fit(args) -> int:
+    from jaxmix.cli import report
+    from jaxmix.cli.data import load
+    from jaxmix.cli.fit import best_row, make_method, parse_ks, sweep
+    from jaxmix.io import save_params
+
+    ks = parse_ks(args.k)
+    method = make_method(args.method, args.learning_rate, args.prior)
+    if args.plot and not report.have_matplotlib():
+        raise UsageError(f"--plot needs matplotlib, which is not installed: "
+                         f"{report.MATPLOTLIB_HINT}; or drop --plot")
+    if args.x64:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+    data = load(args.data, key=args.key, delimiter=args.delimiter, drop_nan=args.drop_nan)
+    args.out.mkdir(parents=True, exist_ok=True)  # fail before fitting, not after
+    say = (lambda line: None) if args.quiet else report.progress
+    for note in data.notes:
+        report.progress(f"note: {note}")
+    say(f"{args.data}: {data.x.shape[0]} samples, {data.x.shape[1]} features; method "
+        f"{method.name} ({method.objective})")
+    rows = sweep(data.x, ks, _covariance_types(args.covariance or ["full"]), method,
+                 n_restarts=args.restarts, seed=args.seed, max_iter=args.max_iter,
+                 tol=args.tol, progress=say)
+    chosen = best_row(rows, args.criterion)
+    table = report.rows_table(rows, chosen)
+    print(table)
+    print(f"\nbest by {args.criterion.upper()}: {chosen.covariance_type}, k={chosen.k}")
+    written = [args.out / "table.md", args.out / "model.npz"]
+    written[0].write_text(table + "\n")
+    save_params(written[1], chosen.params)
+    if args.plot:
+        written += _fit_figures(args.out, data.x, rows, chosen, args.criterion, report)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _fit_figures(out: Path, x, rows, chosen, criterion: str, report) -> list:
+    paths = [out / "criterion.png"]
+    report.plot_criterion(paths[0], rows, criterion, chosen)
+    if x.shape[1] >= 2:
+        paths.append(out / "fit.png")
+        view = "data" if x.shape[1] == 2 else "first two principal components"
+        report.plot_fit(paths[1], x, chosen.params,
+                        f"{chosen.covariance_type}, k={chosen.k} ({view})")
+    else:
+        report.progress("note: fit.png needs at least two features; only criterion.png "
+                        "was written")
+    return paths
+
+
+def _run_demo(args) -> int:
+    from jaxmix.cli import demo as cli_demo, report
+
+    figures = not args.no_figures and report.have_matplotlib()
+    if not args.no_figures and not figures:
+        report.progress(f"note: matplotlib is not installed, so no figures are written "
+                        f"({report.MATPLOTLIB_HINT})")
+    defaults = cli_demo.Settings()
+    settings = cli_demo.Settings(
+        k_max=args.k_max, n_restarts=args.restarts, optimizer=args.optimizer,
+        covariance_types=_covariance_types(args.covariance or defaults.covariance_types),
+        learning_rate=args.learning_rate, max_iter=args.max_iter or defaults.max_iter,
+        seed=args.seed)
+    paths = cli_demo.run(args.out, settings, figures)
+    print(f"report: {paths[0]}")
+    for path in paths[1:]:
+        print(f"        {path}")
+    return 0
+
+
+def _run_bench(args) -> int:
+    from jaxmix.cli import bench
+
+    bench.run(args)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv or ["demo"])
+    except SystemExit as exit_:  # argparse: --help (0) or a bad argument (2)
+        return int(exit_.code or 0)
+    where = f"jaxmix {args.command}"
+    try:
+        return args.run(args)
+    except ValueError as err:  # UsageError, and the library's own input validation
+        print(f"{where}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command's last line of defence
+        print(f"{where}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1

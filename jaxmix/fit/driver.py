@@ -1,0 +1,126 @@
+"""The fit driver: one ``lax.while_loop`` for every iterative algorithm.
+
+A *batched step* maps restart-batched parameters (leading axis ``R`` on every
+leaf) to ``(new_params, objective)``, where ``objective (R,)`` is the value
+(higher is better: log-likelihood, log-posterior, -inertia) of the params it
+was given. The driver runs it until every restart has converged, failed or
+hit ``max_iter``; finished restarts are frozen (their new values discarded),
+so each restart's result equals a run of that restart alone.
+
+A step whose objective or new parameters are not finite marks the restart
+``failed`` and keeps its last finite parameters; a failed restart never wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.numerics import all_finite
+
+
+class FitResult(NamedTuple):
+    """All restarts of a fit.
+
+    Attributes:
+      params: restart-batched parameters (leading axis ``R``).
+      objective: ``(R,)`` objective of the last accepted iteration (for EM,
+        sklearn's ``lower_bound_``: the mean log-likelihood evaluated before
+        the final M-step).
+      n_iter: ``(R,)`` iterations run.
+      converged: ``(R,)`` reached ``tol`` before ``max_iter``.
+      failed: ``(R,)`` a step produced non-finite values; ``params`` are the
+        last finite ones and the restart is never chosen as best.
+      degenerate: ``(R,)`` model-specific warning flag (e.g. a component with
+        less than one sample's weight or with variance at the ``reg_covar``
+        floor); the parameters are still finite.
+      history: ``(R, max_iter)`` objective per iteration, NaN after the stop.
+      best: index of the best restart (highest objective among non-failed).
+    """
+
+    params: Any
+    objective: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    failed: jax.Array
+    degenerate: jax.Array
+    history: jax.Array
+    best: jax.Array
+
+    @property
+    def best_params(self):
+        return jax.tree.map(lambda leaf: leaf[self.best], self.params)
+
+
+def change_below_tol(old_params, new_params, prev_objective, objective, tol):
+    """sklearn's EM rule: ``|objective - previous objective| < tol``."""
+    return jnp.abs(objective - prev_objective) < tol
+
+
+def _select(mask, new, old):
+    def pick(a, b):
+        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+        return jnp.where(m, a, b)
+    return jax.tree.map(pick, new, old)
+
+
+class _State(NamedTuple):
+    params: Any
+    objective: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    failed: jax.Array
+    history: jax.Array
+    it: jax.Array
+
+
+def iterate(step: Callable, params0, tol, max_iter: int,
+            converged_fn: Callable = change_below_tol) -> FitResult:
+    """Run ``step`` on all restarts of ``params0`` until each stops.
+
+    Args:
+      step: batched step, ``params_R -> (new_params_R, objective_R)``.
+      params0: restart-batched initial parameters.
+      tol: convergence tolerance (traced: changing it does not recompile).
+      max_iter: iteration cap (static: it sizes ``history``).
+      converged_fn: ``(old, new, prev_objective, objective, tol) -> (R,) bool``.
+    """
+    n_restarts = jax.tree.leaves(params0)[0].shape[0]
+    dtype = jnp.result_type(*jax.tree.leaves(params0))
+    init = _State(
+        params=params0,
+        objective=jnp.full((n_restarts,), -jnp.inf, dtype),
+        n_iter=jnp.zeros((n_restarts,), jnp.int32),
+        converged=jnp.zeros((n_restarts,), bool),
+        failed=jnp.zeros((n_restarts,), bool),
+        history=jnp.full((n_restarts, max_iter), jnp.nan, dtype),
+        it=jnp.asarray(0, jnp.int32),
+    )
+
+    def active(s):
+        return ~s.converged & ~s.failed & (s.n_iter < max_iter)
+
+    def body(s):
+        live = active(s)
+        new, obj = step(s.params)
+        ok = jnp.isfinite(obj) & all_finite(new, batch_dims=1)
+        accept = live & ok
+        conv = converged_fn(s.params, new, s.objective, obj, tol)
+        return _State(
+            params=_select(accept, new, s.params),
+            objective=jnp.where(accept, obj, s.objective),
+            n_iter=s.n_iter + live.astype(jnp.int32),
+            converged=s.converged | (accept & conv),
+            failed=s.failed | (live & ~ok),
+            history=s.history.at[:, s.it].set(jnp.where(live, obj, jnp.nan)),
+            it=s.it + 1,
+        )
+
+    final = init if max_iter == 0 else jax.lax.while_loop(
+        lambda s: jnp.any(active(s)), body, init)
+    score = jnp.where(final.failed, -jnp.inf, final.objective)
+    return FitResult(final.params, final.objective, final.n_iter, final.converged,
+                     final.failed, jnp.zeros_like(final.failed), final.history,
+                     jnp.argmax(score))

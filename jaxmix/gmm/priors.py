@@ -1,0 +1,398 @@
+r"""Conjugate priors for Gaussian mixtures, their log-density and the MAP M-step.
+
+A :class:`GMMPrior` is a pytree of five arrays (no static fields: changing its
+values never recompiles). With ``k`` components, ``d`` features, weights
+``w``, means ``mu_k`` and covariances ``Sigma_k`` (``s_kj`` for diag,
+``s_k`` for spherical), the prior is
+
+.. math::
+
+    w \sim \mathrm{Dir}(\alpha, \dots, \alpha), \qquad
+    \mu_k \mid \Sigma_k \sim \mathcal N(m_0, \Sigma_k / \kappa_0),
+
+and, on the covariances, with ``nu = degrees_of_freedom`` and
+``Psi = covariance_prior``:
+
+=========  ===============================================  =====================
+family     covariance prior                                 ``covariance_prior``
+=========  ===============================================  =====================
+full       ``Sigma_k ~ IW(nu, Psi)`` for every ``k``        ``(d, d)`` SPD
+tied       ``Sigma ~ IW(nu, Psi)`` once                     ``(d, d)`` SPD
+diag       ``s_kj ~ InvGamma(nu / 2, psi_j / 2)``           ``(d,)`` positive
+spherical  ``s_k ~ InvGamma(d nu / 2, d psi / 2)``          ``()`` positive
+=========  ===============================================  =====================
+
+The diag prior is the inverse-Wishart of each coordinate (``IW(nu, psi)`` in
+one dimension is ``InvGamma(nu/2, psi/2)``); the spherical one pools that
+prior over the ``d`` coordinates that share ``s_k``, so its strength relative
+to the data is the same as for diag. For ``d = 1`` all four coincide.
+
+Densities are with respect to Lebesgue measure on ``(w_1..w_{k-1}, mu,
+Sigma)`` (``Sigma`` itself, not its Cholesky factor), exactly as
+``scipy.stats`` defines them, so the MAP point does not depend on how a fit
+parametrises the covariances.
+
+"No prior" is ``prior=None`` everywhere: :func:`log_prior` is then ``0`` and
+fits are maximum likelihood.
+
+MAP M-step (``map_m_step``), from the statistics ``nk, sx, sxx`` of
+:mod:`jaxmix.data.chunked` taken about a per-component ``shift`` ``c_k``, with
+``xbar_k - c_k = sx_k / nk``, scatter ``S_k = sxx_k - nk (xbar_k - c_k)(..)^T``,
+``delta_k = xbar_k - m_0`` and ``r_k = kappa_0 nk / (kappa_0 + nk)``::
+
+    w_k     = (nk + alpha - 1) / (n + k (alpha - 1))
+    mu_k    = c_k + (kappa_0 (m_0 - c_k) + sx_k) / (kappa_0 + nk)
+    full    Sigma_k = (Psi + S_k + r_k delta_k delta_k^T) / (nu + nk + d + 2)
+    tied    Sigma   = (Psi + sum_k (S_k + r_k delta_k delta_k^T)) / (nu + n + d + 1 + k)
+    diag    s_kj    = (psi_j + S_kjj + r_k delta_kj^2) / (nu + nk + 3)
+    sph.    s_k     = (d psi + tr S_k + r_k |delta_k|^2) / (d nu + d nk + d + 2)
+
+These are the joint maximisers of the expected complete-data log-likelihood
+plus :func:`log_prior` (``tests/test_map_em.py`` checks that the gradient
+vanishes there). ``reg_covar`` is still added to the diagonal afterwards, as
+in the maximum-likelihood step; pass ``reg_covar=0`` for the exact MAP point.
+For ``alpha < 1`` the weight mode lies on the boundary: ``nk + alpha - 1`` is
+floored at ``10 eps``.
+
+Defaults (:func:`default_prior`, after Fraley & Raftery 2007, "Bayesian
+regularization for normal mixture estimation and model-based clustering"):
+``alpha = 1`` (flat: the weights are maximum likelihood), ``m_0`` = data
+mean, ``kappa_0 = 0.01``, ``nu = d + 2``, and ``Psi`` = the data covariance
+divided by ``k^(2/d)`` (diag: the variances; spherical: their mean), i.e.
+the prior covariance is what ``k`` equal clusters tiling the data would
+have. ``1e-6`` times the mean variance is added to ``Psi``'s diagonal so that
+constant features or ``n < d`` still give a proper prior.
+
+>>> import jax.numpy as jnp
+>>> from jaxmix import GMMParams
+>>> from jaxmix.gmm.priors import default_prior, log_prior
+>>> x = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+>>> prior = default_prior(x, 1, "full")
+>>> p = GMMParams(jnp.ones(1), jnp.full((1, 2), 0.5), jnp.eye(2)[None])
+>>> round(float(log_prior(p, prior)), 4)
+-15.4624
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln, multigammaln
+
+from jaxmix.gmm.covariance import family
+from jaxmix.numerics import HIGHEST, LOG_2PI, eps
+from jaxmix.params import COVARIANCE_TYPES, GMMParams
+from jaxmix.data.chunked import GMMStats
+
+
+class GMMPrior(NamedTuple):
+    """Dirichlet x Normal-inverse-Wishart (or -Gamma) prior (see module docstring).
+
+    Attributes:
+      weight_concentration: ``()`` symmetric Dirichlet ``alpha > 0``.
+      mean_prior: ``(d,)`` prior mean ``m_0``.
+      mean_precision: ``()`` ``kappa_0 > 0``, pseudo-count of the mean prior.
+      degrees_of_freedom: ``()`` ``nu`` (``> d - 1`` for full/tied, ``> 0``
+        otherwise).
+      covariance_prior: ``Psi``: full/tied ``(d, d)`` symmetric positive
+        definite, diag ``(d,)`` positive, spherical ``()`` positive.
+    """
+
+    weight_concentration: jax.Array
+    mean_prior: jax.Array
+    mean_precision: jax.Array
+    degrees_of_freedom: jax.Array
+    covariance_prior: jax.Array
+
+
+# ---------------------------------------------------------------------------
+# Per-family units: the covariance part of the prior and of the MAP update.
+
+
+def _log_inv_gamma(s_inv, log_s, a, b):
+    """``log InvGamma(s; a, b)`` from ``1/s`` and ``log s``."""
+    return a * jnp.log(b) - gammaln(a) - (a + 1.0) * log_s - b * s_inv
+
+
+class _WishartUnit:
+    """Full and tied: inverse-Wishart on each (or the one) covariance."""
+
+    @staticmethod
+    def scale_ndim() -> int:
+        return 2
+
+    @staticmethod
+    def min_dof(d: int) -> float:
+        return d - 1.0
+
+    @staticmethod
+    def default_scale(cov):
+        return cov
+
+    @staticmethod
+    def add_reg(cov, reg):
+        return cov + reg * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
+    @staticmethod
+    def log_cov_prior(pc, prior: GMMPrior, d: int):
+        """``sum log IW(Sigma; nu, Psi)`` over the factors in ``pc`` (``(..., d, d)``)."""
+        nu, psi = prior.degrees_of_freedom, prior.covariance_prior
+        log_det_l = jnp.sum(jnp.log(jnp.diagonal(pc, axis1=-2, axis2=-1)), axis=-1)
+        # tr(Psi Sigma^-1) = tr(Psi L L^T) = sum(L * (Psi L))
+        trace = jnp.sum(pc * jnp.matmul(psi, pc, precision=HIGHEST), axis=(-2, -1))
+        _, log_det_psi = jnp.linalg.slogdet(psi)
+        norm = 0.5 * nu * log_det_psi - 0.5 * nu * d * jnp.log(2.0) - multigammaln(0.5 * nu, d)
+        return jnp.sum(norm + (nu + d + 1.0) * log_det_l - 0.5 * trace)
+
+    @staticmethod
+    def _scatter(nk, dev, sxx, delta, kappa):
+        outer = lambda a: a[:, :, None] * a[:, None, :]
+        shrink = kappa * nk / (kappa + nk)
+        return (sxx - nk[:, None, None] * outer(dev)
+                + shrink[:, None, None] * outer(delta))
+
+
+class _FullUnit(_WishartUnit):
+    @staticmethod
+    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
+        d = dev.shape[-1]
+        b = prior.covariance_prior + _WishartUnit._scatter(
+            nk, dev, sxx, delta, prior.mean_precision)
+        return b / (prior.degrees_of_freedom + nk + d + 2.0)[:, None, None]
+
+
+class _TiedUnit(_WishartUnit):
+    @staticmethod
+    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
+        k, d = dev.shape
+        b = prior.covariance_prior + jnp.sum(_WishartUnit._scatter(
+            nk, dev, sxx, delta, prior.mean_precision), axis=0)
+        return b / (prior.degrees_of_freedom + jnp.sum(nk) + d + 1.0 + k)
+
+
+class _DiagUnit:
+    """Independent inverse-Gamma on every variance ``s_kj``."""
+
+    @staticmethod
+    def scale_ndim() -> int:
+        return 1
+
+    @staticmethod
+    def min_dof(d: int) -> float:
+        return 0.0
+
+    @staticmethod
+    def default_scale(cov):
+        return jnp.diagonal(cov)
+
+    @staticmethod
+    def add_reg(cov, reg):
+        return cov + reg
+
+    @staticmethod
+    def log_cov_prior(pc, prior: GMMPrior, d: int):
+        a, b = 0.5 * prior.degrees_of_freedom, 0.5 * prior.covariance_prior
+        return jnp.sum(_log_inv_gamma(pc * pc, -2.0 * jnp.log(pc), a, b))
+
+    @staticmethod
+    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
+        kappa = prior.mean_precision
+        shrink = kappa * nk / (kappa + nk)
+        b = (prior.covariance_prior + sxx - nk[:, None] * dev * dev
+             + shrink[:, None] * delta * delta)
+        return b / (prior.degrees_of_freedom + nk + 3.0)[:, None]
+
+
+class _SphericalUnit(_DiagUnit):
+    """One inverse-Gamma per component, pooled over the ``d`` coordinates."""
+
+    @staticmethod
+    def scale_ndim() -> int:
+        return 0
+
+    @staticmethod
+    def default_scale(cov):
+        return jnp.mean(jnp.diagonal(cov))
+
+    @staticmethod
+    def log_cov_prior(pc, prior: GMMPrior, d: int):
+        a, b = 0.5 * d * prior.degrees_of_freedom, 0.5 * d * prior.covariance_prior
+        return jnp.sum(_log_inv_gamma(pc * pc, -2.0 * jnp.log(pc), a, b))
+
+    @staticmethod
+    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
+        d = dev.shape[-1]
+        kappa = prior.mean_precision
+        shrink = kappa * nk / (kappa + nk)
+        b = (d * prior.covariance_prior + sxx - nk * jnp.sum(dev * dev, axis=-1)
+             + shrink * jnp.sum(delta * delta, axis=-1))
+        return b / (d * prior.degrees_of_freedom + d * nk + d + 2.0)
+
+
+_UNITS = {"full": _FullUnit, "tied": _TiedUnit, "diag": _DiagUnit,
+          "spherical": _SphericalUnit}
+assert tuple(_UNITS) == COVARIANCE_TYPES
+
+
+def _unit(covariance_type: str):
+    family(covariance_type)  # raises the standard error for unknown types
+    return _UNITS[covariance_type]
+
+
+# ---------------------------------------------------------------------------
+# log-density
+
+
+def log_dirichlet(log_weights, alpha):
+    """``log Dir(w; alpha 1_k)`` from ``log w`` (finite even where ``w`` underflows)."""
+    k = log_weights.shape[-1]
+    return (gammaln(k * alpha) - k * gammaln(alpha)
+            + (alpha - 1.0) * jnp.sum(log_weights, axis=-1))
+
+
+def log_prior_terms(params: GMMParams, prior: GMMPrior | None, log_weights=None):
+    """:func:`log_prior` with ``log w`` given (e.g. ``log_softmax(logits)``)."""
+    if prior is None:
+        return jnp.zeros((), params.means.dtype)
+    fam = family(params.covariance_type)
+    unit = _unit(params.covariance_type)
+    pc, means = params.precisions_cholesky, params.means
+    k, d = means.shape
+    if log_weights is None:
+        log_weights = jnp.log(params.weights)
+    kappa = prior.mean_precision
+    # mu_k | Sigma_k ~ N(m0, Sigma_k / kappa): whitened by sqrt(kappa) L_k.
+    maha = fam.sq_mahalanobis(prior.mean_prior[None], means, pc)[0]
+    log_det = jnp.broadcast_to(fam.log_det(pc, d), (k,))
+    log_mean = jnp.sum(-0.5 * d * LOG_2PI + 0.5 * d * jnp.log(kappa) + log_det
+                       - 0.5 * kappa * maha)
+    return (log_dirichlet(log_weights, prior.weight_concentration) + log_mean
+            + unit.log_cov_prior(pc, prior, d))
+
+
+def log_prior(params: GMMParams, prior: GMMPrior | None) -> jax.Array:
+    """Log-density of ``params`` under ``prior`` (scalar); ``0`` when ``prior`` is None.
+
+    Normalised, so it equals the sum of the matching ``scipy.stats`` log-pdfs
+    (``dirichlet``, ``invwishart`` / ``invgamma``, ``multivariate_normal``).
+    """
+    return log_prior_terms(params, prior)
+
+
+# ---------------------------------------------------------------------------
+# MAP M-step
+
+
+def map_m_step(stats: GMMStats, shift, reg_covar, covariance_type: str,
+               prior: GMMPrior) -> GMMParams:
+    """Closed-form MAP parameters from statistics taken about ``shift`` (``(k, d)``).
+
+    Same inputs as :func:`jaxmix.gmm.em.m_step`; see the module docstring for the
+    update. ``reg_covar`` is added to the covariance diagonal afterwards.
+    """
+    fam = family(covariance_type)
+    unit = _unit(covariance_type)
+    tiny = 10 * eps(stats.nk.dtype)
+    nk = stats.nk + tiny
+    kappa = prior.mean_precision
+    dev = stats.sx / nk[:, None]                       # xbar_k - c_k
+    delta = dev + shift - prior.mean_prior             # xbar_k - m0
+    means = shift + (kappa * (prior.mean_prior - shift) + stats.sx) / (kappa + nk)[:, None]
+    cov = unit.add_reg(unit.map_covariance(nk, dev, stats.sxx, delta, prior), reg_covar)
+    weights = jnp.maximum(nk + prior.weight_concentration - 1.0, tiny)
+    return GMMParams(weights / jnp.sum(weights), means, fam.precision_cholesky(cov),
+                     covariance_type)
+
+
+
+# ---------------------------------------------------------------------------
+# Defaults and validation (host side)
+
+# ``Psi`` gets this fraction of the mean data variance added to its diagonal.
+SCALE_FLOOR = 1e-6
+
+
+def default_prior(x, n_components: int, covariance_type: str = "full", *, sample_weight=None,
+                  weight_concentration=1.0, mean_precision=0.01,
+                  degrees_of_freedom=None) -> GMMPrior:
+    """The data-dependent default prior (see the module docstring).
+
+    Args:
+      x: ``(n, d)`` data the prior is scaled to.
+      n_components: ``k``; the prior covariance is the data's over ``k^(2/d)``.
+      covariance_type: selects the layout of ``covariance_prior``.
+      sample_weight: optional ``(n,)`` weights for the data mean and covariance.
+      weight_concentration: Dirichlet ``alpha`` (``1``: flat).
+      mean_precision: ``kappa_0``.
+      degrees_of_freedom: ``nu``; ``None`` means ``d + 2``.
+    """
+    unit = _unit(covariance_type)
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    n, d = x.shape
+    w = jnp.ones((n,), x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
+    w = w / jnp.sum(w)
+    mean = jnp.matmul(w, x, precision=HIGHEST)
+    z = x - mean
+    cov = jnp.matmul((z * w[:, None]).T, z, precision=HIGHEST)
+    mean_var = jnp.mean(jnp.diagonal(cov))
+    floor = SCALE_FLOOR * jnp.where(mean_var > 0, mean_var, 1.0)
+    cov = cov / float(n_components) ** (2.0 / d) + floor * jnp.eye(d, dtype=x.dtype)
+    nu = d + 2.0 if degrees_of_freedom is None else degrees_of_freedom
+    scalar = lambda v: jnp.asarray(v, x.dtype)
+    return GMMPrior(scalar(weight_concentration), mean, scalar(mean_precision), scalar(nu),
+                    unit.default_scale(cov))
+
+
+def check_prior(prior, n_features: int, covariance_type: str, dtype=jnp.float32) -> GMMPrior:
+    """Validate a :class:`GMMPrior` for ``n_features`` and ``covariance_type``;
+    returns it with every leaf a ``dtype`` array. Errors name the field."""
+    if not isinstance(prior, GMMPrior):
+        raise ValueError(f"prior must be a jaxmix.gmm.priors.GMMPrior, 'default' or None, got "
+                         f"{type(prior).__name__}; build one with jaxmix.gmm.priors.default_prior")
+    unit = _unit(covariance_type)
+    d = n_features
+    shapes = {"weight_concentration": (), "mean_prior": (d,), "mean_precision": (),
+              "degrees_of_freedom": (), "covariance_prior": (d,) * unit.scale_ndim()}
+    out = {}
+    for name, shape in shapes.items():
+        a = np.asarray(getattr(prior, name), dtype=np.float64)
+        if a.shape != shape:
+            raise ValueError(f"prior.{name} must have shape {shape} for covariance_type="
+                             f"{covariance_type!r} and {d} features, got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"prior.{name} contains NaN or infinity")
+        out[name] = a
+    for name in ("weight_concentration", "mean_precision"):
+        if out[name] <= 0:
+            raise ValueError(f"prior.{name} must be > 0, got {float(out[name])}")
+    if out["degrees_of_freedom"] <= unit.min_dof(d):
+        raise ValueError(f"prior.degrees_of_freedom must be > {unit.min_dof(d):g} for "
+                         f"covariance_type={covariance_type!r} with {d} features, got "
+                         f"{float(out['degrees_of_freedom'])} (the default is d + 2)")
+    psi = out["covariance_prior"]
+    if unit.scale_ndim() == 2:
+        if not np.allclose(psi, psi.T, rtol=1e-5, atol=1e-8 * np.abs(psi).max()):
+            raise ValueError("prior.covariance_prior must be symmetric")
+        if np.linalg.eigvalsh(psi).min() <= 0:
+            raise ValueError("prior.covariance_prior must be positive definite; add a "
+                             "small multiple of the identity")
+    elif np.any(psi <= 0):
+        raise ValueError("prior.covariance_prior must be positive")
+    return GMMPrior(**{name: jnp.asarray(a, dtype) for name, a in out.items()})
+
+
+def resolve_prior(prior, x, n_components: int, covariance_type: str, sample_weight=None):
+    """What fit entry points accept: ``None`` (maximum likelihood), ``"default"``
+    (:func:`default_prior` of ``x``) or a :class:`GMMPrior` (validated)."""
+    if prior is None:
+        return None
+    if isinstance(prior, str):
+        if prior != "default":
+            raise ValueError(f"prior must be None, 'default' or a GMMPrior, got {prior!r}")
+        return default_prior(x, n_components, covariance_type, sample_weight=sample_weight)
+    return check_prior(prior, x.shape[-1], covariance_type, x.dtype)

@@ -1,0 +1,50 @@
+"""Shared numerics: constants and small pure helpers used by every family.
+
+This module imports nothing of jaxmix, so any module may depend on it.
+
+>>> import jax.numpy as jnp
+>>> rw, norm = normalise(jnp.log(jnp.array([[1.0, 3.0]])), jnp.ones(1))
+>>> rw.tolist(), round(float(norm[0]), 4)
+([[0.25, 0.75]], 1.3863)
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Matmul precision of every distance and log-density product: on GPUs with TF32
+# the default would round inputs to 10 mantissa bits and spoil the cancellation
+# in ``||x||^2 - 2 x.c + ||c||^2``.
+HIGHEST = jax.lax.Precision.HIGHEST
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def eps(dtype) -> float:
+    """Machine epsilon of ``dtype`` (a Python float)."""
+    return float(np.finfo(dtype).eps)
+
+
+def normalise(logp, w):
+    """Weighted responsibilities ``w_n r_nk`` and ``log sum_k exp(logp_nk)``.
+
+    One ``exp`` per entry (``logsumexp`` followed by ``exp(logp - norm)`` would
+    take two); rows whose maximum is not finite are shifted by 0.
+    """
+    top = jnp.max(logp, axis=-1, keepdims=True)
+    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
+    e = jnp.exp(logp - top)
+    total = jnp.sum(e, axis=-1)
+    return e * (w / total)[:, None], top[:, 0] + jnp.log(total)
+
+
+def all_finite(tree, batch_dims: int = 0):
+    """Whether every entry of every leaf is finite: a scalar, or one value per
+    index of the ``batch_dims`` leading axes (e.g. per restart)."""
+    leaves = [jnp.all(jnp.isfinite(leaf), axis=tuple(range(batch_dims, leaf.ndim)))
+              for leaf in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves), axis=0)

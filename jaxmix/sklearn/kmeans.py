@@ -1,0 +1,309 @@
+"""scikit-learn-compatible ``KMeans`` and ``MiniBatchKMeans`` on top of
+:func:`jaxmix.fit_kmeans` and :func:`jaxmix.fit_minibatch_kmeans`.
+
+Change one import::
+
+    from jaxmix.sklearn import KMeans, MiniBatchKMeans
+
+Validation, attribute naming and numpy outputs only; the ``n_init`` restarts
+run batched in one compiled call. Differences from sklearn, by design:
+
+* ``random_state`` seeds a ``jax.random`` key (results reproducible, not
+  bit-identical to sklearn's draws).
+* ``algorithm="elkan"`` is accepted and runs Lloyd (same fixed point).
+* ``MiniBatchKMeans(n_init=R)`` runs ``R`` complete mini-batch fits and keeps
+  the one with the lowest inertia on all of ``X`` (sklearn picks among ``R``
+  seedings by their inertia on a subsample and runs one fit).
+* Sparse input is not supported.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin,
+                          TransformerMixin)
+from sklearn.cluster import KMeans as _SkKMeans, MiniBatchKMeans as _SkMiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from jaxmix.kmeans.core import init_centroids as seed_centroids
+from jaxmix.kmeans.core import predict as km_predict, score as km_score, transform as km_transform
+from jaxmix.fit.kmeans import fit_kmeans
+from jaxmix.kmeans.minibatch import (fit_minibatch_kmeans, make_config, minibatch_init,
+                              minibatch_step)
+from jaxmix.params import KMeansParams
+from jaxmix.sklearn.gmm import (apply_in_blocks, as_jax_params, compute_dtype,
+                                key_from_random_state)
+from jaxmix.data.chunked import chunk
+
+
+class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
+                  BaseEstimator):
+    """Shared inference, validation and persistence of the K-Means estimators."""
+
+    _default_n_init = 10
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # float64 is computed (and returned) only when JAX's x64 mode is on.
+        if not jax.config.jax_enable_x64:
+            tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def _check_fit_data(self, X, sample_weight):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+        if X.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= "
+                             f"n_clusters={self.n_clusters}.")
+        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X,
+                                                                      dtype=X.dtype)
+        return X, sw
+
+    def _resolve_init(self, X):
+        """``(init name, init_centroids or None, n_restarts)`` as sklearn resolves them."""
+        init = self.init
+        if self.n_init == "auto":
+            n_init = 1 if (isinstance(init, str) and init == "k-means++") else (
+                self._default_n_init if (isinstance(init, str) or callable(init)) else 1)
+        else:
+            n_init = self.n_init
+        if isinstance(init, str):
+            return init, None, n_init
+        if callable(init):
+            rng = check_random_state(self.random_state)
+            cents = np.stack([np.asarray(init(X, self.n_clusters, random_state=rng),
+                                         dtype=X.dtype) for _ in range(n_init)])
+            return "k-means++", cents, n_init
+        cents = np.asarray(init, dtype=X.dtype)
+        if cents.shape != (self.n_clusters, X.shape[1]):
+            raise ValueError(f"The shape of the initial centers {cents.shape} does not match "
+                             f"the number of clusters {self.n_clusters} and features "
+                             f"{X.shape[1]}.")
+        if n_init != 1:
+            warnings.warn("Explicit initial center position passed: performing only one "
+                          f"init in {type(self).__name__} instead of n_init={n_init}.",
+                          RuntimeWarning, stacklevel=3)
+        return "k-means++", cents, 1
+
+    def _set_fit_attrs(self, result, X, sw):
+        result = jax.device_get(result)
+        best = int(result.best)
+        self.cluster_centers_ = np.asarray(result.params.centroids[best])
+        self._n_features_out = self.cluster_centers_.shape[0]
+        self.labels_ = self.predict(X)
+        self.inertia_ = float(-np.asarray(result.objective[best]))
+        distinct = len(np.unique(self.labels_))
+        if distinct < self.n_clusters:
+            warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than "
+                          f"n_clusters ({self.n_clusters}). Possibly due to duplicate points "
+                          "in X.", ConvergenceWarning, stacklevel=3)
+        return result, best
+
+    def _params(self):
+        check_is_fitted(self, "cluster_centers_")
+        return KMeansParams(self.cluster_centers_)
+
+    def _eval(self, fn, X):
+        params = self._params()
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
+        return apply_in_blocks(fn, as_jax_params(params, compute_dtype(X)), X,
+                               self.n_clusters)
+
+    def predict(self, X):
+        """Index of the nearest centre of each sample ``(n,)``."""
+        return self._eval(km_predict, X).astype(np.int32)
+
+    def transform(self, X):
+        """Euclidean distance of each sample to every centre ``(n, k)``."""
+        return self._eval(km_transform, X)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) inertia of ``X``."""
+        params = self._params()
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
+        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X,
+                                                                      dtype=X.dtype)
+        return float(km_score(as_jax_params(params, compute_dtype(X)), X, sw))
+
+    def _print_progress(self, result, seconds, what="Iteration"):
+        hist = np.asarray(result.history)
+        for r in range(hist.shape[0]):
+            h = hist[r][~np.isnan(hist[r])]
+            print(f"Initialization {r}: {h.size} {what.lower()}s, final inertia "
+                  f"{-float(result.objective[r]):.6g}"
+                  + (", converged" if result.converged[r] else ""))
+            if self.verbose >= 2:
+                for i, v in enumerate(h):
+                    print(f"  {what} {i}, inertia {-v:.6g}.")
+        print(f"{hist.shape[0]} initialization(s) run batched in {seconds:.3f}s; "
+              f"best: {int(result.best)}")
+
+    def save(self, path):
+        """Write the fitted model to ``path`` (see :mod:`jaxmix.io`)."""
+        from jaxmix.io import save_estimator
+        save_estimator(path, self)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`."""
+        from jaxmix.io import load_estimator
+        return load_estimator(path, cls)
+
+
+class KMeans(_BaseKMeans):
+    """K-Means (Lloyd) with scikit-learn's interface; ``n_init`` restarts batched.
+
+    Parameters and fitted attributes are those of :class:`sklearn.cluster.KMeans`.
+
+    >>> import numpy as np
+    >>> from jaxmix.sklearn import KMeans
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-5, 1, (200, 2)), rng.normal(5, 1, (200, 2))])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> np.sort(km.cluster_centers_[:, 0]).round(0).tolist()
+    [-5.0, 5.0]
+    """
+
+    _parameter_constraints = dict(_SkKMeans._parameter_constraints)
+
+    def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
+                 tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="lloyd"):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the clustering (``n_init`` restarts in one batched call)."""
+        self._validate_params()
+        X, sw = self._check_fit_data(X, sample_weight)
+        init, cents, n_init = self._resolve_init(X)
+        t0 = time.perf_counter()
+        result = fit_kmeans(key_from_random_state(self.random_state), X, self.n_clusters,
+                            n_restarts=n_init, init=init, init_centroids=cents, tol=self.tol,
+                            max_iter=self.max_iter, sample_weight=sw)
+        result, best = self._set_fit_attrs(result, X, sw)
+        if self.verbose:
+            self._print_progress(result, time.perf_counter() - t0)
+        self.n_iter_ = int(result.n_iter[best])
+        return self
+
+
+class MiniBatchKMeans(_BaseKMeans):
+    """Mini-batch K-Means with scikit-learn's interface (``fit`` and ``partial_fit``).
+
+    Parameters and fitted attributes are those of
+    :class:`sklearn.cluster.MiniBatchKMeans`.
+    """
+
+    _parameter_constraints = dict(_SkMiniBatchKMeans._parameter_constraints)
+    _default_n_init = 3
+
+    def __init__(self, n_clusters=8, *, init="k-means++", max_iter=100, batch_size=1024,
+                 verbose=0, compute_labels=True, random_state=None, tol=0.0,
+                 max_no_improvement=10, init_size=None, n_init="auto",
+                 reassignment_ratio=0.01):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
+        self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+
+    def _init_size(self, n, batch_size):
+        size = self.init_size
+        if size is None:
+            size = 3 * batch_size if 3 * batch_size >= self.n_clusters else 3 * self.n_clusters
+        elif size < self.n_clusters:
+            warnings.warn(f"init_size={size} should be larger than n_clusters="
+                          f"{self.n_clusters}. Setting it to min(3*n_clusters, n_samples)",
+                          RuntimeWarning, stacklevel=3)
+            size = 3 * self.n_clusters
+        return min(size, n)
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the clustering by mini-batch steps (``n_init`` runs batched)."""
+        self._validate_params()
+        X, sw = self._check_fit_data(X, sample_weight)
+        init, cents, n_init = self._resolve_init(X)
+        n = X.shape[0]
+        batch_size = min(self.batch_size, n)
+        t0 = time.perf_counter()
+        result = fit_minibatch_kmeans(
+            key_from_random_state(self.random_state), X, self.n_clusters, n_restarts=n_init,
+            batch_size=batch_size, max_iter=self.max_iter, init=init, init_centroids=cents,
+            init_size=self._init_size(n, batch_size), tol=self.tol,
+            max_no_improvement=self.max_no_improvement,
+            reassignment_ratio=self.reassignment_ratio, sample_weight=sw)
+        result, best = self._set_fit_attrs(result, X, sw)
+        if self.verbose:
+            self._print_progress(result, time.perf_counter() - t0, "Minibatch step")
+        self.n_steps_ = int(result.n_iter[best])
+        steps_per_epoch = int(np.ceil(n / batch_size))
+        self.n_iter_ = int(np.ceil(self.n_steps_ / steps_per_epoch))
+        self._state = None  # a later partial_fit starts from cluster_centers_ with zero counts
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the centres with one mini-batch step on ``X``."""
+        first = not hasattr(self, "cluster_centers_")
+        if first:
+            self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=first)
+        sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        dtype = compute_dtype(X)
+        x, w = jnp.asarray(X, dtype), jnp.asarray(sw, dtype)
+        state = getattr(self, "_state", None)
+        if first or state is None:
+            key = key_from_random_state(self.random_state)
+            if first:
+                if X.shape[0] < self.n_clusters:
+                    raise ValueError(f"n_samples={X.shape[0]} should be >= "
+                                     f"n_clusters={self.n_clusters}.")
+                init, cents, _ = self._resolve_init(X)
+                c0 = (seed_centroids(key, chunk(x, None, w), self.n_clusters, 1, init)[0]
+                      if cents is None else jnp.asarray(cents[0], dtype))
+                self.n_steps_ = 0
+            else:
+                c0 = jnp.asarray(self.cluster_centers_, dtype)
+            state = minibatch_init(jax.random.fold_in(key, 1), c0)
+        config = make_config(0.0, 1.0, None, self.reassignment_ratio, dtype)
+        state = jax.tree.map(lambda a: jnp.asarray(a, dtype)
+                             if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                             else jnp.asarray(a), state)
+        state, _ = _jitted_step(state, x, w, config)
+        self._state = jax.device_get(state)
+        self.cluster_centers_ = np.asarray(state.centroids)
+        self._n_features_out = self.n_clusters
+        self.n_steps_ += 1
+        self.n_iter_ = getattr(self, "n_iter_", 0)
+        if self.compute_labels:
+            self.labels_ = self.predict(X)
+            self.inertia_ = -self.score(X, sample_weight=sample_weight)
+        return self
+
+
+_jitted_step = jax.jit(minibatch_step)
