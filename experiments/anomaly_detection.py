@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
-from jaxmix import density_threshold, fit_gmm, flag_anomalies, predict, score_samples_chunked  # noqa: E402
+from jaxmix import density_threshold, fit_gmm, flag_anomalies, score_samples_chunked  # noqa: E402
+from jaxmix.gmm import predict  # noqa: E402
 from jaxmix.datasets import seed_blobs  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"

@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.cluster import DBSCAN
 from sklearn.datasets import make_blobs, make_moons
 
-from jaxmix.dbscan.clusters import DEFAULT_BLOCK, fit_dbscan
+from jaxmix.dbscan import DEFAULT_BLOCK, fit_dbscan
 
 CASES = {  # name -> (data maker, eps, min_samples)
     "moons d=2, eps=0.05": ("moons", 2, 0.05, 5),

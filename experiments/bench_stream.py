@@ -10,7 +10,7 @@ Steps (each fit in a fresh subprocess, so that its peak memory is its own):
    mixture to a temporary ``.npy`` in blocks (``np.lib.format.open_memmap``),
    fsync it and evict it from the page cache (``posix_fadvise(DONTNEED)``),
    so that the first (validating) pass reads from the disk;
-2. ``fit_gmm_stream`` from the path (``k`` full covariances, ``--iters`` EM
+2. ``fit_gmm`` from the path (``k`` full covariances, ``--iters`` EM
    iterations at ``tol=0``): wall time of the validating pass, the
    initialiser (``init_size`` rows), the compilation, and of every EM pass
    (timed on the host between the reads of chunk 0 of consecutive passes);
@@ -18,7 +18,7 @@ Steps (each fit in a fresh subprocess, so that its peak memory is its own):
    its anonymous (process) and file-backed (mapped file pages) parts;
 3. context on the first ``--context-n`` rows: in-memory ``fit_gmm`` per
    iteration (from the difference of two iteration counts, after warm-up)
-   against ``fit_gmm_stream`` per pass on the same rows and start, and the
+   against ``fit_gmm`` from the path per pass on the same rows and start, and the
    largest difference between their means.
 
 Results go to ``experiments/results/bench_stream.md`` (``--out``).
@@ -128,6 +128,8 @@ def child_fit(args) -> dict:
     import jax
 
     import jaxmix.data.stream as stream
+    import jaxmix.fit.gmm as gmm_fit
+    import jaxmix.fit.inputs as inputs
     from jaxmix.data.source import read_chunk
 
     sampler = MemorySampler()
@@ -152,17 +154,16 @@ def child_fit(args) -> dict:
             pass_starts.append(time.perf_counter())
         return read_chunk(src, layout, i)
 
-    stream.survey = timed("validating pass", stream.survey)
-    stream._init_sample = timed("init sample", stream._init_sample)
-    stream._initial_params = timed("initialiser", stream._initial_params)
+    inputs.survey = timed("validating pass", inputs.survey)
+    inputs.sample_rows = timed("init sample", inputs.sample_rows)
     stream.read_chunk = read
     baseline = status()["VmRSS"]
     kw = dict(covariance_type="full", tol=0.0, max_iter=args.iters)
     if args.start:
         kw["init_params"] = start_params(args.k, args.d, args.seed)
     t0 = time.perf_counter()
-    stream._em = timed("EM", stream._em)
-    result = stream.fit_gmm_stream(0, args.path, args.k, chunk_size=args.chunk, **kw)
+    gmm_fit._fit = timed("EM", gmm_fit._fit)   # initialiser and EM: one compiled call
+    result = gmm_fit.fit_gmm(0, args.path, args.k, chunk_size=args.chunk, **kw)
     jax.block_until_ready(result)
     end = time.perf_counter()
     sampler.stop.set()
@@ -186,7 +187,10 @@ def child_context(args) -> dict:
     """In-memory fit_gmm per iteration on the first rows, against the stream."""
     import jax
 
-    from jaxmix import fit_gmm, fit_gmm_stream
+    from jaxmix import fit_gmm
+
+    def fit_gmm_stream(key, path, k, **kw):
+        return fit_gmm(key, str(path), k, **kw)
 
     x = np.load(args.path)
     p0 = start_params(args.k, args.d, args.seed)
@@ -235,8 +239,9 @@ def run_child(mode: str, args, path: Path) -> dict:
 
 
 def chunk_rows(args) -> int:
-    from jaxmix.fit.gmm import default_chunk_size
-    return args.chunk or default_chunk_size(args.n, args.d, args.k, 1)
+    from jaxmix.data.chunked import chunk_rows as rule
+    from jaxmix.gmm.stats import row_elements
+    return args.chunk or rule(args.n, row_elements(1, args.k, args.d))
 
 
 def report(args, file_mib, write_s, fit, ctx) -> str:
@@ -254,11 +259,11 @@ def report(args, file_mib, write_s, fit, ctx) -> str:
         f"Data: {args.n:,} x {args.d} float32 samples of a {args.k}-component full-covariance "
         f"mixture, a {file_mib:,.0f} MiB `.npy` written in 1M-row blocks in {write_s:.0f} s, "
         "fsynced and evicted from the page cache (`posix_fadvise(DONTNEED)`).", "",
-        f"Fit: `fit_gmm_stream(0, path, {args.k}, covariance_type='full', tol=0, "
+        f"Fit: `fit_gmm(0, path, {args.k}, covariance_type='full', tol=0, "
         f"max_iter={args.iters}" + (", init_params=start" if args.start else "")
         + ")` in a fresh process; chunk size "
         + f"{chunk_rows(args):,} rows ({-(-args.n // chunk_rows(args)):,} chunks per pass"
-        + (", the default `default_chunk_size`)" if args.chunk is None else ")") + ".", "",
+        + (", the default `jaxmix.data.chunk_rows` rule)" if args.chunk is None else ")") + ".", "",
         "| phase | seconds |", "|---|---|",
         f"| validating pass (reads the file: page cache cold) | {fit['marks']['validating pass']:.2f} |",
         f"| initialiser sample (`init_size` rows from the file) | "
@@ -296,7 +301,7 @@ def report(args, file_mib, write_s, fit, ctx) -> str:
             "from the data centre for the float32 GEMM path's error budget):", "",
             "| | seconds per EM iteration |", "|---|---|",
             f"| `fit_gmm` (in memory) | {ctx['in_memory_per_iter_s']:.3f} |",
-            f"| `fit_gmm_stream` (from a `.npy`, page cache warm) | "
+            f"| `fit_gmm` (from a `.npy`, page cache warm) | "
             f"{ctx['stream_per_iter_s']:.3f} |",
             f"| ratio stream / in memory (median of the paired ratios) | "
             f"{np.median(ctx['ratios']):.2f} (each: "

@@ -49,7 +49,8 @@ import jax
 import numpy as np
 import optax
 
-from jaxmix import chunk, fit_gmm, mean_log_posterior
+from jaxmix import chunk, fit_gmm
+from jaxmix.gmm import mean_log_posterior
 from jaxmix.datasets import seed_blobs
 from jaxmix.gmm.gradient import fit_gradient
 from jaxmix.gmm.priors import default_prior
@@ -140,7 +141,7 @@ def run_method(fit, seeds, x, prior_for_eval):
 
 
 def _min_variance(p):
-    from jaxmix import family
+    from jaxmix.gmm import family
 
     return float(np.min(np.asarray(family(p.covariance_type).variances(p.precisions_cholesky))))
 

@@ -19,8 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxmix import (density_threshold, flag_anomalies, inertia_curve, predict,  # noqa: E402
+from jaxmix import (density_threshold, flag_anomalies, inertia_curve,  # noqa: E402
                     select_k, silhouette_score)
+from jaxmix.gmm import predict  # noqa: E402
 from jaxmix.datasets import seed_blobs  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"

@@ -21,13 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.data.chunked import Chunked, chunk, chunk_rows
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import log_prob
-from jaxmix.fit.gmm import CHUNK_BUDGET
 from jaxmix.params import GMMParams
-from jaxmix.data.chunked import Chunked, chunk
-from jaxmix.validation import check_data, check_int
-
+from jaxmix.validation import check_data, check_gmm_params, check_int
 
 
 def n_parameters(k: int, d: int, covariance_type: str = "full") -> int:
@@ -60,36 +58,15 @@ def _score_samples(params: GMMParams, data: Chunked):
     return score_chunks(params, data).reshape(-1)
 
 
-def _rows_per_chunk(n: int, k: int, d: int) -> int:
-    return int(min(n, max(256, CHUNK_BUDGET // max(1, k * d))))
-
-
-def balanced_chunk(n: int, size: int) -> int:
-    """The same number of chunks as ``size`` rows gives, with the least padding."""
-    return -(-n // -(-n // size))
-
-
 def score_samples_chunked(params: GMMParams, x, chunk_size: int | None = None) -> jax.Array:
     """``log p(x_n)`` for each row (sklearn's ``score_samples``), computed in
     chunks of ``chunk_size`` rows so memory stays ``O(chunk * k * d)``."""
     x = check_data(x)
     n, d = x.shape
-    _check_params(params, d)
-    size = (_rows_per_chunk(n, params.n_components, d) if chunk_size is None
+    params = check_gmm_params(params, "params", d=d, dtype=x.dtype)
+    size = (chunk_rows(n, params.n_components * d) if chunk_size is None
             else check_int(chunk_size, "chunk_size"))
-    params = jax.tree.map(lambda a: jnp.asarray(a, x.dtype), params)
-    return _score_samples(params, chunk(x, balanced_chunk(n, size)))[:n]
-
-
-def _check_params(params, d: int):
-    if not isinstance(params, GMMParams):
-        raise ValueError(f"params must be a GMMParams, got {type(params).__name__}")
-    if params.means.ndim != 2:
-        raise ValueError("params must be a single model (means of shape (k, d)); for "
-                         "restart-batched params pass result.best_params")
-    if params.n_features != d:
-        raise ValueError(f"params has {params.n_features} features but X has {d}; "
-                         "use data with the features the model was fitted on")
+    return _score_samples(params, chunk(x, size))[:n]
 
 
 def bic(params: GMMParams, x, chunk_size: int | None = None) -> float:

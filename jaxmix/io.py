@@ -26,6 +26,11 @@ caller expects, and every array's shape and dtype against the metadata; any
 mismatch, truncation or corruption raises ``ValueError`` naming the file and
 the problem.
 
+Estimators are written by :func:`save_estimator`, which imports no estimator
+class: each class names the attributes it saves (``_saved_arrays``, ...).
+:func:`read_estimator` hands back what a file holds; the estimators are made
+from it by :func:`jaxmix.sklearn.load_estimator`.
+
 >>> import numpy as np, tempfile, os
 >>> from jaxmix import GMMParams
 >>> from jaxmix.io import save_params, load_params
@@ -43,8 +48,11 @@ import numbers
 import os
 import zipfile
 import zlib
+from typing import NamedTuple
 
 import numpy as np
+
+from jaxmix._version import __version__
 
 from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
 
@@ -52,23 +60,11 @@ FORMAT = "jaxmix"
 FORMAT_VERSION = 1
 METADATA_KEY = "__metadata__"
 
-# Fitted array attributes stored per estimator kind (all that exist are saved).
-_ESTIMATOR_ARRAYS = {
-    "GaussianMixture": ("weights_", "means_", "covariances_", "precisions_",
-                        "precisions_cholesky_", "lower_bounds_"),
-    "KMeans": ("cluster_centers_", "labels_"),
-    "MiniBatchKMeans": ("cluster_centers_", "labels_"),
-}
-_ESTIMATOR_SCALARS = {
-    "GaussianMixture": ("converged_", "n_iter_", "lower_bound_", "n_features_in_"),
-    "KMeans": ("inertia_", "n_iter_", "n_features_in_", "_n_features_out"),
-    "MiniBatchKMeans": ("inertia_", "n_iter_", "n_steps_", "n_features_in_",
-                        "_n_features_out"),
-}
+PARAM_PREFIX = "param:"  # array-valued constructor parameters
+_NON_FINITE = ("-inf", "inf", "nan")  # scalar attributes stored as their repr
 
 
 def _version() -> str:
-    from jaxmix import __version__
     return __version__
 
 
@@ -162,24 +158,26 @@ def load_params(path, kind: str | None = None, covariance_type: str | None = Non
         kind = "GMMParams"
     meta, arrays = _read(path, kind or ("GMMParams", "KMeansParams"), covariance_type)
     if meta["kind"] == "KMeansParams":
-        _need(path, arrays, ("centroids",))
+        require_arrays(path, arrays, ("centroids",))
         return KMeansParams(arrays["centroids"])
     ct = meta.get("covariance_type")
     if ct not in COVARIANCE_TYPES:
         raise ValueError(f"{os.fspath(path)} has an unknown covariance_type {ct!r}")
-    _need(path, arrays, ("weights", "means", "precisions_cholesky"))
+    require_arrays(path, arrays, ("weights", "means", "precisions_cholesky"))
     params = GMMParams(arrays["weights"], arrays["means"], arrays["precisions_cholesky"], ct)
-    _check_gmm_shapes(path, params)
+    check_gmm_shapes(path, params)
     return params
 
 
-def _need(path, arrays, names):
+def require_arrays(path, arrays, names):
+    """``ValueError`` naming the file unless every one of ``names`` is in ``arrays``."""
     missing = [n for n in names if n not in arrays]
     if missing:
         raise ValueError(f"{os.fspath(path)} is corrupt: missing arrays {missing}")
 
 
-def _check_gmm_shapes(path, p: GMMParams):
+def check_gmm_shapes(path, p: GMMParams):
+    """``ValueError`` naming the file unless the shapes of ``p`` fit one another."""
     from jaxmix.gmm.covariance import family
     k, d = p.means.shape[-2:]
     lead = p.means.shape[:-2]
@@ -191,8 +189,24 @@ def _check_gmm_shapes(path, p: GMMParams):
 
 
 # --------------------------------------------------------------------------
-# Estimators
+# Estimators: each class names what it saves; this module imports none of them
 # --------------------------------------------------------------------------
+
+class StoredEstimator(NamedTuple):
+    """What :func:`read_estimator` found in a file.
+
+    Attributes:
+      kind: the estimator's class name.
+      params: its constructor parameters (array-valued ones included).
+      arrays: its fitted array attributes, by name.
+      attributes: its fitted scalar attributes, by name.
+    """
+
+    kind: str
+    params: dict
+    arrays: dict
+    attributes: dict
+
 
 def _jsonable(value):
     if value is None or isinstance(value, (bool, str)):
@@ -204,69 +218,72 @@ def _jsonable(value):
     return False, None
 
 
-def save_estimator(path, est) -> None:
-    """Write a fitted jaxmix estimator (parameters, fitted attributes)."""
-    kind = type(est).__name__
-    if kind not in _ESTIMATOR_ARRAYS:
-        raise ValueError(f"cannot save a {kind}; expected one of {sorted(_ESTIMATOR_ARRAYS)}")
-    main = "means_" if kind == "GaussianMixture" else "cluster_centers_"
-    if not hasattr(est, main):
-        raise ValueError(f"this {kind} is not fitted yet; call fit before save")
+def _constructor_params(est):
+    """``(params, arrays, skipped)``: JSON-able constructor parameters, the
+    array-valued ones (as ``param:<name>``) and the names of the others."""
     arrays, params, skipped = {}, {}, []
     for name, value in est.get_params(deep=False).items():
         ok, v = _jsonable(value)
         if ok:
             params[name] = v
         elif isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "__array__"):
-            arrays[f"param:{name}"] = np.asarray(value)
+            arrays[PARAM_PREFIX + name] = np.asarray(value)
         else:  # RandomState instances, callables: not representable without pickle
             params[name] = None
             skipped.append(name)
-    for name in _ESTIMATOR_ARRAYS[kind]:
-        if hasattr(est, name):
-            arrays[name] = np.asarray(getattr(est, name))
+    return params, arrays, skipped
+
+
+def _scalar_attributes(est, names):
     attributes = {}
-    for name in _ESTIMATOR_SCALARS[kind]:
+    for name in names:
         if hasattr(est, name):
             ok, v = _jsonable(getattr(est, name))
             if ok and not (isinstance(v, float) and not np.isfinite(v)):
                 attributes[name] = v
             elif ok:
                 attributes[name] = repr(v)  # "-inf" / "nan"
+    return attributes
+
+
+def save_estimator(path, est) -> None:
+    """Write a fitted estimator: its constructor parameters (``get_params``) and
+    the fitted attributes its class names in ``_saved_arrays`` (required),
+    ``_saved_optional_arrays`` and ``_saved_scalars``. The kind stored is the
+    class name."""
+    kind, cls = type(est).__name__, type(est)
+    if not hasattr(cls, "_saved_arrays") or not hasattr(est, "get_params"):
+        raise ValueError(f"cannot save a {kind}: it is not a jaxmix estimator (its class "
+                         "names no _saved_arrays)")
+    if not all(hasattr(est, name) for name in cls._saved_arrays):
+        raise ValueError(f"this {kind} is not fitted yet; call fit before save")
+    params, arrays, skipped = _constructor_params(est)
+    for name in cls._saved_arrays + getattr(cls, "_saved_optional_arrays", ()):
+        if hasattr(est, name):
+            arrays[name] = np.asarray(getattr(est, name))
     _write(path, kind, arrays, getattr(est, "covariance_type", None), params=params,
-           attributes=attributes, params_not_saved=skipped)
+           attributes=_scalar_attributes(est, getattr(cls, "_saved_scalars", ())),
+           params_not_saved=skipped)
 
 
-def load_estimator(path, cls=None, covariance_type: str | None = None):
-    """Read an estimator written by :func:`save_estimator`.
+def read_estimator(path, kinds=None, covariance_type: str | None = None) -> StoredEstimator:
+    """Read a file written by :func:`save_estimator`, checked like every file
+    (format, version, kind, covariance type, array shapes and dtypes).
 
     Args:
-      cls: the estimator class expected (``None``: whichever the file holds).
-      covariance_type: insist on a GaussianMixture of this covariance type.
+      kinds: the class name, or names, accepted (``None``: any).
+      covariance_type: insist on a model of this covariance type.
+    Returns:
+      :class:`StoredEstimator`; making the estimator from it is the caller's
+      part (:func:`jaxmix.sklearn.load_estimator`).
     """
-    from jaxmix import sklearn as sk
-    classes = {c.__name__: c for c in (sk.GaussianMixture, sk.KMeans, sk.MiniBatchKMeans)}
-    expect = tuple(classes) if cls is None else cls.__name__
-    meta, arrays = _read(path, expect, covariance_type)
-    cls = classes[meta["kind"]]
-    params = dict(meta.get("params") or {})
-    for name in list(arrays):
-        if name.startswith("param:"):
-            params[name[len("param:"):]] = arrays.pop(name)
-    try:
-        est = cls(**params)
-    except TypeError as err:
-        raise ValueError(f"{os.fspath(path)}: parameters do not fit {cls.__name__}: "
-                         f"{err}") from None
-    _need(path, arrays, [n for n in _ESTIMATOR_ARRAYS[cls.__name__]
-                         if n not in ("labels_", "lower_bounds_")])
-    for name, a in arrays.items():
-        setattr(est, name, a)
-    if "lower_bounds_" in arrays:
-        est.lower_bounds_ = [float(v) for v in arrays["lower_bounds_"]]
-    for name, v in (meta.get("attributes") or {}).items():
-        setattr(est, name, float(v) if v in ("-inf", "inf", "nan") else v)
-    if cls is sk.GaussianMixture:
-        _check_gmm_shapes(path, GMMParams(est.weights_, est.means_, est.precisions_cholesky_,
-                                          est.covariance_type))
-    return est
+    meta, arrays = _read(path, kinds, covariance_type)
+    params, attributes = meta.get("params") or {}, meta.get("attributes") or {}
+    if not isinstance(params, dict) or not isinstance(attributes, dict):
+        raise ValueError(f"{os.fspath(path)} is corrupt: its parameters or attributes are "
+                         "not JSON objects")
+    params = dict(params)
+    for name in [n for n in arrays if n.startswith(PARAM_PREFIX)]:
+        params[name[len(PARAM_PREFIX):]] = arrays.pop(name)
+    attributes = {name: float(v) if v in _NON_FINITE else v for name, v in attributes.items()}
+    return StoredEstimator(meta["kind"], params, arrays, attributes)

@@ -4,8 +4,8 @@ This module imports nothing of jaxmix, so any module may depend on it.
 
 >>> import jax.numpy as jnp
 >>> rw, norm = normalise(jnp.log(jnp.array([[1.0, 3.0]])), jnp.ones(1))
->>> rw.tolist(), round(float(norm[0]), 4)
-([[0.25, 0.75]], 1.3863)
+>>> [round(float(r), 4) for r in rw[0]], round(float(norm[0]), 4)
+([0.25, 0.75], 1.3863)
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ import numpy as np
 HIGHEST = jax.lax.Precision.HIGHEST
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+def float_dtype(dtype) -> np.dtype:
+    """The compute dtype of data of ``dtype``: float64 kept when x64 is
+    enabled; everything else computes in float32."""
+    if np.dtype(dtype) == np.float64 and jax.config.jax_enable_x64:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
 
 
 def eps(dtype) -> float:

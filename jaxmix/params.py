@@ -52,6 +52,10 @@ class GMMParams:
     def replace(self, **changes) -> "GMMParams":
         return dataclasses.replace(self, **changes)
 
+    def shifted(self, offset) -> "GMMParams":
+        """The same mixture moved by ``offset`` ``(d,)`` (means + offset)."""
+        return self.replace(means=self.means + offset)
+
 
 class KMeansParams(NamedTuple):
     """K-Means parameters.
@@ -61,3 +65,7 @@ class KMeansParams(NamedTuple):
     """
 
     centroids: jax.Array
+
+    def shifted(self, offset) -> "KMeansParams":
+        """The same centroids moved by ``offset`` ``(d,)``."""
+        return KMeansParams(self.centroids + offset)

@@ -1,7 +1,11 @@
-"""Validation at the edge (host side, before anything is traced).
+"""Validation at the edge: every argument that enters a fit is checked here.
 
-Errors name the argument and say how to fix it. Inside ``jit`` nothing is
-checked (values are not known there); only shapes are.
+Errors name the argument and say how to fix it. Checks are *tracer-aware*:
+under ``jax.jit`` / ``jax.vmap`` values are unknown, so only structure, shapes
+and dtypes are checked, and value problems (NaN data, say) surface in the
+fit's per-restart status flags instead (``failed``). Arrays that span
+several processes are checked with reductions whose results every host can
+read.
 """
 
 from __future__ import annotations
@@ -12,28 +16,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def float_dtype(dtype) -> np.dtype:
-    """float64 kept when x64 is enabled; everything else computes in float32."""
-    if np.dtype(dtype) == np.float64 and jax.config.jax_enable_x64:
-        return np.dtype(np.float64)
-    return np.dtype(np.float32)
+from jaxmix.gmm.covariance import family
+from jaxmix.numerics import float_dtype
+from jaxmix.params import GMMParams
 
 
-def check_data(x, name: str = "X") -> jax.Array:
-    """A finite, non-empty 2-D float array ``(n_samples, n_features)``."""
-    if isinstance(x, jax.core.Tracer):
-        if x.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {x.shape}")
-        return x.astype(float_dtype(x.dtype))
+def is_traced(*values) -> bool:
+    """Whether any of ``values`` (or a leaf of it) is a JAX tracer."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
+
+
+def _as_array(x, name: str):
     if isinstance(x, (np.ndarray, jax.Array)):
-        arr = x
-    else:
-        try:
-            arr = np.asarray(x)
-        except (TypeError, ValueError) as err:  # ragged nested lists, odd objects
-            raise ValueError(f"{name} must be a 2-D array of numbers (n_samples, n_features); "
-                             f"np.asarray({name}) failed: {err}") from None
+        return x
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as err:  # ragged nested lists, odd objects
+        raise ValueError(f"{name} must be a 2-D array of numbers (n_samples, n_features); "
+                         f"np.asarray({name}) failed: {err}") from None
+
+
+def _check_structure(arr, name: str):
     kind = np.dtype(arr.dtype).kind
     if kind not in "biu" and not jnp.issubdtype(arr.dtype, jnp.floating):  # bfloat16 is "V"
         raise ValueError(
@@ -46,7 +49,20 @@ def check_data(x, name: str = "X") -> jax.Array:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one "
                          "sample and one feature")
-    out = jnp.asarray(arr, float_dtype(arr.dtype))
+
+
+def check_data(x, name: str = "X") -> jax.Array:
+    """A finite, non-empty 2-D float array ``(n_samples, n_features)`` in the
+    compute dtype (:func:`float_dtype`), for data of any placement."""
+    arr = _as_array(x, name)
+    _check_structure(arr, name)
+    out = jnp.asarray(arr).astype(float_dtype(arr.dtype))
+    if is_traced(out):
+        return out
+    if isinstance(out, jax.Array) and not out.is_fully_addressable:
+        if not bool(jnp.all(jnp.isfinite(out))):
+            raise ValueError(f"{name} contains NaN or infinity; drop or impute those rows first")
+        return out
     bad = ~np.asarray(jnp.all(jnp.isfinite(out), axis=1))
     if bad.any():
         rows = np.flatnonzero(bad)
@@ -54,6 +70,86 @@ def check_data(x, name: str = "X") -> jax.Array:
             f"{name} contains NaN or infinity in {rows.size} row(s) (first: {rows[:5].tolist()}); "
             "drop or impute those rows first")
     return out
+
+
+def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = None):
+    """``(n,)`` weights in the compute ``dtype``: finite there (a weight or a
+    sum that overflows ``dtype`` is refused), non-negative, not all zero, and
+    (given ``k``) at least ``k`` positive. ``None`` stays ``None``."""
+    if sample_weight is None:
+        return None
+    w = jnp.asarray(sample_weight)
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
+    w = w.astype(dtype)
+    if is_traced(w):
+        return w
+    total = float(jnp.sum(w))
+    if not bool(jnp.all(jnp.isfinite(w))) or not np.isfinite(total):
+        raise ValueError(f"sample_weight must be finite in {np.dtype(dtype).name}, and so must "
+                         "its sum; rescale the weights (only their ratios matter)")
+    if bool(jnp.any(w < 0)) or total <= 0:
+        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    if k is not None and int(jnp.sum(w > 0)) < k:
+        raise ValueError(f"sample_weight has fewer positive entries than the {k} components; "
+                         "give at least that many samples a positive weight")
+    return w
+
+
+def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtype=None,
+                     batched: bool = False) -> GMMParams:
+    """The one :class:`GMMParams` checker: type, covariance type, leaf shapes
+    (``k``, ``d`` when given; a leading restart axis when ``batched``), and on
+    concrete values finiteness, positive weights and positive factor diagonals.
+    Returns the params with leaves in ``dtype`` (weights renormalised)."""
+    if not isinstance(p, GMMParams):
+        raise ValueError(f"{name} must be a GMMParams, got {type(p).__name__}")
+    for field in ("weights", "means", "precisions_cholesky"):
+        leaf = getattr(p, field)
+        if not is_traced(leaf) and np.dtype(getattr(leaf, "dtype", np.asarray(leaf).dtype)).kind \
+                not in "biuf":
+            raise ValueError(f"{name}.{field} must be numeric, got dtype "
+                             f"{np.asarray(leaf).dtype}")
+    ct = p.covariance_type if covariance_type is None else covariance_type
+    if p.covariance_type != ct:
+        raise ValueError(f"{name} has covariance_type={p.covariance_type!r} but "
+                         f"{ct!r} is expected; make them agree")
+    fam = family(ct)
+    means = jnp.asarray(p.means)
+    lead = means.shape[:1] if batched else ()
+    if means.ndim != 2 + len(lead):
+        raise ValueError(f"{name}.means must have shape {'(R, k, d)' if batched else '(k, d)'}, "
+                         f"got {means.shape}" + ("" if batched else "; for restart-batched "
+                                                 "params pass result.best_params"))
+    if k is None and d is not None and means.shape[-1] != d:
+        raise ValueError(f"{name} has {means.shape[-1]} features but X has {d}; use data "
+                         "with the features the model was fitted on")
+    k = means.shape[-2] if k is None else k
+    d = means.shape[-1] if d is None else d
+    expected = {"weights": lead + (k,), "means": lead + (k, d),
+                "precisions_cholesky": lead + fam.pc_shape(k, d)}
+    out = {}
+    for field, shape in expected.items():
+        a = jnp.asarray(getattr(p, field))
+        if a.shape != shape:
+            raise ValueError(f"{name}.{field} must have shape {shape}, got {a.shape}")
+        out[field] = a if dtype is None else a.astype(dtype)
+    checked = GMMParams(out["weights"] / jnp.sum(out["weights"], axis=-1, keepdims=True),
+                        out["means"], out["precisions_cholesky"], ct)
+    if not is_traced(out):
+        _check_gmm_values(out, name, fam, d)
+    return checked
+
+
+def _check_gmm_values(out, name, fam, d):
+    for field, a in out.items():
+        if not bool(jnp.all(jnp.isfinite(a))):
+            raise ValueError(f"{name}.{field} contains NaN or infinity")
+    if bool(jnp.any(out["weights"] <= 0)):
+        raise ValueError(f"{name}.weights must be positive")
+    if not bool(jnp.all(jnp.isfinite(fam.log_det(out["precisions_cholesky"], d)))):
+        raise ValueError(f"{name}.precisions_cholesky must have a positive diagonal "
+                         "(Cholesky factors of positive-definite precisions)")
 
 
 def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:
@@ -75,7 +171,11 @@ def check_n_components(k, n_samples: int, name: str = "n_components") -> int:
     return k
 
 
-def check_nonneg(value, name: str, strict: bool = False) -> float:
+def check_nonneg(value, name: str, strict: bool = False):
+    """A finite number ``>= 0`` (``> 0`` if ``strict``); a traced value passes
+    unchecked (it is a hyper-parameter of a traced fit)."""
+    if is_traced(value):
+        return value
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -89,17 +189,6 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
-
-
-def check_sample_weight(sample_weight, n_samples: int, dtype):
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != (n_samples,):
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError("sample_weight must be finite, non-negative and not all zero")
-    return jnp.asarray(w, dtype)
 
 
 def as_key(key, name: str = "key"):

@@ -10,8 +10,8 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from jaxmix import GMMParams, KMeansParams
-from jaxmix.io import FORMAT_VERSION, load_estimator, load_params, save_params
-from jaxmix.sklearn import GaussianMixture, KMeans, MiniBatchKMeans
+from jaxmix.io import FORMAT_VERSION, load_params, read_estimator, save_estimator, save_params
+from jaxmix.sklearn import DBSCAN, GaussianMixture, KMeans, MiniBatchKMeans, load_estimator
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,29 @@ def test_mismatched_kind_type_and_version(tmp_path, data):
         load_estimator(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="not fitted"):
         GaussianMixture().save(tmp_path / "x.npz")
+
+
+def test_io_imports_no_estimator():
+    """jaxmix.io reads estimators generically; the classes live in jaxmix.sklearn."""
+    import ast
+    import pathlib
+
+    import jaxmix.io
+    tree = ast.parse(pathlib.Path(jaxmix.io.__file__).read_text())
+    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]
+    names += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert not [n for n in names if "sklearn" in n], names
+
+
+def test_read_estimator_and_unsaveable(tmp_path, data):
+    km = KMeans(3, init=data[:3], n_init=1).fit(data)
+    km.save(tmp_path / "km.npz")
+    stored = read_estimator(tmp_path / "km.npz", "KMeans")
+    assert stored.kind == "KMeans" and stored.params["n_clusters"] == 3
+    np.testing.assert_array_equal(stored.params["init"], data[:3])
+    assert set(stored.arrays) == {"cluster_centers_", "labels_"}
+    assert stored.attributes["inertia_"] == km.inertia_
+    assert isinstance(load_estimator(tmp_path / "km.npz"), KMeans)
+    with pytest.raises(ValueError, match="cannot save a DBSCAN"):
+        save_estimator(tmp_path / "db.npz", DBSCAN().fit(data))

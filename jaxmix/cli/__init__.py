@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``jaxmix`` command line (fit, demo, bench): :func:`jaxmix.cli.main.main`."""

@@ -9,7 +9,8 @@ machine is noisy, absolute times are not comparable across runs).
 
 Used by ``jaxmix bench`` and ``experiments/bench_gmm.py``:
 :func:`add_arguments` declares the options (each caller picks its default
-size), :func:`run` prints the markdown table.
+size), :func:`run` prints the markdown table. It needs ``threadpoolctl``
+(to time sklearn with one BLAS thread): ``pip install "jaxmix[bench]"``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,24 @@ import jax
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
 
+from jaxmix.cli.data import UsageError
+from jaxmix.data import chunk
 from jaxmix.fit.gmm import fit_gmm
-from jaxmix.gmm.init import initialize
-from jaxmix.data.chunked import chunk
+from jaxmix.fit.init import initialize
+
+BENCH_HINT = 'pip install "jaxmix[bench]"'
+
+
+def _threadpool_limits():
+    """``threadpoolctl.threadpool_limits``; a :class:`UsageError` that says what
+    to install where it is missing (the core library does not need it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise UsageError("the benchmark needs threadpoolctl (it times sklearn with one BLAS "
+                         f"thread), which is not installed: {BENCH_HINT}") from None
+    return threadpool_limits
 
 
 def make_data(n, d, k, seed=0):
@@ -50,6 +64,8 @@ def median_time(fn, repeats):
 
 def time_sklearn(x, k, cov, restarts, iters, repeats, blas_threads=None):
     """sklearn's fit time; ``blas_threads`` limits its BLAS pool (``None``: default)."""
+    threadpool_limits = _threadpool_limits()
+
     def run():
         with warnings.catch_warnings(), threadpool_limits(blas_threads, user_api="blas"):
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -121,6 +137,7 @@ def run(args, out=functools.partial(print, flush=True)):
     if n2 <= n1:
         raise ValueError(f"--iters {n1} {n2}: N2 must be larger than N1 (times are "
                          "differences between the two iteration counts)")
+    _threadpool_limits()  # fail before timing anything
     x = make_data(args.n, args.d, args.k)
     out(f"n={args.n} d={args.d} k={args.k} R={args.restarts} float32, iterations {n1} vs {n2}, "
         f"path={args.path}, devices={jax.devices()}")

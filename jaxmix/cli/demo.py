@@ -21,7 +21,7 @@ from jaxmix.cli import report
 from jaxmix.cli.fit import best_row, fit_one, make_method, result_row, sweep
 from jaxmix.datasets import seed_blobs
 from jaxmix.io import save_params
-from jaxmix.validation import float_dtype
+from jaxmix.numerics import float_dtype
 
 
 class Settings(NamedTuple):

@@ -15,11 +15,11 @@ import numpy as np
 import optax
 
 from jaxmix.cli.data import UsageError
-from jaxmix.fit.gmm import fit_gmm
-from jaxmix.gmm.gradient import fit_gradient
-from jaxmix.params import GMMParams
 from jaxmix.criteria import aic, bic, score_samples_chunked
+from jaxmix.fit.gmm import fit_gmm
+from jaxmix.fit.gradient import fit_gradient
 from jaxmix.fit.select import select_k
+from jaxmix.params import GMMParams
 
 DEFAULT_LEARNING_RATE = 0.03
 
@@ -121,7 +121,8 @@ def fit_one(key, x, k: int, covariance_type: str, method: Method, *, n_restarts:
 
 
 def result_row(result, x, covariance_type: str, k: int, seconds: float) -> Row:
-    """A :class:`Row` from a :class:`~jaxmix.fit.driver.FitResult`: its best restart, scored on ``x``."""
+    """A :class:`Row` from a :class:`~jaxmix.fit.driver.FitResult`: its best
+    restart, scored on ``x``."""
     best = int(result.best)
     if bool(np.all(result.failed)):
         return Row(covariance_type, k, -np.inf, np.inf, np.inf, False, int(result.n_iter[best]),

@@ -55,7 +55,7 @@ def _covariance_types(values) -> tuple:
     return COVARIANCE_TYPES if ALL_TYPES in values else tuple(dict.fromkeys(values))
 
 
-def _add_common(p, restarts: int, max_iter_help: str, out: str) -> None:
+def _add_common(p, restarts: int, max_iter_help: str, out: str, run) -> None:
     p.add_argument("--covariance", nargs="+", default=None, metavar="TYPE",
                    choices=COVARIANCE_TYPES + (ALL_TYPES,),
                    help=f"covariance type(s): {', '.join(COVARIANCE_TYPES)} or {ALL_TYPES}")
@@ -69,6 +69,7 @@ def _add_common(p, restarts: int, max_iter_help: str, out: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, default=Path(out),
                    help="output folder (default ./%(default)s)")
+    p.set_defaults(run=run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,30 +110,31 @@ def _add_fit(sub) -> None:
     fit.add_argument("--x64", action="store_true", help="compute in float64")
     fit.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_common(fit, restarts=10, max_iter_help="100 for EM, 1000 for gradient fits",
-                out="jaxmix-fit")
-    fit.set_defaults(run=_run_fit)
+                out="jaxmix-fit", run=_run_fit)
 
 
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the main job on the built-in seed data set",
                           description="Choose k by BIC on the seed data, compare EM, MAP-EM "
                                       "and an optax optimizer, write a report and figures.")
-    demo.add_argument("--k-max", type=_positive_int, default=6,
-                      help="BIC over k = 1..K_MAX (default %(default)s)")
-    demo.add_argument("--optimizer", default="adam",
-                      help="optax optimizer compared with EM (default %(default)s)")
-    demo.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    for flags, options in (
+            ("--k-max", dict(type=_positive_int, default=6,
+                             help="BIC over k = 1..K_MAX (default %(default)s)")),
+            ("--optimizer", dict(default="adam",
+                                 help="optax optimizer compared with EM (default %(default)s)")),
+            ("--no-figures", dict(action="store_true", help="skip the PNG figures"))):
+        demo.add_argument(flags, **options)
     _add_common(demo, restarts=10, max_iter_help="1000, per fit in the method comparison",
-                out="jaxmix-demo")
-    demo.set_defaults(run=_run_demo)
+                out="jaxmix-demo", run=_run_demo)
 
 
 def _add_bench(sub) -> None:
     from jaxmix.cli import bench as bench_module
 
-    bench = sub.add_parser("bench", help="EM speed against scikit-learn, printed as ratios",
-                           description="Time EM iterations of jaxmix and scikit-learn on "
-                                       "the same synthetic data; print the speed-ups.")
+    description = ("Time EM iterations of jaxmix and scikit-learn on the same synthetic "
+                   "data; print the speed-ups.")
+    bench = sub.add_parser("bench", description=description,
+                           help="EM speed against scikit-learn, printed as ratios")
     bench_module.add_arguments(bench, n=10_000, d=8, k=8, restarts=8)
     bench.set_defaults(run=_run_bench)
 

@@ -10,8 +10,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.gmm.covariance import family
-from jaxmix.gmm.density import predict
+from jaxmix.gmm import family, predict
 
 MATPLOTLIB_HINT = "pip install matplotlib, or install jaxmix with its 'experiments' extra"
 

@@ -10,7 +10,7 @@ with its chunk axis split over the mesh axis ``"data"``::
     data.w  (n_chunks, chunk)      m = n_chunks / D: a contiguous block of samples
 
 Zero-weight chunks pad ``n_chunks`` to a multiple of ``D``. Every fit
-accumulates its statistics with :func:`jaxmix.data.chunked.scan_sum`, which sees the
+accumulates its statistics with :func:`jaxmix.data.reduce.reduce`, which sees the
 mesh in the data's sharding type and sums each device's block locally, then
 adds the ``D`` partial sums with one all-reduce per pass; the parameters (a few
 ``(k, d, d)`` arrays) are replicated. The initialisers and the centring offset
@@ -37,11 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from jaxmix.data.chunked import DATA_AXIS, Chunked
-from jaxmix.validation import check_data, float_dtype
+from jaxmix.data.chunked import Chunked, chunk, chunk_rows
+from jaxmix.data.reduce import DATA_AXIS
 
-__all__ = ["DATA_AXIS", "data_mesh", "check_mesh", "resolve_mesh", "n_shards", "shard",
-           "place", "shard_chunk_size", "check_global_data"]
+__all__ = ["DATA_AXIS", "data_mesh", "check_mesh", "resolve_mesh", "n_shards", "shard", "place"]
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -76,6 +75,8 @@ def resolve_mesh(mesh, x=None) -> Mesh | None:
     mesh has a ``"data"`` axis of more than one device, else ``None``."""
     if mesh is not None:
         return check_mesh(mesh)
+    if isinstance(x, jax.core.Tracer):  # a traced fit runs where the trace puts it
+        return None
     sharding = getattr(x, "sharding", None) if isinstance(x, jax.Array) else None
     if isinstance(sharding, NamedSharding) and dict(sharding.mesh.shape).get(DATA_AXIS, 1) > 1:
         return check_mesh(sharding.mesh)
@@ -85,19 +86,6 @@ def resolve_mesh(mesh, x=None) -> Mesh | None:
 def n_shards(mesh: Mesh | None) -> int:
     """Devices along ``"data"`` (1 for ``None``)."""
     return 1 if mesh is None else int(dict(mesh.shape)[DATA_AXIS])
-
-
-def shard_chunk_size(n: int, size: int, shards: int) -> int:
-    """A chunk size near (at most) ``size`` that splits ``n`` samples into a
-    multiple of ``shards`` chunks with as little padding as possible.
-
-    >>> shard_chunk_size(4000, 4000, 4), shard_chunk_size(10_000, 1024, 4)
-    (1000, 834)
-    """
-    if shards <= 1:
-        return size
-    per_shard = -(-n // (shards * size))          # chunks per device
-    return max(1, -(-n // (shards * per_shard)))
 
 
 def shard(x, mesh: Mesh):
@@ -134,22 +122,12 @@ def place(data: Chunked, mesh: Mesh | None) -> Chunked:
     return jax.device_put(data, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
 
 
-def check_global_data(x, name: str = "X") -> jax.Array:
-    """:func:`jaxmix.validation.check_data` for data of any placement.
-
-    An array spanning several processes (each host holds its own rows, see
-    ``docs/distributed.md``) cannot be fetched to one host, so it is checked
-    with reductions whose (replicated) results can: 2-D, non-empty, numeric,
-    finite. Other inputs go to ``check_data``.
-    """
-    if not isinstance(x, jax.Array) or x.is_fully_addressable:
-        return check_data(x, name)
-    if x.ndim != 2 or 0 in x.shape:
-        raise ValueError(f"{name} must be a non-empty 2-D array (n_samples, n_features), "
-                         f"got shape {x.shape}")
-    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
-        raise ValueError(f"{name} must be numeric (float or int), got dtype {x.dtype}")
-    x = x.astype(float_dtype(x.dtype))
-    if not bool(jnp.all(jnp.isfinite(x))):
-        raise ValueError(f"{name} contains NaN or infinity; drop or impute those rows first")
-    return x
+def placed_chunks(x, w, offset, mesh, row_elements: int, chunk_size=None) -> Chunked:
+    """``x - offset`` (validated ``(n, d)``, weights ``w`` or ``None``) cut into
+    chunks and placed: on ``mesh`` (or ``x``'s own mesh, see
+    :func:`resolve_mesh`) with a multiple of its ``"data"`` devices as the
+    number of chunks, else on one device. ``chunk_size=None`` applies
+    :func:`jaxmix.data.chunked.chunk_rows` to ``row_elements``."""
+    mesh = resolve_mesh(mesh, x)
+    size = chunk_rows(x.shape[0], row_elements, n_shards(mesh)) if chunk_size is None else chunk_size
+    return place(chunk(x - offset, size, w), mesh)

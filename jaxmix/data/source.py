@@ -35,7 +35,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from jaxmix.validation import float_dtype
+from jaxmix.numerics import float_dtype
 
 
 class Layout(NamedTuple):
@@ -127,6 +127,10 @@ def open_source(source, sample_weight=None, *, single_pass: bool = False):
 
     ``single_pass`` also accepts a one-shot iterator (online fits).
     """
+    if isinstance(source, (ArraySource, CallableSource)):
+        if sample_weight is not None:
+            raise ValueError("sample_weight: give it to open_source together with the array")
+        return source
     if isinstance(source, (str, os.PathLike)):
         return ArraySource(_load_npy(source), sample_weight)
     if isinstance(source, np.ndarray):
@@ -146,6 +150,14 @@ def open_source(source, sample_weight=None, *, single_pass: bool = False):
         f"a callable returning a fresh iterable of chunks per pass; got {type(source).__name__}"
         + (" (an iterator can be read only once: wrap it in a function that recreates it)"
            if hasattr(source, "__iter__") else ""))
+
+
+def is_source(x) -> bool:
+    """Whether a fit streams ``x`` instead of holding it in memory: a path to a
+    ``.npy`` file, an ``np.memmap``, a callable returning chunks, or a source
+    made by :func:`open_source` (which also streams an in-memory array)."""
+    return (isinstance(x, (str, os.PathLike, np.memmap, ArraySource, CallableSource))
+            or callable(x))
 
 
 def _once(it):

@@ -1,4 +1,4 @@
-"""DBSCAN: density-based clusters of eps-neighbourhoods, and prediction for new points.
+"""DBSCAN: density-based clusters of eps-neighbourhoods (:func:`fit_dbscan`).
 
 Definitions follow scikit-learn's ``DBSCAN``:
 
@@ -45,22 +45,16 @@ How it is computed (memory ``O(block^2 + n d)``, never ``n x n``):
 
 Inputs are padded to ``padded_size(n, block)`` rows (whole tiles, their
 number rounded to ``m 2^k``, ``4 <= m <= 8``), so nearby sample counts reuse
-one compiled function; ``eps``, ``min_samples`` and ``max_distance`` are
-traced values (changing them does not recompile).
-
-Prediction (:func:`predict`) gives a new point the cluster of its nearest core
-sample if that lies within ``max_distance`` (the seed's rule with
-``max_distance = eps``), else ``-1``; the same tiled search finds it.
+one compiled function; ``eps`` and ``min_samples`` are traced values
+(changing them does not recompile). New points are labelled by
+:func:`jaxmix.dbscan.predict.predict`.
 
 >>> import numpy as np
->>> from jaxmix.dbscan.clusters import fit_dbscan, predict
+>>> from jaxmix.dbscan import fit_dbscan
 >>> x = np.array([[0.], [0.1], [0.2], [5.], [5.1], [5.2], [9.]])
 >>> res = fit_dbscan(x, eps=0.15, min_samples=2)
 >>> res.labels.tolist(), res.core.tolist()
 ([0, 0, 0, 1, 1, 1, -1], [True, True, True, True, True, True, False])
->>> core = np.asarray(res.core)
->>> predict(np.array([[0.05], [5.3], [7.]]), x[core], res.labels[core], 0.15).tolist()
-[0, 1, -1]
 """
 
 from __future__ import annotations
@@ -72,12 +66,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.dbscan.tiling import (UNROLL_MAX_FEATURES, Tiles, block_reduce, core_tiles, data_frame,
-                             make_tiles, padded_size, pair_reduce, resolve_method, row_blocks,
-                             subset)
+from jaxmix.dbscan.tiling import (DEFAULT_BLOCK, Tiles, block_reduce, core_tiles, data_frame,
+                                  make_tiles, pad_rows, padded_size, pair_reduce,
+                                  resolve_method, row_blocks, subset)
 from jaxmix.validation import check_data, check_int, check_nonneg
 
-DEFAULT_BLOCK = 256
 
 class DBSCANResult(NamedTuple):
     """Output of :func:`fit_dbscan`.
@@ -244,15 +237,6 @@ def _check_weights(sample_weight, n: int, dtype):
     return jnp.asarray(w, dtype)
 
 
-def _check_block(block) -> int:
-    return check_int(block, "block", low=1)
-
-
-def _pad(a, size: int):
-    """``a`` with zero rows appended up to ``size`` rows."""
-    return jnp.concatenate([a, jnp.zeros((size - a.shape[0],) + a.shape[1:], a.dtype)])
-
-
 def fit_dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
                block: int = DEFAULT_BLOCK, method: str = "auto") -> DBSCANResult:
     """DBSCAN clustering of ``x`` ``(n, d)`` (see the module docstring).
@@ -264,10 +248,10 @@ def fit_dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
       sample_weight: optional ``(n,)`` weights (may be negative, as in sklearn).
       block: samples per tile (static); memory per step grows like
         ``block^2`` (times ``d`` on the exact path beyond
-        ``UNROLL_MAX_FEATURES`` features).
+        ``tiling.UNROLL_MAX_FEATURES`` features).
       method: ``"exact"`` (distances from differences), ``"gemm"`` (GEMM with
         exact re-check near eps) or ``"auto"`` (exact for at most
-        ``EXACT_MAX_FEATURES`` features).
+        ``tiling.EXACT_MAX_FEATURES`` features).
     Returns:
       :class:`DBSCANResult`. Same input, same output. The computation runs
       on ``padded_size(n, block)`` rows, so nearby ``n`` share one compilation.
@@ -283,78 +267,8 @@ def fit_dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
     n = x.shape[0]
     weights = _check_weights(sample_weight, n, x.dtype)
     method = resolve_method(method, x.shape[1])
-    block = _check_block(block)
+    block = check_int(block, "block", low=1)
     size = padded_size(n, block)
-    res = _dbscan(_pad(x, size), _pad(weights, size), n, eps, min_samples, block, method)
+    res = _dbscan(pad_rows(x, size), pad_rows(weights, size), n, eps, min_samples, block, method)
     return res._replace(labels=res.labels[:n], core=res.core[:n],
                         n_neighbors=res.n_neighbors[:n])
-
-
-@partial(jax.jit, static_argnames=("block", "tile", "method"))
-def _predict(x_new, m, components, c, component_labels, max_distance, block: int,
-             tile: int, method: str):
-    """:func:`predict` on the first ``m`` rows of ``x_new`` and the first ``c``
-    of ``components`` (both padded); padded output."""
-    frame = data_frame(components, c)
-    cols, rows = make_tiles(components, c, tile, frame), make_tiles(x_new, m, block, frame)
-    r2 = jnp.asarray(max_distance, x_new.dtype) ** 2
-    big = cols.x.shape[0]
-
-    def tile_fn(within, d2, idx):
-        cand = jnp.where(within, d2, jnp.inf)
-        best = jnp.min(cand, axis=0)
-        first = within & (cand == best[None, :])
-        return best, jnp.min(jnp.where(first, idx[:, None], big), axis=0)
-
-    def combine(a, b):
-        take = (b[0] < a[0]) | ((b[0] == a[0]) & (b[1] < a[1]))
-        return jnp.where(take, b[0], a[0]), jnp.where(take, b[1], a[1])
-
-    init = lambda b: (jnp.full((b,), jnp.inf, x_new.dtype),  # noqa: E731
-                      jnp.full((b,), big, jnp.int32))
-    _, nearest = pair_reduce(rows, cols, cols.index, r2, tile_fn, init, combine, method)
-    labels = jnp.where(nearest < big, component_labels[jnp.minimum(nearest, big - 1)], -1)
-    return jnp.zeros_like(labels).at[rows.index].set(labels.astype(jnp.int32))
-
-
-def predict(x_new, components, component_labels, max_distance: float, *,
-            block: int = DEFAULT_BLOCK, method: str = "auto") -> jax.Array:
-    """Cluster of each new point: that of its nearest core sample when it lies
-    within ``max_distance`` (distance ``<= max_distance``), else ``-1``.
-
-    Args:
-      x_new: ``(m, d)`` points to label.
-      components: ``(c, d)`` core samples of a fit (``x[result.core]``).
-      component_labels: ``(c,)`` their clusters (``result.labels[result.core]``).
-      max_distance: largest distance to a core sample (``> 0``), typically eps.
-      block: points per tile (static); ``method`` as in :func:`fit_dbscan`.
-    Returns:
-      ``(m,)`` int32 labels. Among core samples at the same distance the
-      lowest-index one wins.
-
-    >>> import numpy as np
-    >>> cores = np.array([[0., 0.], [1., 0.]])
-    >>> predict(np.array([[0.2, 0.], [0.9, 0.], [3., 0.]]), cores, np.array([0, 1]), 0.5).tolist()
-    [0, 1, -1]
-    """
-    x_new = check_data(x_new, "x_new")
-    max_distance = check_nonneg(max_distance, "max_distance", strict=True)
-    m, d = x_new.shape
-    comps = np.asarray(components)
-    if comps.ndim != 2 or comps.shape[1] != d:
-        raise ValueError(f"components must be 2-D with {d} features like x_new, "
-                         f"got shape {comps.shape}")
-    c = comps.shape[0]
-    labels = np.asarray(component_labels)
-    if labels.shape != (c,) or labels.dtype.kind not in "iu":
-        raise ValueError(f"component_labels must be {c} integers (one per component), "
-                         f"got shape {labels.shape} and dtype {labels.dtype}")
-    if c == 0:
-        return jnp.full((m,), -1, jnp.int32)
-    comps = check_data(comps, "components").astype(x_new.dtype)
-    block = _check_block(block)
-    size, c_size = padded_size(m, block), padded_size(c, block)
-    out = _predict(_pad(x_new, size), m, _pad(comps, c_size), c,
-                   _pad(jnp.asarray(labels, jnp.int32), c_size), max_distance, block, block,
-                   resolve_method(method, d))
-    return out[:m]

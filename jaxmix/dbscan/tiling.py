@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmix.numerics import HIGHEST
 
+DEFAULT_BLOCK = 256  # points per tile unless the caller says otherwise
 METHODS = ("auto", "exact", "gemm")
 MAX_TILES = 46340  # (tiles)^2 must fit in int32 (tree order arithmetic)
 EXACT_MAX_FEATURES = 6  # "auto" uses differences up to this many features (crossover
@@ -171,6 +171,11 @@ def padded_size(n: int, tile: int) -> int:
                          f"{MAX_TILES} that int32 tile arithmetic allows; use "
                          f"block >= {-(-n // 2 ** 15)}")
     return t * tile
+
+
+def pad_rows(a, size: int):
+    """``a`` with zero rows appended up to ``size`` rows (see :func:`padded_size`)."""
+    return jnp.concatenate([a, jnp.zeros((size - a.shape[0],) + a.shape[1:], a.dtype)])
 
 
 def subset(pts: Tiles, keep) -> Tiles:

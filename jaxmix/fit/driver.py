@@ -9,6 +9,11 @@ so each restart's result equals a run of that restart alone.
 
 A step whose objective or new parameters are not finite marks the restart
 ``failed`` and keeps its last finite parameters; a failed restart never wins.
+A restart whose *starting* parameters are not finite is failed before its
+first step (``n_iter`` 0). When every restart failed there is nothing finite
+to return: eager entry points raise (:func:`raise_if_all_failed`), traced ones
+report it in ``failed``. A restart that failed after finite steps keeps
+finite parameters, so those are handed back, flagged.
 """
 
 from __future__ import annotations
@@ -77,15 +82,18 @@ class _State(NamedTuple):
 
 
 def iterate(step: Callable, params0, tol, max_iter: int,
-            converged_fn: Callable = change_below_tol) -> FitResult:
+            converged_fn: Callable = change_below_tol, usable=None) -> FitResult:
     """Run ``step`` on all restarts of ``params0`` until each stops.
 
     Args:
       step: batched step, ``params_R -> (new_params_R, objective_R)``.
-      params0: restart-batched initial parameters.
+      params0: restart-batched initial state.
       tol: convergence tolerance (traced: changing it does not recompile).
       max_iter: iteration cap (static: it sizes ``history``).
       converged_fn: ``(old, new, prev_objective, objective, tol) -> (R,) bool``.
+      usable: ``(R,)`` whether each restart's starting point is valid
+        (default: all of ``params0`` finite; a state with optimizer entries
+        that start non-finite passes the test of its model parameters).
     """
     n_restarts = jax.tree.leaves(params0)[0].shape[0]
     dtype = jnp.result_type(*jax.tree.leaves(params0))
@@ -94,7 +102,7 @@ def iterate(step: Callable, params0, tol, max_iter: int,
         objective=jnp.full((n_restarts,), -jnp.inf, dtype),
         n_iter=jnp.zeros((n_restarts,), jnp.int32),
         converged=jnp.zeros((n_restarts,), bool),
-        failed=jnp.zeros((n_restarts,), bool),
+        failed=~(all_finite(params0, batch_dims=1) if usable is None else usable),
         history=jnp.full((n_restarts, max_iter), jnp.nan, dtype),
         it=jnp.asarray(0, jnp.int32),
     )
@@ -120,7 +128,28 @@ def iterate(step: Callable, params0, tol, max_iter: int,
 
     final = init if max_iter == 0 else jax.lax.while_loop(
         lambda s: jnp.any(active(s)), body, init)
-    score = jnp.where(final.failed, -jnp.inf, final.objective)
     return FitResult(final.params, final.objective, final.n_iter, final.converged,
                      final.failed, jnp.zeros_like(final.failed), final.history,
-                     jnp.argmax(score))
+                     best_restart(final.objective, final.failed, final.params))
+
+
+def best_restart(objective, failed, params):
+    """The index of the highest ``objective`` among restarts not ``failed``;
+    when every restart failed, the first whose ``params`` are finite (they
+    are its last finite ones), else 0."""
+    score = jnp.where(failed, -jnp.inf, objective)
+    usable = jnp.where(all_finite(params, batch_dims=1), 0.0, -1.0)
+    return jnp.where(jnp.all(failed), jnp.argmax(usable), jnp.argmax(score))
+
+
+def raise_if_all_failed(result: FitResult, fix: str) -> FitResult:
+    """``result``, or a ``ValueError`` saying ``fix`` when every restart failed
+    and none has finite parameters to hand back (concrete results only: under
+    a trace the ``failed`` flags say it). A fit whose restarts all failed after
+    finite steps returns their last finite parameters, all flagged ``failed``."""
+    if isinstance(result.failed, jax.core.Tracer) or not bool(jnp.all(result.failed)):
+        return result
+    if bool(jnp.any(all_finite(result.params, batch_dims=1))):
+        return result
+    raise ValueError("every restart failed and none has finite parameters (the starting "
+                     f"parameters were not finite); {fix}")

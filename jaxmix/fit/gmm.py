@@ -1,4 +1,5 @@
-"""``fit_gmm``: EM for a Gaussian mixture with batched restarts.
+"""``fit_gmm``: EM (or MAP-EM) for a Gaussian mixture with batched restarts,
+on data in memory, sharded over devices, or streamed from a source.
 
 >>> import jax, numpy as np
 >>> from jaxmix import fit_gmm
@@ -17,176 +18,132 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxmix.gmm.covariance import family
-from jaxmix.data.sharding import (check_global_data, n_shards, place, resolve_mesh,
-                                shard_chunk_size)
-from jaxmix.gmm.em import PATHS, batched_em_step
-from jaxmix.fit.driver import FitResult, iterate
-from jaxmix.gmm.init import INIT_METHODS, broadcast_params, initialize
-from jaxmix.params import COVARIANCE_TYPES, GMMParams
+from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
+from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize
+from jaxmix.fit.inputs import Placement, placed, uncentre
 from jaxmix.gmm.priors import resolve_prior
-from jaxmix.data.chunked import Chunked, chunk
-from jaxmix.validation import (as_key, check_choice, check_int, check_n_components,
-                               check_nonneg, check_sample_weight)
-
-# Chunks are sized so that one chunk's largest intermediate, ``chunk * R * k *
-# d`` elements on the exact path, stays near this many (16 MiB in float32).
-CHUNK_BUDGET = 2 ** 22
+from jaxmix.gmm.stats import PATHS, row_elements
+from jaxmix.gmm.step import batched_em_step, degenerate_restarts
+from jaxmix.params import COVARIANCE_TYPES
+from jaxmix.validation import (as_key, check_choice, check_gmm_params, check_int,
+                               check_nonneg)
 
 
-def default_chunk_size(n: int, d: int, k: int, n_restarts: int) -> int:
-    per_row = max(1, n_restarts * k * d)
-    return int(min(n, max(256, CHUNK_BUDGET // per_row)))
+# What to change when every restart of a Gaussian-mixture fit failed.
+DEGENERATE_FIX = ("the data may be degenerate (duplicated points, constant features) for this "
+                  "reg_covar: increase reg_covar, or use prior='default'")
+
+
+class GMMSettings(NamedTuple):
+    """Validated settings shared by the EM and gradient fits."""
+    k: int
+    covariance_type: str
+    n_restarts: int
+    max_iter: int
+    tol: float
+    reg_covar: float
+
+
+def check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
+                   path, init, init_params) -> GMMSettings:
+    """Host-side checks of a Gaussian-mixture fit's arguments (errors name them)."""
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    check_choice(path, "path", PATHS)
+    if init_params is None:
+        check_choice(init, "init", INIT_METHODS)
+    return GMMSettings(check_int(n_components, "n_components"), covariance_type,
+                       check_int(n_restarts, "n_restarts"),
+                       check_int(max_iter, "max_iter", low=0), check_nonneg(tol, "tol"),
+                       check_nonneg(reg_covar, "reg_covar"))
+
+
+def centred_inputs(s: GMMSettings, inp: Placement, init_params, prior):
+    """``init_params`` and ``prior`` checked and moved into the centred frame
+    of ``inp`` (a ``"default"`` prior is built from the centred sample)."""
+    if init_params is not None:
+        init_params = check_gmm_params(init_params, "init_params", k=s.k, d=inp.n_features,
+                                       covariance_type=s.covariance_type,
+                                       dtype=inp.sample.dtype).shifted(-inp.offset)
+    xs, ws = inp.sample.flat()
+    given = prior is not None and not isinstance(prior, str)
+    prior = resolve_prior(prior, xs, s.k, s.covariance_type, ws)
+    if given:
+        prior = prior._replace(mean_prior=prior.mean_prior - inp.offset)
+    return init_params, prior
 
 
 def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_restarts: int = 1,
-            init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-3,
+            init: str = "kmeans", init_params=None, tol: float = 1e-3,
             reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
-            path: str = "auto", sample_weight=None, prior=None, mesh=None) -> FitResult:
+            path: str = "auto", sample_weight=None, prior=None, mesh=None,
+            init_size: int | None = None) -> FitResult:
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
       key: ``jax.random`` key (or int seed); restart ``r`` uses ``split(key, R)[r]``.
-      x: ``(n, d)`` data.
+      x: ``(n, d)`` data: an array (possibly sharded over a mesh), or a chunk
+        source read once per iteration (a ``.npy`` path, an ``np.memmap``, a
+        callable returning a fresh iterable of chunks, or
+        :func:`jaxmix.data.source.open_source` of an array or list of chunks).
       n_components: ``k``.
       covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
       n_restarts: ``R``, restarts run together.
       init: ``"kmeans"``, ``"k-means++"``, ``"random"`` or ``"random_from_data"``;
         ignored when ``init_params`` is given (then every restart starts there).
-      tol: stop a restart when its mean log-likelihood changes by less.
+      tol: stop a restart when its objective changes by less.
       reg_covar: added to the covariance diagonals.
       max_iter: iteration cap per restart.
       chunk_size: samples per chunk (bounds memory); ``None`` picks one.
-      path: ``"auto"``, ``"gemm"`` or ``"exact"`` E-step (see ``jaxmix.gmm.em``).
-      sample_weight: optional ``(n,)`` non-negative weights.
+      path: ``"auto"``, ``"gemm"`` or ``"exact"`` E-step (see :mod:`jaxmix.gmm.stats`).
+      sample_weight: optional ``(n,)`` non-negative weights (array data; a
+        source carries its own).
       prior: ``None`` (maximum likelihood), ``"default"`` or a
         :class:`~jaxmix.gmm.priors.GMMPrior`: MAP-EM, whose objective (``tol``,
         ``history``, best restart) is the mean log-posterior per sample.
       mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis to split the
         samples over (``None``: the mesh of ``x`` if it is placed on one, see
         :mod:`jaxmix.data.sharding`); the result equals the single-device fit.
+      init_size: streamed sources: rows the initialiser (and ``prior="default"``)
+        sees (see :mod:`jaxmix.fit.inputs`).
 
     Returns:
-      :class:`~jaxmix.fit.driver.FitResult` with all restarts; ``best_params`` is the
-      restart with the highest final mean log-likelihood.
+      :class:`~jaxmix.fit.driver.FitResult` with all restarts; ``best_params``
+      is the restart with the highest final objective among those not failed.
+
+    Under ``jax.jit`` / ``jax.vmap`` (traced ``x``) only shapes are checked;
+    non-finite data shows as ``failed`` restarts.
     """
-    mesh = resolve_mesh(mesh, x)
-    fit_in = prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init,
-                         init_params, sample_weight, prior, tol, reg_covar,
-                         chunk_size=chunk_size, shards=n_shards(mesh))
-    result = _fit(as_key(key), place(fit_in.data, mesh), fit_in.init_params, fit_in.tol,
-                  fit_in.reg_covar, k=fit_in.k, covariance_type=covariance_type,
-                  n_restarts=fit_in.n_restarts, init=init, max_iter=fit_in.max_iter, path=path,
-                  prior=fit_in.prior)
-    return uncentre(result, fit_in.offset)
+    key = as_key(key)
+    s = check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
+                       path, init, init_params)
+    width = lambda d: row_elements(s.n_restarts, s.k, d)  # noqa: E731
+    with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
+                sample_weight=sample_weight, mesh=mesh, init_size=init_size) as inp:
+        init_params, prior = centred_inputs(s, inp, init_params, prior)
+        result = jax.block_until_ready(_fit(
+            key, inp.data, inp.sample, init_params, s.tol, s.reg_covar, prior, k=s.k,
+            covariance_type=s.covariance_type, n_restarts=s.n_restarts, init=init,
+            max_iter=s.max_iter, path=path))
+    return raise_if_all_failed(uncentre(result, inp.offset), DEGENERATE_FIX)
 
 
-class FitInputs(NamedTuple):
-    """Validated, globally centred inputs shared by the EM and gradient fits."""
-    data: Chunked            # (x - offset) in chunks, with sample weights
-    offset: jax.Array        # (d,) weighted data mean
-    k: int
-    n_restarts: int
-    max_iter: int
-    init_params: GMMParams | None   # centred
-    prior: object            # GMMPrior (centred) or None
-    tol: float
-    reg_covar: float
-
-
-def prepare_fit(x, n_components, covariance_type, n_restarts, max_iter, path, init, init_params,
-                sample_weight, prior, tol, reg_covar, *, chunk_size=None,
-                chunk_restarts=None, shards=1) -> FitInputs:
-    """Validate a fit's arguments (errors name the argument) and centre the data.
-
-    ``chunk_size=None`` picks :func:`default_chunk_size` for ``chunk_restarts``
-    restarts (default: ``n_restarts``), adjusted to split evenly over
-    ``shards`` devices.
-    """
-    x = check_global_data(x)
-    n, d = x.shape
-    k = check_n_components(n_components, n)
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    n_restarts = check_int(n_restarts, "n_restarts")
-    max_iter = check_int(max_iter, "max_iter", low=0)
-    check_choice(path, "path", PATHS)
-    if init_params is None:
-        check_choice(init, "init", INIT_METHODS)
-    else:
-        init_params = _check_init_params(init_params, k, d, covariance_type, x.dtype)
-    weights = check_sample_weight(sample_weight, n, x.dtype)
-    prior = resolve_prior(prior, x, k, covariance_type, weights)
-    if chunk_size is None:
-        restarts = n_restarts if chunk_restarts is None else chunk_restarts
-        size = shard_chunk_size(n, default_chunk_size(n, d, k, restarts), shards)
-    else:
-        size = check_int(chunk_size, "chunk_size")
-    offset = jnp.average(x, axis=0, weights=weights)
+def initial_params(key, sample, init_params, reg_covar, *, k, covariance_type, n_restarts,
+                   init):
+    """The restarts' starting parameters: ``init_params`` broadcast, or ``init``."""
     if init_params is not None:
-        init_params = init_params.replace(means=init_params.means - offset)
-    if prior is not None:
-        prior = prior._replace(mean_prior=prior.mean_prior - offset)
-    return FitInputs(chunk(x - offset, size, weights), offset, k, n_restarts, max_iter,
-                     init_params, prior, check_nonneg(tol, "tol"),
-                     check_nonneg(reg_covar, "reg_covar"))
-
-
-def uncentre(result: FitResult, offset) -> FitResult:
-    """Move a centred fit's means back to the data's frame."""
-    params = result.params
-    return result._replace(params=params.replace(means=params.means + offset))
+        return broadcast_params(init_params, n_restarts)
+    return initialize(key, sample, k, covariance_type, n_restarts, init, reg_covar)
 
 
 @functools.partial(jax.jit, static_argnames=(
     "k", "covariance_type", "n_restarts", "init", "max_iter", "path"))
-def _fit(key, data, init_params, tol, reg_covar, *, k, covariance_type, n_restarts, init,
-         max_iter, path, prior=None) -> FitResult:
-    dtype = data.x.dtype
+def _fit(key, data, sample, init_params, tol, reg_covar, prior, *, k, covariance_type,
+         n_restarts, init, max_iter, path) -> FitResult:
+    dtype = sample.dtype
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
-    if init_params is None:
-        params0 = initialize(key, data, k, covariance_type, n_restarts, init, reg_covar)
-    else:
-        params0 = broadcast_params(init_params, n_restarts)
+    params0 = initial_params(key, sample, init_params, reg_covar, k=k,
+                             covariance_type=covariance_type, n_restarts=n_restarts, init=init)
     result = iterate(batched_em_step(data, reg_covar, path, prior), params0, tol, max_iter)
-    return result._replace(degenerate=degenerate_restarts(result.params, jnp.sum(data.w),
+    return result._replace(degenerate=degenerate_restarts(result.params, data.total_weight(),
                                                           reg_covar))
-
-
-def degenerate_restarts(params: GMMParams, n, reg_covar):
-    """Per restart: a component holds < 1 sample's weight, or its smallest
-    variance (in any direction) is at the ``reg_covar`` floor: collapsed on a
-    point, a line or a constant feature."""
-    lam = family(params.covariance_type).max_precision(params.precisions_cholesky)
-    tiny = jnp.max(lam.reshape(lam.shape[0], -1), axis=1) * 2 * reg_covar >= 1
-    return jnp.any(params.weights * n < 1.0, axis=1) | tiny
-
-
-def _check_init_params(p: GMMParams, k: int, d: int, covariance_type: str, dtype) -> GMMParams:
-    if not isinstance(p, GMMParams):
-        raise ValueError(f"init_params must be a GMMParams, got {type(p).__name__}")
-    if p.covariance_type != covariance_type:
-        raise ValueError(f"init_params has covariance_type={p.covariance_type!r} but the fit "
-                         f"uses {covariance_type!r}; make them agree")
-    expected = {"weights": (k,), "means": (k, d),
-                "precisions_cholesky": family(covariance_type).pc_shape(k, d)}
-    out = {}
-    for name, shape in expected.items():
-        try:
-            a = jnp.asarray(np.asarray(getattr(p, name), dtype=np.float64), dtype)
-        except (TypeError, ValueError):
-            raise ValueError(f"init_params.{name} must be numeric") from None
-        if a.shape != shape:
-            raise ValueError(f"init_params.{name} must have shape {shape}, got {a.shape}")
-        if not bool(jnp.all(jnp.isfinite(a))):
-            raise ValueError(f"init_params.{name} contains NaN or infinity")
-        out[name] = a
-    if bool(jnp.any(out["weights"] <= 0)):
-        raise ValueError("init_params.weights must be positive")
-    log_det = family(covariance_type).log_det(out["precisions_cholesky"], d)
-    if not bool(jnp.all(jnp.isfinite(log_det))):
-        raise ValueError("init_params.precisions_cholesky must have a positive diagonal "
-                         "(Cholesky factors of positive-definite precisions)")
-    return GMMParams(out["weights"] / jnp.sum(out["weights"]), out["means"],
-                     out["precisions_cholesky"], covariance_type)

@@ -1,14 +1,15 @@
 """``fit_kmeans``: Lloyd K-Means with batched restarts, as scikit-learn's
-``KMeans(algorithm="lloyd")``.
+``KMeans(algorithm="lloyd")``, on data in memory, sharded or streamed.
 
 The fit runs :func:`jaxmix.fit.driver.iterate` (the driver EM uses) on
-:func:`jaxmix.kmeans.core.batched_lloyd_step`: every restart's assignment is one
-distance GEMM per chunk, the update comes from additive statistics, empty
-clusters are re-seeded from the farthest samples inside ``jit``. A restart
-stops when its total squared centroid shift is at most ``tol`` times the mean
-feature variance (sklearn's rule). The reported objective is ``-inertia`` of
-the *final* centroids (one exact pass, like sklearn's ``inertia_``) and the
-best restart is the one with the lowest inertia.
+:func:`jaxmix.kmeans.update.batched_lloyd_step`: every restart's assignment
+is one distance GEMM per chunk, the update comes from additive statistics,
+empty clusters are re-seeded from the farthest samples inside ``jit``. A
+restart stops when its assignment no longer changes or its total squared
+centroid shift is at most ``tol`` times the mean feature variance (sklearn's
+rule). The reported objective is ``-inertia`` of the *final* centroids (one
+exact pass, like sklearn's ``inertia_``) and the best restart is the one with
+the lowest inertia.
 
 >>> import jax, numpy as np
 >>> from jaxmix import fit_kmeans
@@ -22,44 +23,32 @@ array([-5.,  5.], dtype=float32)
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.data.sharding import (check_global_data, n_shards, place, resolve_mesh,
-                                shard_chunk_size)
-from jaxmix.fit.driver import FitResult
-from jaxmix.kmeans.core import (KMEANS_INITS, init_centroids, run_lloyd, scaled_tol,
-                           with_final_inertia)
+from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
+from jaxmix.fit.inputs import placed, uncentre
+from jaxmix.kmeans.assign import row_elements
+from jaxmix.kmeans.init import KMEANS_INITS, init_centroids
+from jaxmix.kmeans.stats import final_stats
+from jaxmix.kmeans.update import LloydState, batched_lloyd_step, lloyd_converged, scaled_tol
 from jaxmix.params import KMeansParams
-from jaxmix.data.chunked import chunk
-from jaxmix.validation import (as_key, check_choice, check_int, check_n_components,
-                               check_nonneg, check_sample_weight)
-
-# Chunks are sized so that one chunk's largest intermediate, ``chunk * R * k``
-# distances (or ``chunk * R * d`` gathered centroids), stays near this many:
-# 4 MiB in float32, which keeps the distance block in cache. Measured at
-# n=2e5, d=32, k=64, R=8 on the 2-core CPU: chunks of 2048-4096 rows were
-# 1.3-2.5x faster than 8192-32768 (experiments/bench_kmeans.py --chunk).
-CHUNK_BUDGET = 2 ** 20
-
-
-def default_chunk_size(n: int, d: int, k: int, n_restarts: int) -> int:
-    per_row = max(1, n_restarts * max(k, d))
-    return int(min(n, max(256, CHUNK_BUDGET // per_row)))
+from jaxmix.validation import as_key, check_choice, check_int, check_nonneg, is_traced
 
 
 def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
                init: str = "k-means++", init_centroids=None, tol: float = 1e-4,
                max_iter: int = 300, chunk_size: int | None = None,
-               sample_weight=None, mesh=None) -> FitResult:
+               sample_weight=None, mesh=None, init_size: int | None = None) -> FitResult:
     """Lloyd K-Means from ``n_restarts`` starts in one compiled call.
 
     Args:
       key: ``jax.random`` key (or int seed); restart ``r`` uses ``split(key, R)[r]``.
-      x: ``(n, d)`` data.
+      x: ``(n, d)`` data: an array (possibly sharded), or a chunk source (a
+        ``.npy`` path, an ``np.memmap``, a callable returning chunks, or
+        :func:`jaxmix.data.source.open_source`), read once per iteration.
       n_clusters: ``k``.
       n_restarts: ``R`` restarts run together (default 1, or the leading axis
         of a 3-D ``init_centroids``).
@@ -76,6 +65,7 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
       mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis to split the
         samples over (``None``: the mesh of ``x`` if it is placed on one, see
         :mod:`jaxmix.data.sharding`); the result equals the single-device fit.
+      init_size: streamed sources: rows the seeding (and ``tol``'s scale) sees.
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult` whose ``params`` are
@@ -84,66 +74,74 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
       restart with the lowest inertia, ``degenerate`` flags restarts that end
       with an empty cluster.
     """
-    mesh = resolve_mesh(mesh, x)
-    inp = check_kmeans_inputs(x, n_clusters, n_restarts, init, init_centroids, sample_weight)
+    key = as_key(key)
+    n_restarts = _n_restarts(n_restarts, init_centroids)
     max_iter = check_int(max_iter, "max_iter", low=0)
-    n, d = inp.x.shape
-    size = (shard_chunk_size(n, default_chunk_size(n, d, inp.k, inp.n_restarts), n_shards(mesh))
-            if chunk_size is None else check_int(chunk_size, "chunk_size"))
-    offset = jnp.mean(inp.x, axis=0)  # sklearn centres on the unweighted mean
-    data = place(chunk(inp.x - offset, size, inp.weights), mesh)
-    centroids0 = None if inp.centroids0 is None else inp.centroids0 - offset
-    result = _fit(as_key(key), data, centroids0, check_nonneg(tol, "tol"), k=inp.k,
-                  n_restarts=inp.n_restarts, init=init, max_iter=max_iter)
-    return result._replace(params=KMeansParams(result.params.centroids + offset))
+    tol = check_nonneg(tol, "tol")
+    width = lambda d: row_elements(n_restarts, n_clusters, d)  # noqa: E731
+    with placed(key, x, n_clusters, row_elements=width, chunk_size=chunk_size,
+                sample_weight=sample_weight, mesh=mesh, init_size=init_size,
+                k_name="n_clusters") as inp:
+        c0 = check_init_centroids(init_centroids, n_clusters, inp.n_features, inp.sample.dtype,
+                                  n_restarts)
+        if c0 is None:
+            check_choice(init, "init", KMEANS_INITS)
+        else:
+            c0 = c0 - inp.offset
+        result = jax.block_until_ready(
+            _fit(key, inp.data, inp.sample, c0, tol, k=n_clusters, n_restarts=n_restarts,
+                 init=init, max_iter=max_iter))
+    return raise_if_all_failed(uncentre(result, inp.offset),
+                               "check the data's scale (squared distances overflow)")
 
 
-class KMeansInputs(NamedTuple):
-    x: jax.Array                   # (n, d) validated data
-    k: int
-    n_restarts: int
-    weights: jax.Array | None      # (n,) or None
-    centroids0: jax.Array | None   # (R, k, d) given starts, or None
+def _n_restarts(n_restarts, init_centroids) -> int:
+    if n_restarts is not None:
+        return check_int(n_restarts, "n_restarts")
+    return np.shape(init_centroids)[0] if np.ndim(init_centroids) == 3 else 1
 
 
-def check_kmeans_inputs(x, n_clusters, n_restarts, init, init_centroids,
-                        sample_weight) -> KMeansInputs:
-    """Validation shared by the K-Means entry points (host side)."""
-    x = check_global_data(x)
-    n, d = x.shape
-    k = check_n_components(n_clusters, n, "n_clusters")
-    weights = check_sample_weight(sample_weight, n, x.dtype)
-    if weights is not None and int(jnp.sum(weights > 0)) < k:
-        raise ValueError(f"sample_weight has fewer positive entries than n_clusters={k}; "
-                         "give at least n_clusters samples a positive weight")
-    if init_centroids is None:
-        check_choice(init, "init", KMEANS_INITS)
-        n_restarts = 1 if n_restarts is None else check_int(n_restarts, "n_restarts")
-        return KMeansInputs(x, k, n_restarts, weights, None)
-    c = _check_init_centroids(init_centroids, k, d, x.dtype)
-    if n_restarts is None:
-        n_restarts = c.shape[0] if c.ndim == 3 else 1
-    n_restarts = check_int(n_restarts, "n_restarts")
-    if c.ndim == 3 and c.shape[0] != n_restarts:
-        raise ValueError(f"init_centroids holds {c.shape[0]} restarts but "
-                         f"n_restarts={n_restarts}; make them agree")
-    return KMeansInputs(x, k, n_restarts, weights, jnp.broadcast_to(c, (n_restarts, k, d)))
-
-
-@functools.partial(jax.jit, static_argnames=("k", "n_restarts", "init", "max_iter"))
-def _fit(key, data, centroids0, tol, *, k, n_restarts, init, max_iter) -> FitResult:
-    tol = jnp.asarray(tol, data.x.dtype)
-    if centroids0 is None:
-        centroids0 = init_centroids(key, data, k, n_restarts, init)
-    result = run_lloyd(data, centroids0, scaled_tol(data, tol), max_iter)
-    return with_final_inertia(result, data)
-
-
-def _check_init_centroids(c, k: int, d: int, dtype):
-    a = np.asarray(c)
+def check_init_centroids(c, k: int, d: int, dtype, n_restarts: int):
+    """``(R, k, d)`` starting centroids from ``(k, d)`` or ``(R, k, d)`` (``None`` stays)."""
+    if c is None:
+        return None
+    a = jnp.asarray(c)
     if a.ndim not in (2, 3) or a.shape[-2:] != (k, d):
         raise ValueError(f"init_centroids must have shape ({k}, {d}) or (n_restarts, {k}, {d}), "
                          f"got {a.shape}")
-    if np.dtype(a.dtype).kind not in "biuf" or not np.all(np.isfinite(a)):
+    if a.ndim == 3 and a.shape[0] != n_restarts:
+        raise ValueError(f"init_centroids holds {a.shape[0]} restarts but "
+                         f"n_restarts={n_restarts}; make them agree")
+    if not jnp.issubdtype(a.dtype, jnp.number) or (
+            not is_traced(a) and not bool(jnp.all(jnp.isfinite(a)))):
         raise ValueError("init_centroids must be finite numbers")
-    return jnp.asarray(a, dtype)
+    return jnp.broadcast_to(a.astype(dtype), (n_restarts, k, d))
+
+
+def run_lloyd(data, centroids0, abs_tol, max_iter: int, relocate: bool = True,
+              mask=None) -> FitResult:
+    """Lloyd on restart-batched ``centroids0 (R, k, d)`` over ``data`` (any
+    placement) with an absolute tolerance; ``params`` are :class:`KMeansParams`."""
+    state0 = LloydState(centroids0, jnp.zeros(centroids0.shape[:1], jnp.uint32))
+    result = iterate(batched_lloyd_step(data, relocate, mask), state0, abs_tol, max_iter,
+                     lloyd_converged)
+    return result._replace(params=KMeansParams(result.params.centroids))
+
+
+def with_final_inertia(result: FitResult, data, mask=None) -> FitResult:
+    """A K-Means result whose ``objective`` is ``-inertia`` of the final
+    centroids (exact, like sklearn's ``inertia_``), ``best`` the lowest-inertia
+    non-failed restart, and ``degenerate`` flags a real cluster left empty."""
+    inertia, counts = final_stats(result.params.centroids, data)
+    empty = counts <= 0 if mask is None else (counts <= 0) & mask
+    return result._replace(objective=-inertia, degenerate=jnp.any(empty, axis=-1),
+                           best=best_restart(-inertia, result.failed, result.params))
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n_restarts", "init", "max_iter"))
+def _fit(key, data, sample, centroids0, tol, *, k, n_restarts, init, max_iter) -> FitResult:
+    tol = jnp.asarray(tol, sample.dtype)
+    if centroids0 is None:
+        centroids0 = init_centroids(key, sample, k, n_restarts, init)
+    result = run_lloyd(data, centroids0, scaled_tol(sample, tol), max_iter)
+    return with_final_inertia(result, data)

@@ -10,10 +10,10 @@ towards those of each new chunk, taken under the current parameters,
     \rho_t = (t + t_0)^{-\kappa},\ \kappa \in (1/2, 1]
 
 with :math:`\rho_0 = 1` (the first chunk's statistics start the average). The
-chunk statistics are :func:`jaxmix.gmm.em.e_step`'s (exact path) and the update is
-:func:`jaxmix.gmm.em.m_step`. Statistics are kept centred: taken about the
+chunk statistics are :func:`jaxmix.gmm.stats.e_step`'s (exact path) and the update is
+:func:`jaxmix.gmm.update.m_step`. Statistics are kept centred: taken about the
 current means, and moved to the new means after each M-step
-(:func:`shift_stats`), so no raw second moments are ever formed.
+(:func:`jaxmix.gmm.update.shift_stats`), so no raw second moments are ever formed.
 
 The source is read once, so it may also be a one-shot iterator; its first
 chunk centres the data and initialises the parameters (``init`` on it).
@@ -35,54 +35,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.gmm.covariance import family
-from jaxmix.gmm.em import e_step, m_step
-from jaxmix.fit.driver import FitResult
-from jaxmix.fit.gmm import degenerate_restarts, prepare_fit, uncentre
-from jaxmix.params import GMMParams
-from jaxmix.data.chunked import Chunked, GMMStats
-from jaxmix.numerics import eps
-from jaxmix.data.stream import _initial_params
+from jaxmix.data.chunked import chunk
 from jaxmix.data.source import Layout, check_chunk, open_source, pad
-from jaxmix.validation import as_key, check_int, check_nonneg, float_dtype
+from jaxmix.fit.driver import FitResult
+from jaxmix.fit.gmm import centred_inputs, check_settings, initial_params
+from jaxmix.fit.inputs import placed, uncentre
+from jaxmix.gmm.stats import GMMStats, e_step, row_elements
+from jaxmix.gmm.step import degenerate_restarts, stepwise_em_step
+from jaxmix.params import GMMParams
+from jaxmix.validation import as_key, check_int, check_nonneg
 
 # Default rows per chunk (per update) of array sources.
 ONLINE_CHUNK_SIZE = 2048
 
 
-def shift_stats(stats: GMMStats, old, new, covariance_type: str) -> GMMStats:
-    """Statistics about ``old`` ``(k, d)`` re-expressed about ``new``.
-
-    With ``u = old - new``: ``sx' = sx + nk u`` and ``sxx' = sxx + sx u^T +
-    u sx^T + nk u u^T``, written as ``scatter(1/nk, sx + nk u) - scatter(1/nk,
-    sx)`` so that every covariance family's own ``scatter`` gives its layout.
-    """
-    fam = family(covariance_type)
-    u = old - new
-    nk = stats.nk + 10 * eps(stats.nk.dtype)
-    inv = (1.0 / nk)[None]
-    moved = stats.sx + nk[:, None] * u
-    sxx = stats.sxx + fam.scatter(inv, moved[None]) - fam.scatter(inv, stats.sx[None])
-    return GMMStats(stats.nk, moved, sxx, stats.loglik)
-
-
-@jax.jit
-def online_step(params: GMMParams, running: GMMStats, x, w, rho, offset, reg_covar):
-    """One stepwise-EM update on chunk ``x (m, d)``, ``w (m,)`` (uncentred).
-
-    Returns ``(params, running statistics about their means, the chunk's mean
-    log-likelihood under the old params, ok)``; when the update is not
-    finite the old state is kept and ``ok`` is False.
-    """
-    chunk_stats, shift = e_step(params, Chunked((x - offset)[None], w[None]), "exact")
-    per_unit = jax.tree.map(lambda a: a / jnp.sum(w), chunk_stats)
-    blended = jax.tree.map(lambda s, c: (1 - rho) * s + rho * c, running, per_unit)
-    new = m_step(blended, shift, reg_covar, params.covariance_type)
-    moved = shift_stats(blended, shift, new.means, params.covariance_type)
-    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves((new, moved))]))
-    keep = lambda a, b: jnp.where(ok, a, b)
-    return (jax.tree.map(keep, new, params), jax.tree.map(keep, moved, running),
-            per_unit.loglik, ok)
+_step = jax.jit(stepwise_em_step)
+_initial = jax.jit(initial_params, static_argnames=("k", "covariance_type", "n_restarts", "init"))
 
 
 def step_sizes(t: int, exponent: float, offset: float) -> float:
@@ -102,7 +70,7 @@ def fit_gmm_online(key, source, n_components: int, *, covariance_type: str = "fu
 
     Args:
       key: ``jax.random`` key (or int seed) of the initialiser.
-      source: as :func:`jaxmix.data.stream.fit_gmm_stream`, or a one-shot iterator
+      source: as :func:`jaxmix.fit_gmm` (a chunk source), or a one-shot iterator
         of chunks ``x`` / ``(x, sample_weight)``.
       n_components, covariance_type, init, init_params, reg_covar: as
         :func:`jaxmix.fit_gmm` (``init`` runs on the first chunk).
@@ -131,15 +99,20 @@ def fit_gmm_online(key, source, n_components: int, *, covariance_type: str = "fu
         size = ONLINE_CHUNK_SIZE
     pieces = enumerate(src.pieces(size))
     x0, w0 = _first_chunk(pieces, src.name, n_components)
-    fit_in = prepare_fit(x0, n_components, covariance_type, 1, 1, "exact", init, init_params,
-                         w0, None, 0.0, reg_covar, chunk_size=len(x0))
-    layout = Layout(size or len(x0), x0.shape[1], float_dtype(x0.dtype).name)
-    params = jax.tree.map(lambda a: a[0], _initial_params(
-        as_key(key), fit_in.data, fit_in.init_params, fit_in.reg_covar, k=fit_in.k,
-        covariance_type=covariance_type, n_restarts=1, init=init))
-    result = _run(params, itertools.chain([(0, (x0, w0))], pieces), layout, fit_in, src.name,
-                  kappa, t0)
-    return uncentre(result, fit_in.offset)
+    key = as_key(key)
+    s = check_settings(n_components, covariance_type, 1, 1, 0.0, reg_covar, "exact", init,
+                       init_params)
+    width = lambda d: row_elements(1, s.k, d)  # noqa: E731
+    with placed(key, x0, s.k, row_elements=width, chunk_size=len(x0),
+                sample_weight=w0) as inp:
+        init_params, _ = centred_inputs(s, inp, init_params, None)
+        params = jax.tree.map(lambda a: a[0], _initial(
+            key, inp.sample, init_params, jnp.asarray(s.reg_covar, inp.sample.dtype), k=s.k,
+            covariance_type=covariance_type, n_restarts=1, init=init))
+    layout = Layout(size or len(x0), x0.shape[1], inp.sample.dtype.name)
+    result = _run(params, itertools.chain([(0, (x0, w0))], pieces), layout, inp.offset,
+                  s.reg_covar, src.name, kappa, t0)
+    return uncentre(result, inp.offset)
 
 
 def _first_chunk(pieces, name, k):
@@ -154,11 +127,11 @@ def _first_chunk(pieces, name, k):
     return x, w
 
 
-def _run(params, pieces, layout: Layout, fit_in, name, kappa, t0) -> FitResult:
+def _run(params, pieces, layout: Layout, offset, reg_covar, name, kappa, t0) -> FitResult:
     """The pass: validate, pad and apply each chunk; collect the history."""
     dtype = layout.dtype
     running = _zero_stats(params)
-    reg_covar = jnp.asarray(fit_in.reg_covar, dtype)
+    reg_covar = jnp.asarray(reg_covar, dtype)
     history, oks, first_row, total = [], [], 0, 0.0
     for i, (x, w) in pieces:
         check_chunk(x, w, i, layout.n_features, first_row, name)
@@ -167,9 +140,8 @@ def _run(params, pieces, layout: Layout, fit_in, name, kappa, t0) -> FitResult:
             continue  # nothing to learn from an all-zero-weight chunk
         total += float(x.shape[0] if w is None else np.sum(w, dtype=np.float64))
         xp, wp = pad(x, w, layout)
-        params, running, loglik, ok = online_step(params, running, xp, wp,
-                                                  jnp.asarray(step_sizes(len(history), kappa, t0),
-                                                              dtype), fit_in.offset, reg_covar)
+        rho = jnp.asarray(step_sizes(len(history), kappa, t0), dtype)
+        params, running, loglik, ok = _step(params, running, xp - offset, wp, rho, reg_covar)
         history.append(loglik)
         oks.append(ok)
     history = jnp.stack(history)[None]
@@ -185,6 +157,6 @@ def _run(params, pieces, layout: Layout, fit_in, name, kappa, t0) -> FitResult:
 def _zero_stats(params: GMMParams) -> GMMStats:
     """Zero statistics shaped as an E-step's for ``params``."""
     dtype = params.means.dtype
-    probe = Chunked(jnp.zeros((1, 1, params.means.shape[-1]), dtype), jnp.zeros((1, 1), dtype))
+    probe = chunk(jnp.zeros((1, params.means.shape[-1]), dtype))
     shapes = jax.eval_shape(lambda p: e_step(p, probe, "exact")[0], params)
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

@@ -1,7 +1,8 @@
 """Model selection: choosing ``k`` (and the covariance type) over a grid.
 
 Criteria (``n_parameters``, ``bic``, ``aic``; scikit-learn's definitions)
-live in :mod:`jaxmix.criteria`; this module fits the grid and tabulates them.
+live in :mod:`jaxmix.criteria`; this module fits the grid, :mod:`jaxmix.fit.selection`
+tabulates it.
 
 How the grid is vectorised (``strategy="padded"``, the default)
 ---------------------------------------------------------------
@@ -19,13 +20,12 @@ components (``j < k``):
   gives them ``10 eps``) and the rest renormalised; masked means and
   precision factors are reset to copies of component 0, so they stay finite
   even with ``reg_covar = 0`` and never trigger the GEMM-accuracy fallback;
-* initialisation is masked too: one k-means++ seeding of ``k_max`` centres
-  per restart, of which the first ``k`` are used (greedy k-means++ is a
-  prefix sequence when the number of local trials is fixed, so these are
-  exactly the seeds of a ``k``-centre run); the unused centroids of the
-  ``"kmeans"`` initialiser are parked at a sentinel point farther from every
-  sample than any sample is from any real centroid, so Lloyd never assigns
-  to them;
+* initialisation is masked too, by the initialisers of every fit
+  (:func:`jaxmix.fit.init.initialize_masked`): each is prefix-stable, so the
+  first ``k`` of ``k_max`` starting components are exactly those of a
+  ``k``-component start with the same key (k-means++ with sklearn's
+  ``2 + int(ln k)`` trials of that ``k``); the unused centroids of the
+  ``"kmeans"`` initialiser are parked where Lloyd never assigns to them;
 * the failure / degeneracy flags only look at the real components.
 
 ``k`` values are a traced array: only ``len(ks)``, ``k_max``, ``R``, the data
@@ -49,6 +49,10 @@ is the default (about 3x faster for a single sweep), and ``per_k`` is the
 better choice when the same shapes are swept repeatedly with the executables
 cached (about 2x faster warm on that problem).
 
+A row depends only on its own ``k``: restart ``r`` of ``k`` starts from
+``split(fold_in(key, k), R)[r]``, so row ``k`` is ``fit_gmm(fold_in(key, k),
+x, k, n_restarts=R)`` up to float rounding, whatever else is in the grid.
+
 >>> import jax, numpy as np
 >>> from jaxmix import select_k
 >>> rng = np.random.default_rng(0)
@@ -61,151 +65,55 @@ cached (about 2x faster warm on that problem).
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix.gmm.covariance import family
-from jaxmix.gmm.em import PATHS, batched_em_step, params_from_resp
+from jaxmix.criteria import criteria, n_parameters
+from jaxmix.data.reduce import reduce
 from jaxmix.fit.driver import FitResult, iterate
-from jaxmix.criteria import balanced_chunk, criteria, n_parameters, score_chunks
-from jaxmix.fit.gmm import default_chunk_size
-from jaxmix.gmm.init import (INIT_METHODS, KMEANS_INIT_MAX_ITER, KMEANS_INIT_TOL, onehot_at,
-                         onehot_nearest, random_indices)
-from jaxmix.kmeans.core import assign, kmeans_plusplus, lloyd
-from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
-from jaxmix.data.chunked import Chunked, chunk, scan_sum
-from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_n_components,
+from jaxmix.fit.init import INIT_METHODS, initialize_masked, seed_kmeans
+from jaxmix.fit.inputs import placed
+from jaxmix.fit.kmeans import with_final_inertia
+from jaxmix.fit.selection import InertiaCurve, Selection
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.density import log_prob
+from jaxmix.gmm.stats import PATHS, row_elements as gmm_row_elements
+from jaxmix.gmm.step import batched_em_step, degenerate_restarts
+from jaxmix.kmeans.assign import row_elements as kmeans_row_elements
+from jaxmix.kmeans.init import local_trials
+from jaxmix.params import COVARIANCE_TYPES, GMMParams
+from jaxmix.validation import (as_key, check_choice, check_int, check_n_components,
                                check_nonneg)
 
 STRATEGIES = ("padded", "per_k")
-CRITERIA = ("bic", "aic")
 
 # Number of times the compiled sweeps were traced (a trace precedes every
 # compile); tests and experiments/bench_select.py read it.
 TRACE_COUNT = {"gmm": 0, "kmeans": 0}
 
 
-# --------------------------------------------------------------------------
-# Masked (padded) mixtures
-# --------------------------------------------------------------------------
+class Grid(NamedTuple):
+    """The padded restarts of a grid: ``B = G * R`` rows of ``k_max`` components."""
+    mask: jax.Array      # (B, k_max) component j of row b is real
+    keys: jax.Array      # (B, ...) restart r of k uses split(fold_in(key, k), R)[r]
+    trials: jax.Array    # (B,) k-means++ candidates per centre
 
-def _grid_mask(ks, k_max: int, n_restarts: int):
-    """``(G * R, k_max)``: component ``j`` of restart ``(g, r)`` is real iff ``j < ks[g]``."""
+
+def make_grid(key, ks, trials, k_max: int, n_restarts: int) -> Grid:
+    """The padded restarts of ``ks (G,)`` with ``trials (G,)`` k-means++ candidates."""
     per_k = jnp.arange(k_max)[None, :] < ks[:, None]
-    return jnp.repeat(per_k, n_restarts, axis=0)
-
-
-def _grid_keys(key, ks, n_restarts: int):
-    """Restart ``r`` of ``k`` uses ``split(fold_in(key, k), R)[r]``, whatever the grid."""
     keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(key, k), n_restarts))(ks)
-    return keys.reshape((-1,) + keys.shape[2:])
+    return Grid(jnp.repeat(per_k, n_restarts, axis=0), keys.reshape((-1,) + keys.shape[2:]),
+                jnp.repeat(trials, n_restarts))
 
 
-def _per_component(fam) -> bool:
-    """Whether the precision factor has a component axis (not tied)."""
-    return fam.pc_shape(2, 5)[0] == 2 and fam.pc_shape(3, 5)[0] == 3
-
-
-def _enforce_mask(params: GMMParams, mask) -> GMMParams:
-    """Masked weights to exactly 0 (rest renormalised); masked means and
-    precision factors to copies of component 0. ``params`` batched ``(B, k, ...)``."""
-    w = jnp.where(mask, params.weights, 0.0)
-    w = w / jnp.sum(w, axis=-1, keepdims=True)
-    means = jnp.where(mask[..., None], params.means, params.means[:, :1])
-    pc = params.precisions_cholesky
-    if _per_component(family(params.covariance_type)):
-        m = mask.reshape(mask.shape + (1,) * (pc.ndim - 2))
-        pc = jnp.where(m, pc, pc[:, :1])
-    return params.replace(weights=w, means=means, precisions_cholesky=pc)
-
-
-def masked_step(step, mask):
-    """Wrap a batched EM step so the masked components stay empty."""
-    def wrapped(params):
-        new, objective = step(params)
-        return _enforce_mask(new, mask), objective
-    return wrapped
-
-
-def _masked_degenerate(params: GMMParams, mask, n, reg_covar):
-    """``fit_gmm``'s degeneracy flag restricted to the real components: one
-    holds < 1 sample's weight, or its smallest variance is at the floor."""
-    lam = family(params.covariance_type).max_precision(params.precisions_cholesky)
-    if lam.ndim == mask.ndim:  # one value per component (not tied)
-        lam = jnp.where(mask, lam, 0.0)
-    tiny = jnp.max(lam.reshape(lam.shape[0], -1), axis=1) * 2 * reg_covar >= 1
-    return jnp.any(mask & (params.weights * n < 1.0), axis=1) | tiny
-
-
-def _park(centres, mask, x):
-    """Masked centroids at a sentinel ``(T, ..., T)``, ``T = 4 max|x| + 1``:
-    every sample is farther from it than from any centroid inside the data's
-    hull, so Lloyd never assigns to it and it never moves."""
-    far = 4.0 * jnp.max(jnp.abs(x)) + 1.0
-    return jnp.where(mask[..., None], centres, far.astype(centres.dtype))
-
-
-def _seed_indices(keys, data: Chunked, k_max: int, trials: int):
-    x, w = data.flat()
-    return jax.vmap(lambda key: kmeans_plusplus(key, x, w, k_max, trials)[1])(keys)
-
-
-def _masked_kmeans(keys, data: Chunked, mask, k_max: int, trials: int, tol, max_iter: int):
-    """k-means++ then Lloyd on ``B`` padded restarts; masked centroids parked."""
-    x, _ = data.flat()
-    centres = _park(x[_seed_indices(keys, data, k_max, trials)], mask, x)
-    return lloyd(data, centres, tol, max_iter)
-
-
-def _masked_uniform_resp(key, mask):
-    def resp(x, i):
-        r = jax.random.uniform(jax.random.fold_in(key, i), (x.shape[0], mask.shape[0]), x.dtype)
-        r = jnp.where(mask, r, 0.0)
-        return r / jnp.sum(r, axis=1, keepdims=True)
-    return resp
-
-
-def _masked_initialize(keys, data: Chunked, mask, k_max: int, covariance_type: str,
-                       method: str, reg_covar, trials: int) -> GMMParams:
-    """``jaxmix.gmm.init.initialize`` on padded restarts: only real components get data."""
-    if method == "kmeans":
-        centres = _masked_kmeans(keys, data, mask, k_max, trials, KMEANS_INIT_TOL,
-                                 KMEANS_INIT_MAX_ITER).params.centroids
-        per_restart, make_resp = centres, onehot_nearest
-    elif method in ("k-means++", "random_from_data"):
-        idx = (_seed_indices(keys, data, k_max, trials) if method == "k-means++"
-               else random_indices(keys, data, k_max))
-        per_restart, make_resp = jnp.where(mask, idx, -1), lambda ind: onehot_at(ind, k_max)
-    else:  # "random"
-        per_restart, make_resp = (keys, mask), lambda a: _masked_uniform_resp(*a)
-    params = jax.vmap(
-        lambda a: params_from_resp(make_resp(a), data, reg_covar, covariance_type)
-    )(per_restart)
-    return _enforce_mask(params, mask)
-
-
-def _centre(data: Chunked):
-    """Data minus its weighted mean (padding rows stay zero), and the mean."""
-    x, w = data.flat()
-    offset = jnp.matmul(w, x, precision=jax.lax.Precision.HIGHEST) / jnp.sum(w)
-    xc = (data.x - offset) * (data.w > 0)[..., None].astype(data.x.dtype)
-    return Chunked(xc, data.w), offset
-
-
-def local_trials(k_max: int) -> int:
-    """k-means++ local trials used for every ``k`` of a grid: sklearn's
-    ``2 + int(ln k)`` at the grid's largest ``k`` (fixed, so seeds nest)."""
-    return 2 + int(math.log(k_max))
-
-
-def _trials(n_local_trials, grid) -> int:
-    if n_local_trials is None:
-        return local_trials(int(grid.max()))
-    return check_int(n_local_trials, "n_local_trials")
+def grid_trials(ks, n_local_trials) -> np.ndarray:
+    """k-means++ candidates per ``k``: sklearn's ``2 + int(ln k)`` unless given."""
+    return np.array([local_trials(int(k)) if n_local_trials is None else n_local_trials
+                     for k in ks], np.int32)
 
 
 class _GridFit(NamedTuple):
@@ -213,139 +121,38 @@ class _GridFit(NamedTuple):
     score: jax.Array        # (G * R,) mean log-likelihood of the final params
 
 
+def mean_log_likelihoods(params: GMMParams, data):
+    """Mean log-likelihood per unit weight of every restart of ``params`` (one pass)."""
+    total = reduce(lambda x, w, c: jax.vmap(lambda p: jnp.sum(w * log_prob(p, x)))(params),
+                   data)
+    return total / data.total_weight()
+
+
 @functools.partial(jax.jit, static_argnames=(
-    "k_max", "n_restarts", "covariance_type", "init", "max_iter", "path", "trials"))
-def _fit_grid(key, data: Chunked, ks, tol, reg_covar, *, k_max, n_restarts, covariance_type,
-              init, max_iter, path, trials) -> _GridFit:
+    "k_max", "n_restarts", "covariance_type", "init", "max_iter", "path", "max_trials"))
+def _fit_grid(key, data, sample, ks, trials, tol, reg_covar, *, k_max, n_restarts,
+              covariance_type, init, max_iter, path, max_trials=None) -> _GridFit:
     TRACE_COUNT["gmm"] += 1
-    dtype = data.x.dtype
+    dtype = sample.dtype
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
-    data, offset = _centre(data)
-    mask = _grid_mask(ks, k_max, n_restarts)
-    keys = _grid_keys(key, ks, n_restarts)
-    params0 = _masked_initialize(keys, data, mask, k_max, covariance_type, init, reg_covar,
-                                 trials)
-    step = masked_step(batched_em_step(data, reg_covar, path), mask)
-    result = iterate(step, params0, tol, max_iter)
-    n = jnp.sum(data.w)
-    score = jax.vmap(lambda p: jnp.sum(data.w * score_chunks(p, data)))(result.params) / n
-    params = result.params
-    result = result._replace(params=params.replace(means=params.means + offset),
-                             degenerate=_masked_degenerate(params, mask, n, reg_covar))
-    return _GridFit(result, score)
+    grid = make_grid(key, ks, trials, k_max, n_restarts)
+    params0 = initialize_masked(grid.keys, sample, k_max, covariance_type, init, reg_covar,
+                                grid.mask, grid.trials, max_trials)
+    result = iterate(batched_em_step(data, reg_covar, path, mask=grid.mask), params0, tol,
+                     max_iter)
+    degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, grid.mask)
+    return _GridFit(result._replace(degenerate=degenerate),
+                    mean_log_likelihoods(result.params, data))
 
 
-@functools.partial(jax.jit, static_argnames=("k_max", "n_restarts", "max_iter", "trials"))
-def _kmeans_grid(key, data: Chunked, ks, tol, *, k_max, n_restarts, max_iter, trials):
+@functools.partial(jax.jit, static_argnames=("k_max", "n_restarts", "max_iter", "max_trials"))
+def _kmeans_grid(key, data, sample, ks, trials, tol, *, k_max, n_restarts, max_iter,
+                 max_trials=None):
     TRACE_COUNT["kmeans"] += 1
-    data, offset = _centre(data)
-    mask = _grid_mask(ks, k_max, n_restarts)
-    keys = _grid_keys(key, ks, n_restarts)
-    result = _masked_kmeans(keys, data, mask, k_max, trials, tol, max_iter)
-    centroids = result.params.centroids
-
-    def inertia(c):  # final inertia of the final centroids, as sklearn's inertia_
-        return scan_sum(lambda x, w, _: jnp.sum(w * assign(x, c)[1]), data)
-
-    return result._replace(params=KMeansParams(centroids + offset)), jax.vmap(inertia)(centroids)
-
-
-# --------------------------------------------------------------------------
-# select_k
-# --------------------------------------------------------------------------
-
-class Selection(NamedTuple):
-    """A grid of fits: one row per (covariance type, k), best of ``R`` restarts.
-
-    Arrays are ``(T, G)`` for ``T`` covariance types and ``G`` values of ``k``.
-
-    Attributes:
-      ks: ``(G,)`` the grid.
-      covariance_types: the ``T`` types.
-      n_samples: ``n`` used in the criteria.
-      n_parameters: free parameters (sklearn's count).
-      log_likelihood: mean per-sample log-likelihood of the best restart's
-        final parameters (sklearn's ``score``); the best restart is the one
-        with the highest objective (``lower_bound_``), as in sklearn.
-      bic, aic: criteria of those parameters (``inf`` if every restart failed).
-      converged, n_iter, degenerate: of the best restart.
-      n_converged: restarts (of ``R``) that converged.
-      failed: every restart failed.
-      params: ``params[t][g]``, the best restart's :class:`GMMParams` (``k`` components).
-    """
-
-    ks: np.ndarray
-    covariance_types: tuple
-    n_samples: int
-    n_parameters: np.ndarray
-    log_likelihood: np.ndarray
-    bic: np.ndarray
-    aic: np.ndarray
-    converged: np.ndarray
-    n_converged: np.ndarray
-    n_iter: np.ndarray
-    degenerate: np.ndarray
-    failed: np.ndarray
-    params: tuple
-
-    def _type_index(self, covariance_type):
-        if covariance_type is None:
-            return 0
-        return self.covariance_types.index(check_choice(
-            covariance_type, "covariance_type", self.covariance_types))
-
-    def chosen_k(self, criterion: str = "bic", covariance_type: str | None = None) -> int:
-        """The ``k`` minimising ``criterion`` for one covariance type (default: the first)."""
-        values = getattr(self, check_choice(criterion, "criterion", CRITERIA))
-        return int(self.ks[int(np.argmin(values[self._type_index(covariance_type)]))])
-
-    def chosen(self, criterion: str = "bic") -> tuple:
-        """``(covariance_type, k)`` minimising ``criterion`` over the whole table."""
-        values = getattr(self, check_choice(criterion, "criterion", CRITERIA))
-        t, g = np.unravel_index(int(np.argmin(values)), values.shape)
-        return self.covariance_types[t], int(self.ks[g])
-
-    def best_params(self, k: int, covariance_type: str | None = None) -> GMMParams:
-        """The best restart's parameters at ``k``."""
-        where = np.flatnonzero(self.ks == k)
-        if where.size == 0:
-            raise ValueError(f"k={k} is not in the grid {self.ks.tolist()}")
-        return self.params[self._type_index(covariance_type)][int(where[0])]
-
-    def rows(self) -> list:
-        """The table as a list of dicts, one per (covariance type, k)."""
-        out = []
-        for t, ct in enumerate(self.covariance_types):
-            kb, ka = self.chosen_k("bic", ct), self.chosen_k("aic", ct)
-            for g, k in enumerate(self.ks):
-                out.append(dict(
-                    covariance_type=ct, k=int(k), n_parameters=int(self.n_parameters[t, g]),
-                    log_likelihood=float(self.log_likelihood[t, g]),
-                    bic=float(self.bic[t, g]), aic=float(self.aic[t, g]),
-                    converged=bool(self.converged[t, g]),
-                    n_converged=int(self.n_converged[t, g]), n_iter=int(self.n_iter[t, g]),
-                    degenerate=bool(self.degenerate[t, g]), failed=bool(self.failed[t, g]),
-                    chosen_bic=bool(k == kb), chosen_aic=bool(k == ka)))
-        return out
-
-    def to_markdown(self) -> str:
-        """The table in markdown; ``*`` marks the k each criterion chooses per type."""
-        head = ("| covariance | k | params | mean log-lik | BIC | AIC | converged "
-                "| restarts converged | n_iter | degenerate |")
-        lines = [head, "|" + "---|" * 10]
-        for row in self.rows():
-            lines.append(
-                f"| {row['covariance_type']} | {row['k']} | {row['n_parameters']} "
-                f"| {row['log_likelihood']:.5f} "
-                f"| {row['bic']:.2f}{' *' if row['chosen_bic'] else ''} "
-                f"| {row['aic']:.2f}{' *' if row['chosen_aic'] else ''} "
-                f"| {row['converged']} | {row['n_converged']} | {row['n_iter']} "
-                f"| {row['degenerate']} |")
-        tb, kb = self.chosen("bic")
-        ta, ka = self.chosen("aic")
-        lines += ["", f"Chosen by BIC: {tb}, k={kb}. Chosen by AIC: {ta}, k={ka}. "
-                  f"(n = {self.n_samples}; `*` = minimum per covariance type.)"]
-        return "\n".join(lines)
+    grid = make_grid(key, ks, trials, k_max, n_restarts)
+    result = seed_kmeans(grid.keys, sample, k_max, grid.mask, grid.trials, tol=tol,
+                         max_iter=max_iter, max_trials=max_trials)
+    return with_final_inertia(result, data, grid.mask)
 
 
 def _check_grid(ks, n: int, name: str = "ks") -> np.ndarray:
@@ -371,104 +178,113 @@ def _covariance_types(covariance_type) -> tuple:
     return types
 
 
-def _best_per_k(result: _GridFit, ks: np.ndarray, n_restarts: int):
+def _grid_rows(a, g: int, n_restarts: int):
+    a = np.asarray(a)
+    return a.reshape((g, n_restarts) + a.shape[1:])
+
+
+def _best_per_k(out: _GridFit, ks: np.ndarray, n_restarts: int, offset):
     """Host side: per grid point, the restart with the highest objective."""
-    fit = jax.device_get(result.fit)
-    score = np.asarray(jax.device_get(result.score), np.float64).reshape(len(ks), n_restarts)
-
-    def grid(a):
-        return np.asarray(a).reshape((len(ks), n_restarts) + np.shape(a)[1:])
-
-    failed = grid(fit.failed)
-    objective = np.where(failed, -np.inf, grid(fit.objective))
-    best = np.argmax(objective, axis=1)
-    g = np.arange(len(ks))
-    params = fit.params
-    out_params = []
+    fit = jax.device_get(out.fit)
+    g = len(ks)
+    score = np.asarray(jax.device_get(out.score), np.float64).reshape(g, n_restarts)
+    failed = _grid_rows(fit.failed, g, n_restarts)
+    best = np.argmax(np.where(failed, -np.inf, _grid_rows(fit.objective, g, n_restarts)), axis=1)
+    rows = np.arange(g)
+    fam = family(fit.params.covariance_type)
+    params = []
     for i, k in enumerate(ks):
-        flat = i * n_restarts + best[i]
-        p = jax.tree.map(lambda a: a[flat], params)
-        pc = p.precisions_cholesky
-        if _per_component(family(p.covariance_type)):
-            pc = pc[:k]
-        out_params.append(GMMParams(p.weights[:k], p.means[:k], pc, p.covariance_type))
+        p = jax.tree.map(lambda a: a[i * n_restarts + best[i]], fit.params)
+        pc = p.precisions_cholesky[:k] if fam.per_component else p.precisions_cholesky
+        params.append(GMMParams(p.weights[:k], p.means[:k], pc, p.covariance_type)
+                      .shifted(np.asarray(offset)))
+    converged = _grid_rows(fit.converged, g, n_restarts)
     return dict(
-        log_likelihood=np.where(failed.all(axis=1), -np.inf, score[g, best]),
-        converged=grid(fit.converged)[g, best], n_converged=grid(fit.converged).sum(axis=1),
-        n_iter=grid(fit.n_iter)[g, best], degenerate=grid(fit.degenerate)[g, best],
-        failed=failed.all(axis=1), params=tuple(out_params))
+        log_likelihood=np.where(failed.all(axis=1), -np.inf, score[rows, best]),
+        converged=converged[rows, best], n_converged=converged.sum(axis=1),
+        n_iter=_grid_rows(fit.n_iter, g, n_restarts)[rows, best],
+        degenerate=_grid_rows(fit.degenerate, g, n_restarts)[rows, best],
+        failed=failed.all(axis=1), params=tuple(params))
 
 
-def _run_strategy(fn, ks: np.ndarray, strategy: str, chunk_size, x, n_restarts: int, **static):
-    """Run a compiled grid function over ``ks``: once padded, or once per k."""
-    n, d = x.shape
+def _sweep(fn, key, x, ks: np.ndarray, strategy: str, n_restarts: int, n_local_trials,
+           row_elements, chunk_size, sample_weight, mesh):
+    """Run a compiled grid function over ``ks``: once padded, or once per ``k``."""
     groups = [ks] if strategy == "padded" else [ks[i:i + 1] for i in range(len(ks))]
     outs = []
     for group in groups:
         k_max = int(group.max())
-        size = (default_chunk_size(n, d, k_max, n_restarts * len(group)) if chunk_size is None
-                else chunk_size)
-        outs.append((group, fn(chunk(x, balanced_chunk(n, size)), jnp.asarray(group), k_max=k_max,
-                               n_restarts=n_restarts, **static)))
+        width = lambda d: row_elements(n_restarts * len(group), k_max, d)  # noqa: E731
+        with placed(key, x, k_max, row_elements=width, chunk_size=chunk_size,
+                    sample_weight=sample_weight, mesh=mesh) as inp:
+            trials = grid_trials(group, n_local_trials)
+            out = fn(key, inp.data, inp.sample, jnp.asarray(group), jnp.asarray(trials),
+                     k_max=k_max, n_restarts=n_restarts,
+                     max_trials=max(int(trials.max()), local_trials(k_max)))
+            outs.append((group, jax.block_until_ready(out), inp))
     return outs
+
+
+def _check_sweep(key, x, ks, n_restarts, max_iter, strategy, chunk_size, tol, n_local_trials):
+    x_shape = np.shape(x)
+    if len(x_shape) != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {x_shape}")
+    grid = _check_grid(ks, x_shape[0])
+    check_choice(strategy, "strategy", STRATEGIES)
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size")
+    if n_local_trials is not None:
+        n_local_trials = check_int(n_local_trials, "n_local_trials")
+    return (as_key(key), grid, check_int(n_restarts, "n_restarts"),
+            check_int(max_iter, "max_iter", low=0), check_nonneg(tol, "tol"), n_local_trials)
 
 
 def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: int = 8,
              init: str = "kmeans", tol: float = 1e-3, reg_covar: float = 1e-6,
              max_iter: int = 100, chunk_size: int | None = None, path: str = "auto",
-             strategy: str = "padded", n_local_trials: int | None = None) -> Selection:
+             strategy: str = "padded", n_local_trials: int | None = None,
+             sample_weight=None, mesh=None) -> Selection:
     """Fit a Gaussian mixture for every ``k`` in ``ks`` (``R`` restarts each) and
     tabulate log-likelihood, BIC and AIC.
 
     Args:
       key: ``jax.random`` key or int seed. Restart ``r`` of ``k`` uses
-        ``split(fold_in(key, k), R)[r]``, so for a given ``n_local_trials`` a
-        row does not depend on the rest of the grid nor on ``strategy`` (up to
-        float rounding).
-      x: ``(n, d)`` data.
+        ``split(fold_in(key, k), R)[r]``, so a row does not depend on the rest
+        of the grid nor on ``strategy`` (up to float rounding): it is
+        ``fit_gmm(fold_in(key, k), x, k, n_restarts=R, ...)``.
+      x: ``(n, d)`` data (an array, possibly sharded).
       ks: the grid of component counts (distinct, ``1 <= k <= n``).
       covariance_type: a type or a sequence of types (one compile each).
       n_restarts: ``R`` restarts per ``k``; the best by final objective is kept.
-      init, tol, reg_covar, max_iter, chunk_size, path: as :func:`jaxmix.fit_gmm`.
+      init, tol, reg_covar, max_iter, chunk_size, path, sample_weight, mesh:
+        as :func:`jaxmix.fit_gmm`.
       strategy: ``"padded"`` (whole grid in one compiled call, see the module
         docstring) or ``"per_k"`` (one compiled call per ``k``).
-      n_local_trials: k-means++ candidates per centre, the same for every
-        ``k`` so that seeds nest (``None``: ``local_trials(max(ks))``, sklearn's
-        count at the largest ``k``).
+      n_local_trials: k-means++ candidates per centre for every ``k`` (``None``:
+        sklearn's ``2 + int(ln k)`` for each ``k``).
 
     Returns:
-      :class:`Selection`; ``chosen_k("bic")`` / ``chosen_k("aic")`` give the
-      choices, ``to_markdown()`` the table.
+      :class:`~jaxmix.fit.selection.Selection`; ``chosen_k("bic")`` /
+      ``chosen_k("aic")`` give the choices, ``to_markdown()`` the table.
     """
-    x = check_data(x)
-    n, d = x.shape
-    grid = _check_grid(ks, n)
+    key, grid, n_restarts, max_iter, tol, trials = _check_sweep(
+        key, x, ks, n_restarts, max_iter, strategy, chunk_size, tol, n_local_trials)
     types = _covariance_types(covariance_type)
-    n_restarts = check_int(n_restarts, "n_restarts")
-    max_iter = check_int(max_iter, "max_iter", low=0)
     check_choice(init, "init", INIT_METHODS)
     check_choice(path, "path", PATHS)
-    check_choice(strategy, "strategy", STRATEGIES)
-    if chunk_size is not None:
-        chunk_size = check_int(chunk_size, "chunk_size")
-    tol = check_nonneg(tol, "tol")
     reg_covar = check_nonneg(reg_covar, "reg_covar")
-    key = as_key(key)
-    trials = _trials(n_local_trials, grid)
-
     columns = {name: [] for name in ("log_likelihood", "converged", "n_converged", "n_iter",
                                      "degenerate", "failed", "params")}
     for ct in types:
-        fn = functools.partial(_fit_grid, key, tol=tol, reg_covar=reg_covar,
-                               covariance_type=ct, init=init, max_iter=max_iter, path=path,
-                               trials=trials)
-        parts = [_best_per_k(out, group, n_restarts) for group, out in
-                 _run_strategy(fn, grid, strategy, chunk_size, x, n_restarts)]
+        fn = functools.partial(_fit_grid, tol=tol, reg_covar=reg_covar, covariance_type=ct,
+                               init=init, max_iter=max_iter, path=path)
+        runs = _sweep(fn, key, x, grid, strategy, n_restarts, trials, gmm_row_elements,
+                      chunk_size, sample_weight, mesh)
+        parts = [_best_per_k(out, group, n_restarts, inp.offset) for group, out, inp in runs]
         for name in columns:
-            if name == "params":
-                columns[name].append(sum((p[name] for p in parts), ()))
-            else:
-                columns[name].append(np.concatenate([p[name] for p in parts]))
+            values = [p[name] for p in parts]
+            columns[name].append(sum(values, ()) if name == "params" else np.concatenate(values))
+    n, d = runs[0][2].n_samples, runs[0][2].n_features
     p = np.array([[n_parameters(int(k), d, ct) for k in grid] for ct in types])
     loglik = np.array(columns["log_likelihood"])
     b, a = criteria(loglik, n, p)
@@ -481,61 +297,25 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
         failed=failed, params=tuple(columns["params"]))
 
 
-# --------------------------------------------------------------------------
-# K-Means inertia curve (elbow)
-# --------------------------------------------------------------------------
-
-class InertiaCurve(NamedTuple):
-    """Best-of-``R`` K-Means inertia for each ``k`` (the elbow plot).
-
-    Attributes:
-      ks: ``(G,)`` the grid.
-      inertia: ``(G,)`` sum of squared distances to the nearest centroid
-        (sklearn's ``inertia_``) of the best restart.
-      centroids: ``centroids[g]``, ``(k, d)`` of the best restart.
-      converged: ``(G,)`` of the best restart.
-    """
-
-    ks: np.ndarray
-    inertia: np.ndarray
-    centroids: tuple
-    converged: np.ndarray
-
-    def labels(self, x, k: int) -> jax.Array:
-        """Nearest-centroid labels of ``x`` for the ``k``-cluster solution."""
-        where = np.flatnonzero(self.ks == k)
-        if where.size == 0:
-            raise ValueError(f"k={k} is not in the grid {self.ks.tolist()}")
-        x = check_data(x)
-        return assign(x, jnp.asarray(self.centroids[int(where[0])], x.dtype))[0]
-
-
 def inertia_curve(key, x, ks: Sequence[int], *, n_restarts: int = 10, tol: float = 1e-4,
                   max_iter: int = 300, chunk_size: int | None = None,
-                  strategy: str = "padded", n_local_trials: int | None = None) -> InertiaCurve:
+                  strategy: str = "padded", n_local_trials: int | None = None,
+                  sample_weight=None, mesh=None) -> InertiaCurve:
     """K-Means (k-means++ then Lloyd, sklearn's tol and defaults) for every
-    ``k`` in ``ks`` with ``n_restarts`` each, padded like :func:`select_k`.
-
-    A thin sweep over :func:`jaxmix.kmeans.core.lloyd`; unused centroids are parked
-    at a sentinel point no sample is ever assigned to. ``key``, ``strategy``
-    and ``n_local_trials`` as in :func:`select_k`.
-    """
-    x = check_data(x)
-    n, d = x.shape
-    grid = _check_grid(ks, n)
-    n_restarts = check_int(n_restarts, "n_restarts")
-    max_iter = check_int(max_iter, "max_iter", low=0)
-    check_choice(strategy, "strategy", STRATEGIES)
-    if chunk_size is not None:
-        chunk_size = check_int(chunk_size, "chunk_size")
-    fn = functools.partial(_kmeans_grid, as_key(key), tol=check_nonneg(tol, "tol"),
-                           max_iter=max_iter, trials=_trials(n_local_trials, grid))
+    ``k`` in ``ks`` with ``n_restarts`` each, padded like :func:`select_k`
+    (unused centroids are parked where no sample is ever assigned). ``key``,
+    ``strategy``, ``n_local_trials``, ``sample_weight`` and ``mesh`` as in
+    :func:`select_k`."""
+    key, grid, n_restarts, max_iter, tol, trials = _check_sweep(
+        key, x, ks, n_restarts, max_iter, strategy, chunk_size, tol, n_local_trials)
+    fn = functools.partial(_kmeans_grid, tol=tol, max_iter=max_iter)
     inertia, centroids, converged = [], [], []
-    for group, (result, inert) in _run_strategy(fn, grid, strategy, chunk_size,
-                                                      x, n_restarts):
-        inert = np.asarray(inert).reshape(len(group), n_restarts)
-        best = np.argmin(inert, axis=1)
-        cents = np.asarray(result.params.centroids)
+    for group, result, inp in _sweep(fn, key, x, grid, strategy, n_restarts, trials,
+                                     kmeans_row_elements, chunk_size, sample_weight, mesh):
+        inert = -_grid_rows(result.objective, len(group), n_restarts)
+        failed = _grid_rows(result.failed, len(group), n_restarts) | ~np.isfinite(inert)
+        best = np.argmin(np.where(failed, np.inf, inert), axis=1)
+        cents = np.asarray(result.params.centroids + inp.offset)
         conv = np.asarray(result.converged)
         for i, k in enumerate(group):
             flat = i * n_restarts + best[i]

@@ -5,7 +5,8 @@ All functions take a :class:`~jaxmix.params.GMMParams` and data ``x`` of shape
 are jit-able; for very large ``n`` call them on chunks.
 
 >>> import jax.numpy as jnp
->>> from jaxmix import GMMParams, log_prob
+>>> from jaxmix import GMMParams
+>>> from jaxmix.gmm import log_prob
 >>> p = GMMParams(jnp.array([1.0]), jnp.zeros((1, 2)), jnp.eye(2)[None])
 >>> float(log_prob(p, jnp.zeros((1, 2)))[0])  # log N(0 | 0, I) in 2-D
 -1.837877...
@@ -39,9 +40,6 @@ def log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(weighted_log_prob(params, x), axis=-1)
 
 
-score_samples = log_prob
-
-
 def mean_log_likelihood(params: GMMParams, x: jax.Array) -> jax.Array:
     """Mean log-likelihood per sample (sklearn's ``score``)."""
     return jnp.mean(log_prob(params, x))
@@ -50,9 +48,6 @@ def mean_log_likelihood(params: GMMParams, x: jax.Array) -> jax.Array:
 def responsibilities(params: GMMParams, x: jax.Array) -> jax.Array:
     """Posterior ``p(z_n = k | x_n)``, shape ``(n, k)`` (sklearn's ``predict_proba``)."""
     return jax.nn.softmax(weighted_log_prob(params, x), axis=-1)
-
-
-predict_proba = responsibilities
 
 
 def predict(params: GMMParams, x: jax.Array) -> jax.Array:

@@ -35,8 +35,8 @@ parametrises the covariances.
 "No prior" is ``prior=None`` everywhere: :func:`log_prior` is then ``0`` and
 fits are maximum likelihood.
 
-MAP M-step (``map_m_step``), from the statistics ``nk, sx, sxx`` of
-:mod:`jaxmix.data.chunked` taken about a per-component ``shift`` ``c_k``, with
+MAP M-step (:func:`jaxmix.gmm.update.map_m_step`), from the statistics ``nk, sx, sxx`` of
+:mod:`jaxmix.gmm.stats` taken about a per-component ``shift`` ``c_k``, with
 ``xbar_k - c_k = sx_k / nk``, scatter ``S_k = sxx_k - nk (xbar_k - c_k)(..)^T``,
 ``delta_k = xbar_k - m_0`` and ``r_k = kappa_0 nk / (kappa_0 + nk)``::
 
@@ -80,12 +80,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln, multigammaln
+from jax.scipy.special import gammaln
 
 from jaxmix.gmm.covariance import family
-from jaxmix.numerics import HIGHEST, LOG_2PI, eps
-from jaxmix.params import COVARIANCE_TYPES, GMMParams
-from jaxmix.data.chunked import GMMStats
+from jaxmix.numerics import HIGHEST, LOG_2PI
+from jaxmix.params import GMMParams
 
 
 class GMMPrior(NamedTuple):
@@ -109,140 +108,6 @@ class GMMPrior(NamedTuple):
 
 
 # ---------------------------------------------------------------------------
-# Per-family units: the covariance part of the prior and of the MAP update.
-
-
-def _log_inv_gamma(s_inv, log_s, a, b):
-    """``log InvGamma(s; a, b)`` from ``1/s`` and ``log s``."""
-    return a * jnp.log(b) - gammaln(a) - (a + 1.0) * log_s - b * s_inv
-
-
-class _WishartUnit:
-    """Full and tied: inverse-Wishart on each (or the one) covariance."""
-
-    @staticmethod
-    def scale_ndim() -> int:
-        return 2
-
-    @staticmethod
-    def min_dof(d: int) -> float:
-        return d - 1.0
-
-    @staticmethod
-    def default_scale(cov):
-        return cov
-
-    @staticmethod
-    def add_reg(cov, reg):
-        return cov + reg * jnp.eye(cov.shape[-1], dtype=cov.dtype)
-
-    @staticmethod
-    def log_cov_prior(pc, prior: GMMPrior, d: int):
-        """``sum log IW(Sigma; nu, Psi)`` over the factors in ``pc`` (``(..., d, d)``)."""
-        nu, psi = prior.degrees_of_freedom, prior.covariance_prior
-        log_det_l = jnp.sum(jnp.log(jnp.diagonal(pc, axis1=-2, axis2=-1)), axis=-1)
-        # tr(Psi Sigma^-1) = tr(Psi L L^T) = sum(L * (Psi L))
-        trace = jnp.sum(pc * jnp.matmul(psi, pc, precision=HIGHEST), axis=(-2, -1))
-        _, log_det_psi = jnp.linalg.slogdet(psi)
-        norm = 0.5 * nu * log_det_psi - 0.5 * nu * d * jnp.log(2.0) - multigammaln(0.5 * nu, d)
-        return jnp.sum(norm + (nu + d + 1.0) * log_det_l - 0.5 * trace)
-
-    @staticmethod
-    def _scatter(nk, dev, sxx, delta, kappa):
-        outer = lambda a: a[:, :, None] * a[:, None, :]
-        shrink = kappa * nk / (kappa + nk)
-        return (sxx - nk[:, None, None] * outer(dev)
-                + shrink[:, None, None] * outer(delta))
-
-
-class _FullUnit(_WishartUnit):
-    @staticmethod
-    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
-        d = dev.shape[-1]
-        b = prior.covariance_prior + _WishartUnit._scatter(
-            nk, dev, sxx, delta, prior.mean_precision)
-        return b / (prior.degrees_of_freedom + nk + d + 2.0)[:, None, None]
-
-
-class _TiedUnit(_WishartUnit):
-    @staticmethod
-    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
-        k, d = dev.shape
-        b = prior.covariance_prior + jnp.sum(_WishartUnit._scatter(
-            nk, dev, sxx, delta, prior.mean_precision), axis=0)
-        return b / (prior.degrees_of_freedom + jnp.sum(nk) + d + 1.0 + k)
-
-
-class _DiagUnit:
-    """Independent inverse-Gamma on every variance ``s_kj``."""
-
-    @staticmethod
-    def scale_ndim() -> int:
-        return 1
-
-    @staticmethod
-    def min_dof(d: int) -> float:
-        return 0.0
-
-    @staticmethod
-    def default_scale(cov):
-        return jnp.diagonal(cov)
-
-    @staticmethod
-    def add_reg(cov, reg):
-        return cov + reg
-
-    @staticmethod
-    def log_cov_prior(pc, prior: GMMPrior, d: int):
-        a, b = 0.5 * prior.degrees_of_freedom, 0.5 * prior.covariance_prior
-        return jnp.sum(_log_inv_gamma(pc * pc, -2.0 * jnp.log(pc), a, b))
-
-    @staticmethod
-    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
-        kappa = prior.mean_precision
-        shrink = kappa * nk / (kappa + nk)
-        b = (prior.covariance_prior + sxx - nk[:, None] * dev * dev
-             + shrink[:, None] * delta * delta)
-        return b / (prior.degrees_of_freedom + nk + 3.0)[:, None]
-
-
-class _SphericalUnit(_DiagUnit):
-    """One inverse-Gamma per component, pooled over the ``d`` coordinates."""
-
-    @staticmethod
-    def scale_ndim() -> int:
-        return 0
-
-    @staticmethod
-    def default_scale(cov):
-        return jnp.mean(jnp.diagonal(cov))
-
-    @staticmethod
-    def log_cov_prior(pc, prior: GMMPrior, d: int):
-        a, b = 0.5 * d * prior.degrees_of_freedom, 0.5 * d * prior.covariance_prior
-        return jnp.sum(_log_inv_gamma(pc * pc, -2.0 * jnp.log(pc), a, b))
-
-    @staticmethod
-    def map_covariance(nk, dev, sxx, delta, prior: GMMPrior):
-        d = dev.shape[-1]
-        kappa = prior.mean_precision
-        shrink = kappa * nk / (kappa + nk)
-        b = (d * prior.covariance_prior + sxx - nk * jnp.sum(dev * dev, axis=-1)
-             + shrink * jnp.sum(delta * delta, axis=-1))
-        return b / (d * prior.degrees_of_freedom + d * nk + d + 2.0)
-
-
-_UNITS = {"full": _FullUnit, "tied": _TiedUnit, "diag": _DiagUnit,
-          "spherical": _SphericalUnit}
-assert tuple(_UNITS) == COVARIANCE_TYPES
-
-
-def _unit(covariance_type: str):
-    family(covariance_type)  # raises the standard error for unknown types
-    return _UNITS[covariance_type]
-
-
-# ---------------------------------------------------------------------------
 # log-density
 
 
@@ -258,7 +123,6 @@ def log_prior_terms(params: GMMParams, prior: GMMPrior | None, log_weights=None)
     if prior is None:
         return jnp.zeros((), params.means.dtype)
     fam = family(params.covariance_type)
-    unit = _unit(params.covariance_type)
     pc, means = params.precisions_cholesky, params.means
     k, d = means.shape
     if log_weights is None:
@@ -270,7 +134,7 @@ def log_prior_terms(params: GMMParams, prior: GMMPrior | None, log_weights=None)
     log_mean = jnp.sum(-0.5 * d * LOG_2PI + 0.5 * d * jnp.log(kappa) + log_det
                        - 0.5 * kappa * maha)
     return (log_dirichlet(log_weights, prior.weight_concentration) + log_mean
-            + unit.log_cov_prior(pc, prior, d))
+            + fam.log_covariance_prior(pc, prior, d))
 
 
 def log_prior(params: GMMParams, prior: GMMPrior | None) -> jax.Array:
@@ -280,32 +144,6 @@ def log_prior(params: GMMParams, prior: GMMPrior | None) -> jax.Array:
     (``dirichlet``, ``invwishart`` / ``invgamma``, ``multivariate_normal``).
     """
     return log_prior_terms(params, prior)
-
-
-# ---------------------------------------------------------------------------
-# MAP M-step
-
-
-def map_m_step(stats: GMMStats, shift, reg_covar, covariance_type: str,
-               prior: GMMPrior) -> GMMParams:
-    """Closed-form MAP parameters from statistics taken about ``shift`` (``(k, d)``).
-
-    Same inputs as :func:`jaxmix.gmm.em.m_step`; see the module docstring for the
-    update. ``reg_covar`` is added to the covariance diagonal afterwards.
-    """
-    fam = family(covariance_type)
-    unit = _unit(covariance_type)
-    tiny = 10 * eps(stats.nk.dtype)
-    nk = stats.nk + tiny
-    kappa = prior.mean_precision
-    dev = stats.sx / nk[:, None]                       # xbar_k - c_k
-    delta = dev + shift - prior.mean_prior             # xbar_k - m0
-    means = shift + (kappa * (prior.mean_prior - shift) + stats.sx) / (kappa + nk)[:, None]
-    cov = unit.add_reg(unit.map_covariance(nk, dev, stats.sxx, delta, prior), reg_covar)
-    weights = jnp.maximum(nk + prior.weight_concentration - 1.0, tiny)
-    return GMMParams(weights / jnp.sum(weights), means, fam.precision_cholesky(cov),
-                     covariance_type)
-
 
 
 # ---------------------------------------------------------------------------
@@ -329,7 +167,7 @@ def default_prior(x, n_components: int, covariance_type: str = "full", *, sample
       mean_precision: ``kappa_0``.
       degrees_of_freedom: ``nu``; ``None`` means ``d + 2``.
     """
-    unit = _unit(covariance_type)
+    fam = family(covariance_type)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
@@ -345,7 +183,7 @@ def default_prior(x, n_components: int, covariance_type: str = "full", *, sample
     nu = d + 2.0 if degrees_of_freedom is None else degrees_of_freedom
     scalar = lambda v: jnp.asarray(v, x.dtype)
     return GMMPrior(scalar(weight_concentration), mean, scalar(mean_precision), scalar(nu),
-                    unit.default_scale(cov))
+                    fam.default_prior_scale(cov))
 
 
 def check_prior(prior, n_features: int, covariance_type: str, dtype=jnp.float32) -> GMMPrior:
@@ -354,10 +192,10 @@ def check_prior(prior, n_features: int, covariance_type: str, dtype=jnp.float32)
     if not isinstance(prior, GMMPrior):
         raise ValueError(f"prior must be a jaxmix.gmm.priors.GMMPrior, 'default' or None, got "
                          f"{type(prior).__name__}; build one with jaxmix.gmm.priors.default_prior")
-    unit = _unit(covariance_type)
+    fam = family(covariance_type)
     d = n_features
     shapes = {"weight_concentration": (), "mean_prior": (d,), "mean_precision": (),
-              "degrees_of_freedom": (), "covariance_prior": (d,) * unit.scale_ndim()}
+              "degrees_of_freedom": (), "covariance_prior": fam.prior_scale_shape(d)}
     out = {}
     for name, shape in shapes.items():
         a = np.asarray(getattr(prior, name), dtype=np.float64)
@@ -370,19 +208,11 @@ def check_prior(prior, n_features: int, covariance_type: str, dtype=jnp.float32)
     for name in ("weight_concentration", "mean_precision"):
         if out[name] <= 0:
             raise ValueError(f"prior.{name} must be > 0, got {float(out[name])}")
-    if out["degrees_of_freedom"] <= unit.min_dof(d):
-        raise ValueError(f"prior.degrees_of_freedom must be > {unit.min_dof(d):g} for "
+    if out["degrees_of_freedom"] <= fam.prior_min_dof(d):
+        raise ValueError(f"prior.degrees_of_freedom must be > {fam.prior_min_dof(d):g} for "
                          f"covariance_type={covariance_type!r} with {d} features, got "
                          f"{float(out['degrees_of_freedom'])} (the default is d + 2)")
-    psi = out["covariance_prior"]
-    if unit.scale_ndim() == 2:
-        if not np.allclose(psi, psi.T, rtol=1e-5, atol=1e-8 * np.abs(psi).max()):
-            raise ValueError("prior.covariance_prior must be symmetric")
-        if np.linalg.eigvalsh(psi).min() <= 0:
-            raise ValueError("prior.covariance_prior must be positive definite; add a "
-                             "small multiple of the identity")
-    elif np.any(psi <= 0):
-        raise ValueError("prior.covariance_prior must be positive")
+    fam.check_prior_scale(out["covariance_prior"])
     return GMMPrior(**{name: jnp.asarray(a, dtype) for name, a in out.items()})
 
 

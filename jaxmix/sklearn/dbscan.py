@@ -1,11 +1,11 @@
-"""scikit-learn-compatible ``DBSCAN`` on top of :func:`jaxmix.dbscan.clusters.fit_dbscan`.
+"""scikit-learn-compatible ``DBSCAN`` on top of :func:`jaxmix.dbscan.fit_dbscan`.
 
 Change one import::
 
     from jaxmix.sklearn import DBSCAN   # was: from sklearn.cluster import DBSCAN
 
 Validation, attribute naming and numpy outputs only; the clustering is
-:func:`jaxmix.dbscan.clusters.fit_dbscan` (blockwise, never an ``n x n`` matrix). Labels
+:func:`jaxmix.dbscan.fit_dbscan` (blockwise, never an ``n x n`` matrix). Labels
 and core samples are those of scikit-learn, border samples included (a border
 sample joins the lowest-numbered cluster among its core neighbours, which is
 the cluster scikit-learn's search reaches it from first).
@@ -14,7 +14,7 @@ Additions and differences, by design:
 
 * ``predict(X, max_distance=None)``: the cluster of the nearest core sample
   if it lies within ``max_distance`` (default ``eps``), else ``-1``
-  (:func:`jaxmix.dbscan.clusters.predict`). For a training border sample this is the
+  (:func:`jaxmix.dbscan.predict`). For a training border sample this is the
   cluster of its *nearest* core neighbour, which can differ from ``labels_``
   when it is within eps of two clusters.
 * ``block_size``: samples per block of the blockwise computation (memory
@@ -37,7 +37,7 @@ from sklearn.cluster import DBSCAN as _SkDBSCAN
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from jaxmix.dbscan.clusters import DEFAULT_BLOCK, fit_dbscan, predict as dbscan_predict
+from jaxmix.dbscan import DEFAULT_BLOCK, fit_dbscan, predict as dbscan_predict
 
 
 class DBSCAN(ClusterMixin, BaseEstimator):

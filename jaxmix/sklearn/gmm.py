@@ -16,8 +16,11 @@ Differences from sklearn, by design:
   ``RandomState(s)`` give the same key), so results are reproducible but not
   bit-identical to sklearn's draws.
 * When ``weights_init`` / ``means_init`` / ``precisions_init`` are given, a
-  single restart is run (the given parts are the same for every restart; the
-  missing parts come from ``init_params`` on restart 0's key).
+  single restart is run (the given parts are the same for every restart).
+  The missing parts are the M-step on the samples nearest to each of
+  ``means_init`` when it is given (sklearn takes them from ``init_params``,
+  which pairs them with the given means in an arbitrary order), else from
+  ``init_params`` on restart 0's key.
 * ``sample`` draws labels and noise with ``jax.random``; the output is sorted
   by component like sklearn's.
 """
@@ -34,91 +37,22 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from jaxmix.gmm.covariance import family
-from jaxmix.gmm.density import log_prob, predict as gmm_predict, responsibilities, sample as gmm_sample
-from jaxmix.fit.gmm import fit_gmm
-from jaxmix.gmm.init import initialize
-from jaxmix.params import GMMParams
 from jaxmix.criteria import aic as gmm_aic, bic as gmm_bic
-from jaxmix.data.chunked import chunk
-
-# Rows per evaluation block: one block's (rows, k, d) intermediate stays near
-# this many elements. Blocks are padded to a power of two rows (at least 16) so
-# that calls on many different n reuse a handful of compiled shapes.
-EVAL_BUDGET = 2 ** 22
-
-
-# --------------------------------------------------------------------------
-# Helpers shared with the K-Means estimators
-# --------------------------------------------------------------------------
-
-def key_from_random_state(random_state):
-    """A ``jax.random`` key from sklearn's ``random_state`` (None, int, RandomState).
-
-    An int ``s`` gives ``PRNGKey(s)`` directly; a ``RandomState`` (or ``None``,
-    numpy's global state) is advanced by one draw, as sklearn consumes it.
-    """
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return jax.random.PRNGKey(int(random_state) % (2 ** 32))
-    rng = check_random_state(random_state)
-    return jax.random.PRNGKey(int(rng.randint(np.iinfo(np.int32).max)))
+from jaxmix.data import chunk
+from jaxmix.fit.gmm import fit_gmm
+from jaxmix.fit.init import initialize, params_from_means
+from jaxmix.gmm import (family, log_prob, predict as gmm_predict, responsibilities,
+                        sample as gmm_sample)
+from jaxmix.io import check_gmm_shapes
+from jaxmix.params import GMMParams
+from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
+                                    key_from_random_state)
+from jaxmix.sklearn.persist import Persistent, load_as
 
 
-def _bucket(n: int) -> int:
-    return max(16, 1 << (int(n) - 1).bit_length())
-
-
-_JITTED = {}
-
-
-def _jit(fn):
-    if fn not in _JITTED:
-        _JITTED[fn] = jax.jit(fn)
-    return _JITTED[fn]
-
-
-def apply_in_blocks(fn, params, x: np.ndarray, width: int) -> np.ndarray:
-    """``fn(params, x)`` evaluated on row blocks of ``x`` (host loop, jitted
-    per padded block shape); results concatenated as numpy."""
-    n = x.shape[0]
-    block = _bucket(min(n, max(16, EVAL_BUDGET // max(1, width))))
-    f = _jit(fn)
-    out = []
-    for start in range(0, n, block):
-        part = x[start:start + block]
-        m = part.shape[0]
-        size = _bucket(m) if start == 0 else block
-        if m < size:
-            part = np.concatenate([part, np.repeat(part[:1], size - m, axis=0)])
-        out.append(np.asarray(f(params, jnp.asarray(part)))[:m])
-    return np.concatenate(out)
-
-
-def as_jax_params(params, dtype):
-    return jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
-
-
-def compute_dtype(x: np.ndarray):
-    return jnp.asarray(np.zeros((), x.dtype)).dtype
-
-
-# --------------------------------------------------------------------------
-# GaussianMixture
-# --------------------------------------------------------------------------
-
-def _precisions(pc: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Precision matrices from their Cholesky factors (sklearn's ``precisions_``)."""
-    if covariance_type == "full":
-        return np.einsum("kij,klj->kil", pc, pc)
-    if covariance_type == "tied":
-        return pc @ pc.T
-    return pc ** 2
-
-
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, with scikit-learn's interface.
 
     Parameters and fitted attributes are those of
@@ -134,6 +68,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     """
 
     _parameter_constraints = dict(_SkGaussianMixture._parameter_constraints)
+    _saved_arrays = ("weights_", "means_", "covariances_", "precisions_",
+                     "precisions_cholesky_")
+    _saved_optional_arrays = ("lower_bounds_",)
+    _saved_scalars = ("converged_", "n_iter_", "lower_bound_", "n_features_in_")
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
@@ -197,7 +135,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _user_init(self, key, X) -> GMMParams | None:
         """``GMMParams`` from ``weights_init`` / ``means_init`` / ``precisions_init``
-        (missing parts from ``init_params``), or ``None`` when none is given."""
+        (missing parts from the samples nearest to ``means_init`` if it is
+        given, else from ``init_params``), or ``None`` when none is given."""
         given = (self.weights_init, self.means_init, self.precisions_init)
         if all(g is None for g in given):
             return None
@@ -205,34 +144,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ct = self.covariance_type
         fam = family(ct)
         dtype = compute_dtype(X)
-        if any(g is None for g in given):
-            base = initialize(key, chunk(jnp.asarray(X, dtype), None), k, ct, 1,
-                              self.init_params, jnp.asarray(self.reg_covar, dtype))
-            base = jax.tree.map(lambda a: np.asarray(a[0]), base)
-        else:
-            base = None
         weights = self._check_init("weights_init", self.weights_init, (k,))
         means = self._check_init("means_init", self.means_init, (k, d))
         precisions = self._check_init("precisions_init", self.precisions_init,
                                       fam.pc_shape(k, d))
+        base = None
+        if any(g is None for g in given):  # the missing parts: an M-step on ...
+            data, reg = chunk(jnp.asarray(X, dtype), None), jnp.asarray(self.reg_covar, dtype)
+            if means is not None:  # ... the samples nearest to each given mean
+                base = params_from_means(data, jnp.asarray(means, dtype), reg, ct)
+            else:  # ... the init_params initialiser's responsibilities
+                base = jax.tree.map(lambda a: a[0], initialize(key, data, k, ct, 1,
+                                                               self.init_params, reg))
+            base = jax.tree.map(np.asarray, base)
         if weights is not None:
             if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
                 raise ValueError("The parameter 'weights_init' should be non-negative and "
                                  f"normalized, but got sum(weights_init) = {weights.sum():.5f}")
-        if precisions is not None:
-            if ct in ("full", "tied"):
-                mats = precisions.reshape((-1, d, d))
-                if not (np.allclose(mats, np.swapaxes(mats, -1, -2))
-                        and np.all(np.linalg.eigvalsh(mats) > 0)):
-                    raise ValueError(f"'{ct} precision' should be symmetric, positive-definite")
-                cov = np.linalg.inv(precisions)
-            else:
-                if np.any(precisions <= 0):
-                    raise ValueError(f"'{ct} precision' should be positive")
-                cov = 1.0 / precisions
-            pc = np.asarray(fam.precision_cholesky(jnp.asarray(cov, dtype)))
-        else:
-            pc = None
+        pc = (None if precisions is None else
+              fam.precision_cholesky_from_precisions(precisions, name="precisions_init"))
         return GMMParams(
             jnp.asarray(base.weights if weights is None else weights, dtype),
             jnp.asarray(base.means if means is None else means, dtype),
@@ -273,7 +203,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.means_ = np.asarray(p.means)
         self.precisions_cholesky_ = pc
         self.covariances_ = np.asarray(family(ct).covariance(jnp.asarray(pc)))
-        self.precisions_ = _precisions(pc, ct)
+        self.precisions_ = np.asarray(family(ct).precisions(jnp.asarray(pc)))
 
     def _params(self) -> GMMParams:
         check_is_fitted(self, "precisions_cholesky_")
@@ -332,15 +262,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ---- persistence -----------------------------------------------------
 
-    def save(self, path):
-        """Write the fitted model to ``path`` (see :mod:`jaxmix.io`)."""
-        from jaxmix.io import save_estimator
-        save_estimator(path, self)
-
     @classmethod
     def load(cls, path, covariance_type=None):
         """Read a model written by :meth:`save`; ``covariance_type`` (optional)
         makes a file of another covariance type a ``ValueError``."""
-        from jaxmix.io import load_estimator
-        return load_estimator(path, cls, covariance_type=covariance_type)
+        return load_as(path, (cls,), covariance_type)
 
+    def _check_loaded(self, path):
+        """After loading: ``lower_bounds_`` back to a list, shapes that fit."""
+        if hasattr(self, "lower_bounds_"):
+            self.lower_bounds_ = [float(v) for v in self.lower_bounds_]
+        check_gmm_shapes(path, self._params())

@@ -32,22 +32,26 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from jaxmix.kmeans.core import init_centroids as seed_centroids
-from jaxmix.kmeans.core import predict as km_predict, score as km_score, transform as km_transform
+from jaxmix.data import chunk
 from jaxmix.fit.kmeans import fit_kmeans
-from jaxmix.kmeans.minibatch import (fit_minibatch_kmeans, make_config, minibatch_init,
-                              minibatch_step)
+from jaxmix.fit.minibatch import fit_minibatch_kmeans
+from jaxmix.kmeans import (init_centroids as seed_centroids, minibatch_init, minibatch_step,
+                           predict as km_predict, score as km_score, transform as km_transform)
+from jaxmix.kmeans.minibatch import make_config
 from jaxmix.params import KMeansParams
-from jaxmix.sklearn.gmm import (apply_in_blocks, as_jax_params, compute_dtype,
-                                key_from_random_state)
-from jaxmix.data.chunked import chunk
+from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
+                                    key_from_random_state)
+from jaxmix.sklearn.persist import Persistent
 
 
-class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
+class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                   BaseEstimator):
     """Shared inference, validation and persistence of the K-Means estimators."""
 
     _default_n_init = 10
+    _saved_arrays = ("cluster_centers_",)
+    _saved_optional_arrays = ("labels_",)
+    _saved_scalars = ("inertia_", "n_iter_", "n_features_in_", "_n_features_out")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -150,17 +154,6 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         print(f"{hist.shape[0]} initialization(s) run batched in {seconds:.3f}s; "
               f"best: {int(result.best)}")
 
-    def save(self, path):
-        """Write the fitted model to ``path`` (see :mod:`jaxmix.io`)."""
-        from jaxmix.io import save_estimator
-        save_estimator(path, self)
-
-    @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save`."""
-        from jaxmix.io import load_estimator
-        return load_estimator(path, cls)
-
 
 class KMeans(_BaseKMeans):
     """K-Means (Lloyd) with scikit-learn's interface; ``n_init`` restarts batched.
@@ -215,6 +208,7 @@ class MiniBatchKMeans(_BaseKMeans):
 
     _parameter_constraints = dict(_SkMiniBatchKMeans._parameter_constraints)
     _default_n_init = 3
+    _saved_scalars = ("inertia_", "n_iter_", "n_steps_", "n_features_in_", "_n_features_out")
 
     def __init__(self, n_clusters=8, *, init="k-means++", max_iter=100, batch_size=1024,
                  verbose=0, compute_labels=True, random_state=None, tol=0.0,

@@ -13,10 +13,14 @@ from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky  # noqa: E402
 
-from jaxmix import GMMParams, aic, bic, family, inertia_curve, n_parameters, select_k  # noqa: E402
+from jaxmix import (GMMParams, aic, bic, fit_gmm, inertia_curve, n_parameters,  # noqa: E402
+                    select_k)
+from jaxmix.gmm import family  # noqa: E402
 from jaxmix.fit import select as sel_mod  # noqa: E402
+from jaxmix.gmm.step import degenerate_restarts  # noqa: E402
 
 TYPES = ("full", "tied", "diag", "spherical")
+INITS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 def sk_model(p: GMMParams) -> GaussianMixture:
@@ -178,6 +182,26 @@ def test_padding_does_not_change_the_fit():
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("init", INITS)
+def test_grid_row_does_not_depend_on_the_grid(init):
+    """Row k=2 is the same fit alone, inside a padded grid, and as ``fit_gmm``
+    with key ``fold_in(key, 2)`` (default k-means++ trials: sklearn's per k)."""
+    x = blobs(8, 3, n=150)
+    kw = dict(n_restarts=2, init=init, tol=0.0, max_iter=4)
+    grid = select_k(11, x, [2, 4], **kw)
+    alone = select_k(11, x, [2], **kw)
+    np.testing.assert_allclose(grid.log_likelihood[0, 0], alone.log_likelihood[0, 0],
+                               rtol=1e-10)
+    a, b = grid.best_params(2), alone.best_params(2)
+    for name in ("weights", "means", "precisions_cholesky"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-8, atol=1e-10)
+    if init == "kmeans":  # and the grid's row is fit_gmm's fit
+        fit = fit_gmm(jax.random.fold_in(jax.random.PRNGKey(11), 2), x, 2, **kw).best_params
+        for name in ("weights", "means", "precisions_cholesky"):
+            np.testing.assert_allclose(getattr(fit, name), getattr(a, name), rtol=1e-8,
+                                       atol=1e-10)
+
+
 MASK_CASES = [("full", "kmeans", 0.0), ("spherical", "random_from_data", 1e-6)]
 MASK_CASES_SLOW = [(t, i, r) for t in TYPES
                    for i, r in [("kmeans", 0.0), ("k-means++", 1e-6), ("random", 0.0),
@@ -190,9 +214,10 @@ def _check_masked(covariance_type, init, reg_covar):
 
     x = blobs(2, 2, n=200)
     ks = np.array([1, 2, 4])
-    out = sel_mod._fit_grid(jax.random.PRNGKey(0), chunk(x, 64), ks, 1e-3, reg_covar, k_max=4,
-                            n_restarts=2, covariance_type=covariance_type, init=init,
-                            max_iter=30, path="auto", trials=3)
+    data = chunk(x, 64)
+    out = sel_mod._fit_grid(jax.random.PRNGKey(0), data, data, ks, np.full(3, 3), 1e-3,
+                            reg_covar, k_max=4, n_restarts=2, covariance_type=covariance_type,
+                            init=init, max_iter=30, path="auto")
     fit = out.fit
     mask = np.arange(4)[None, :] < np.repeat(ks, 2)[:, None]
     w = np.asarray(fit.params.weights)
@@ -278,10 +303,10 @@ def test_degenerate_flag_ignores_masked_components(covariance_type):
     w = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
     mask = w > 0
     p = GMMParams(w, np.zeros((2, 3, d)), pc, covariance_type)
-    np.testing.assert_array_equal(sel_mod._masked_degenerate(p, mask, 100.0, 1e-6), [0, 0])
+    np.testing.assert_array_equal(degenerate_restarts(p, 100.0, 1e-6, mask), [0, 0])
     pc[0, 1 if covariance_type != "tied" else slice(None)] *= 1e4  # variance 1e-8: collapsed
     p = GMMParams(w, np.zeros((2, 3, d)), pc, covariance_type)
-    np.testing.assert_array_equal(sel_mod._masked_degenerate(p, mask, 100.0, 1e-6), [1, 0])
+    np.testing.assert_array_equal(degenerate_restarts(p, 100.0, 1e-6, mask), [1, 0])
     tiny = np.array([[0.995, 0.005, 0.0], [1.0, 0.0, 0.0]])  # 0.5 of a sample
     p = GMMParams(tiny, np.zeros((2, 3, d)), np.broadcast_to(eye, shape), covariance_type)
-    np.testing.assert_array_equal(sel_mod._masked_degenerate(p, mask, 100.0, 1e-6), [1, 0])
+    np.testing.assert_array_equal(degenerate_restarts(p, 100.0, 1e-6, mask), [1, 0])

@@ -1,4 +1,4 @@
-"""jaxmix.dbscan.clusters (functional DBSCAN and predict) against sklearn.cluster.DBSCAN."""
+"""jaxmix.dbscan (functional DBSCAN and predict) against sklearn.cluster.DBSCAN."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 
 import jaxmix.dbscan.clusters as dbscan_mod
 import jaxmix.dbscan.tiling as tiling
-from jaxmix.dbscan.clusters import DBSCANResult, fit_dbscan, predict
+from jaxmix.dbscan import DBSCANResult, fit_dbscan, predict
 
 
 def moons(n=1000):

@@ -28,9 +28,10 @@ from scipy.special import logsumexp, softmax
 import jaxmix as jm
 from jaxmix import GMMParams
 from jaxmix.gmm.covariance import family
-from jaxmix.gmm.em import (GEMM_ERROR_BUDGET, batched_em_step, gemm_coefficients, gemm_is_accurate,
-                       params_from_resp)
-from jaxmix.data.chunked import design_features
+from jaxmix.gmm.stats import (GEMM_ERROR_BUDGET, design_features, gemm_coefficients,
+                              gemm_is_accurate)
+from jaxmix.gmm.step import batched_em_step
+from jaxmix.gmm.update import params_from_resp
 
 RTOL = 1e-9
 ATOL = 1e-11

@@ -8,6 +8,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from jaxmix.cli.main import main
 from jaxmix.cli.data import UsageError, load
 from jaxmix.cli.fit import parse_ks
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -228,6 +229,13 @@ def test_demo_tiny(tmp_path, capsys):
         assert_png(out_dir / name)
     assert load_params(out_dir / "model.npz").means.shape == (3, 2)
     assert "[3/3] adam at k=3 (full)" in err
+
+
+def test_bench_without_threadpoolctl_exits_2(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    code, out, err = run(["bench", "--n", "400"], capsys)
+    assert code == 2 and out == ""
+    assert 'pip install "jaxmix[bench]"' in err
 
 
 @pytest.mark.slow

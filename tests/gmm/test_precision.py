@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from jaxmix import GMMParams, em_step, family, fit_gmm
-from jaxmix.gmm.em import GEMM_ERROR_BUDGET, batched_em_step, gemm_is_accurate
+from jaxmix.gmm.stats import GEMM_ERROR_BUDGET, gemm_is_accurate
+from jaxmix.gmm.step import batched_em_step
 from jaxmix.data.chunked import chunk
 
 K, D_FEAT, N = 4, 6, 4000

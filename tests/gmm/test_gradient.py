@@ -9,8 +9,10 @@ import optax
 import pytest
 from conftest import TYPES, blobs, random_params
 
-from jaxmix import GMMParams, chunk, component_log_prob, fit_gmm
-from jaxmix.gmm.gradient import (Unconstrained, constrain, fit_gradient, loss, mean_log_posterior,
+from jaxmix import GMMParams, chunk, fit_gmm
+from jaxmix.gmm import component_log_prob
+from jaxmix.fit.gradient import fit_gradient
+from jaxmix.gmm.gradient import (Unconstrained, constrain, loss, mean_log_posterior,
                              unconstrain)
 from jaxmix.gmm.priors import default_prior, log_prior_terms
 

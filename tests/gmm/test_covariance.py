@@ -17,7 +17,8 @@ from sklearn.mixture import GaussianMixture
 from sklearn.mixture._gaussian_mixture import (_compute_log_det_cholesky,
                                                _compute_precision_cholesky)
 
-from jaxmix import family
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm import covariance
 from jaxmix.params import COVARIANCE_TYPES
 
 RTOL = 1e-10
@@ -133,3 +134,69 @@ def test_quadratic_features_give_x_p_x(ct):
     coefs = np.asarray(fam.quad_coefs(p.precisions_cholesky, k))
     np.testing.assert_allclose(feats @ coefs.T, np.einsum("ni,kij,nj->nk", x, prec, x),
                                rtol=RTOL)
+
+
+PROTOCOL = ("n_params", "pc_shape", "precision_cholesky", "covariance", "precisions",
+            "precision_cholesky_from_precisions", "variances", "log_det", "sq_mahalanobis",
+            "precision_times", "quad_features", "quad_coefs", "sample_noise", "scatter",
+            "moments_from_features", "features_from_moments", "covariance_from_stats",
+            "add_reg", "component_max_precision", "constrain_factor",
+            "unconstrain_factor", "prior_scale_shape", "prior_min_dof", "default_prior_scale",
+            "check_prior_scale", "log_covariance_prior", "map_covariance")
+
+
+def test_every_family_implements_the_documented_protocol():
+    doc = covariance.__doc__
+    for name in PROTOCOL + ("name", "per_component"):
+        assert f"``{name}" in doc, f"{name} is not documented in jaxmix.gmm.covariance"
+    for ct in TYPES:
+        fam = family(ct)
+        missing = [name for name in PROTOCOL if not callable(getattr(fam, name, None))]
+        assert not missing, f"{ct} lacks {missing}"
+        assert fam.per_component == (fam.pc_shape(2, 5)[0] == 2)  # a leading k axis
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_component_max_precision_matches_eigvalsh(ct):
+    rng = np.random.default_rng(9)
+    k, d = 3, 4
+    p, cov = random_params(rng, ct, k, d)
+    fam = family(ct)
+    expected = np.linalg.eigvalsh(np.linalg.inv(dense_covariances(cov, ct, k, d)))[:, -1]
+    got = np.asarray(fam.component_max_precision(p.precisions_cholesky, k))
+    assert got.shape == (k,)
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+    # Leading batch axes (restarts) are kept.
+    batched = np.stack([p.precisions_cholesky] * 2)
+    np.testing.assert_allclose(np.asarray(fam.component_max_precision(batched, k)),
+                               np.stack([expected] * 2), rtol=RTOL)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_constrain_unconstrain_round_trip(ct):
+    rng = np.random.default_rng(10)
+    k, d = 3, 4
+    fam = family(ct)
+    p, _ = random_params(rng, ct, k, d)
+    raw = np.asarray(fam.unconstrain_factor(p.precisions_cholesky))
+    assert raw.shape == fam.pc_shape(k, d)
+    np.testing.assert_allclose(np.asarray(fam.constrain_factor(raw)), p.precisions_cholesky,
+                               rtol=RTOL)
+    # Any finite raw value gives a valid factor, and unconstrain inverts it.
+    pc = np.asarray(fam.constrain_factor(rng.normal(size=fam.pc_shape(k, d))))
+    np.testing.assert_allclose(np.asarray(fam.precision_cholesky(fam.covariance(pc))), pc,
+                               rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(fam.constrain_factor(fam.unconstrain_factor(pc))),
+                               pc, rtol=RTOL)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_features_from_moments_inverts_moments_from_features(ct):
+    rng = np.random.default_rng(11)
+    k, d, n = 3, 4, 20
+    fam = family(ct)
+    z = rng.normal(size=(n, k, d))
+    sxx = np.asarray(fam.scatter(rng.uniform(size=(n, k)), z))
+    feats = np.asarray(fam.features_from_moments(sxx))
+    assert feats.shape == (k, np.asarray(fam.quad_features(z[:, 0])).shape[-1])
+    np.testing.assert_allclose(np.asarray(fam.moments_from_features(feats, d)), sxx, rtol=RTOL)

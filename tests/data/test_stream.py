@@ -16,9 +16,10 @@ from conftest import TYPES
 from _distributed_worker import CHUNK, EM_KW, compare, flatten, init_params, make_inputs
 from jaxmix import GMMParams, fit_gmm, fit_kmeans
 from jaxmix.gmm.covariance import family
-from jaxmix.data.chunked import gmm_stats_centred
-from jaxmix.data.stream import fit_gmm_stream, fit_kmeans_stream
-from jaxmix.fit.online import fit_gmm_online, shift_stats
+from jaxmix.fit.online import fit_gmm_online
+from jaxmix.fit.streams import fit_gmm_stream, fit_kmeans_stream
+from jaxmix.gmm.stats import centred_stats
+from jaxmix.gmm.update import shift_stats
 from jaxmix.data.source import open_source, read_chunk, survey
 
 RTOL, ATOL = 1e-5, 1e-8
@@ -125,8 +126,8 @@ def test_shift_stats_equals_statistics_about_the_new_centre(rng):
     old, new = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
     for cov in TYPES:
         fam = family(cov)
-        moved = shift_stats(gmm_stats_centred(fam, x, resp, old), old, new, cov)
-        direct = gmm_stats_centred(fam, x, resp, new)
+        moved = shift_stats(centred_stats(fam, x, resp, old), old, new, cov)
+        direct = centred_stats(fam, x, resp, new)
         for u, v in zip(moved, direct):
             np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-10, err_msg=cov)
 

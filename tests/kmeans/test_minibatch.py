@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from sklearn.cluster._kmeans import _mini_batch_step
 
-from jaxmix.kmeans.core import minibatch_update, kmeans_stats, score
+from jaxmix.kmeans.stats import kmeans_stats
+from jaxmix.kmeans.update import minibatch_update, score
 from jaxmix.fit.kmeans import fit_kmeans
-from jaxmix.kmeans.minibatch import (fit_minibatch_kmeans, make_config, minibatch_init,
-                              minibatch_kmeans_stream, minibatch_step)
+from jaxmix.fit.minibatch import fit_minibatch_kmeans
+from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step
 from jaxmix.params import KMeansParams
 from jaxmix.data.chunked import chunk
 
@@ -108,7 +109,7 @@ def test_stream_equals_manual_loop_and_pads_short_batches():
     rng = np.random.default_rng(1)
     batches = [X[rng.integers(0, len(X), 256)] for _ in range(30)] + [X[:100]]
     init = X[:K]
-    res = minibatch_kmeans_stream(jax.random.PRNGKey(2), iter(batches), K, init_centroids=init,
+    res = fit_minibatch_kmeans(jax.random.PRNGKey(2), iter(batches), K, init_centroids=init,
                                   max_no_improvement=None, reassignment_ratio=0.0)
     assert int(res.n_iter[0]) == len(batches)
     # same steps by hand, in centred coordinates as the stream does
@@ -128,7 +129,7 @@ def test_stream_stops_early_and_fits_blobs():
         while True:  # endless: only early stopping ends the loop
             yield X[rng.integers(0, len(X), 256)]
 
-    res = minibatch_kmeans_stream(0, gen(), K, n_samples=len(X))
+    res = fit_minibatch_kmeans(0, gen(), K, n_samples=len(X))
     assert bool(res.converged[0])
     full = fit_kmeans(0, X, K, n_restarts=4)
     stream_inertia = -float(score(KMeansParams(res.params.centroids[0]), X))
@@ -153,11 +154,11 @@ def test_bad_input_raises_naming_the_argument(kwargs, match):
 
 def test_stream_bad_input():
     with pytest.raises(ValueError, match="batches is empty"):
-        minibatch_kmeans_stream(0, iter([]), K)
+        fit_minibatch_kmeans(0, iter([]), K)
     with pytest.raises(ValueError, match="n_clusters=5 is larger"):
-        minibatch_kmeans_stream(0, iter([X[:3]]), K)
+        fit_minibatch_kmeans(0, iter([X[:3]]), K)
     with pytest.raises(ValueError, match="each batch must have at most 64 rows and 3 columns"):
-        minibatch_kmeans_stream(0, iter([X[:64], X[:65]]), K, max_no_improvement=None)
+        fit_minibatch_kmeans(0, iter([X[:64], X[:65]]), K, max_no_improvement=None)
     with pytest.raises(ValueError, match="batch contains NaN"):
-        minibatch_kmeans_stream(0, iter([X[:64], np.full((8, 3), np.nan)]), K,
+        fit_minibatch_kmeans(0, iter([X[:64], np.full((8, 3), np.nan)]), K,
                                 max_no_improvement=None)

@@ -19,7 +19,7 @@ from sklearn.cluster import KMeans
 
 import jaxmix as jm
 from jaxmix.gmm.covariance import family
-from jaxmix.gmm.init import broadcast_params
+from jaxmix.fit.init import broadcast_params
 
 K, R, REG = 3, 4, 1e-6
 SEED = 42

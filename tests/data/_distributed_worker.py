@@ -139,9 +139,9 @@ def collectives(fn, *args) -> dict:
 def step_collectives(inputs: dict, mesh) -> dict:
     """Collectives of one EM step (both paths) and one Lloyd step on placed data."""
     from jaxmix.data.sharding import place
-    from jaxmix.gmm.em import batched_em_step
-    from jaxmix.gmm.init import broadcast_params
-    from jaxmix.kmeans.core import LloydState, batched_lloyd_step
+    from jaxmix.fit.init import broadcast_params
+    from jaxmix.gmm.step import batched_em_step
+    from jaxmix.kmeans.update import LloydState, batched_lloyd_step
     from jaxmix.data.chunked import chunk
 
     data = place(chunk(inputs["x"], 250), mesh)

@@ -24,8 +24,8 @@ import pytest
 from _distributed_worker import (EM_KW, compare, flatten, init_params, make_inputs,
                                  run_cases, run_multiprocess_cases)
 from jaxmix import fit_gmm, fit_gradient
-from jaxmix.data.sharding import (check_mesh, data_mesh, n_shards, place, resolve_mesh, shard,
-                                shard_chunk_size)
+from jaxmix.data.chunked import chunk_rows
+from jaxmix.data.sharding import check_mesh, data_mesh, n_shards, place, resolve_mesh, shard
 from jaxmix.data.chunked import chunk
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
@@ -37,7 +37,7 @@ def run_worker(tmp: Path, inputs: dict, slow: bool = False):
     """Start the 4-device worker; returns the process and its output path."""
     np.savez(tmp / "in.npz", **inputs)
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).parents[1])] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+        [str(Path(__file__).parents[2])] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
     cmd = [sys.executable, str(WORKER), str(tmp / "in.npz"), str(tmp / "out.npz")]
     return subprocess.Popen(cmd + (["--slow"] if slow else []), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -143,14 +143,17 @@ def test_resolve_mesh():
     assert resolve_mesh(data_mesh(), x).axis_names == ("data",)
 
 
-@pytest.mark.parametrize("n,size,shards", [(4000, 4000, 4), (10_000, 1024, 4), (3, 100, 4),
-                                           (999, 100, 1), (12_345, 777, 3)])
-def test_shard_chunk_size(n, size, shards):
-    got = shard_chunk_size(n, size, shards)
+@pytest.mark.parametrize("n,width,shards", [(4000, 2 ** 10, 4), (10_000, 4096, 4), (3, 1, 4),
+                                            (999, 2 ** 14, 1), (12_345, 5399, 3)])
+def test_chunk_rows(n, width, shards):
+    """The one chunk rule: at most CHUNK_ELEMENTS per chunk (or MIN_CHUNK_ROWS
+    rows), a multiple of ``shards`` chunks, less than one row of padding per chunk."""
+    from jaxmix.data.chunked import CHUNK_ELEMENTS, MIN_CHUNK_ROWS
+    got = chunk_rows(n, width, shards)
     n_chunks = -(-n // got)
-    assert got <= max(size, 1) and -(-n_chunks // shards) * shards * got - n < shards * got
-    if shards == 1:
-        assert got == size
+    padded = shards * -(-n_chunks // shards) * got
+    assert got <= max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // width) or got <= -(-n // shards)
+    assert padded - n < shards * got and -(-n // padded) <= 1
 
 
 def test_shard_rejects_uneven_rows():

@@ -1,0 +1,138 @@
+"""``fit_gradient``: a Gaussian mixture fitted by any optax optimizer on the
+objective MAP-EM increases (the mean log-posterior per sample), with the
+inputs, initialisation and driver of :func:`jaxmix.fit_gmm`; the loss and
+steps are in :mod:`jaxmix.gmm.gradient`.
+
+>>> import jax, numpy as np, optax
+>>> from jaxmix import fit_gradient
+>>> rng = np.random.default_rng(0)
+>>> x = np.concatenate([rng.normal(-5, 1, (200, 2)), rng.normal(5, 1, (200, 2))])
+>>> result = fit_gradient(jax.random.PRNGKey(0), x, 2, optax.lbfgs(), prior="default")
+>>> np.sort(np.asarray(result.best_params.means[:, 0])).round(0)
+array([-5.,  5.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmix.data.source import is_source
+from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
+from jaxmix.fit.gmm import DEGENERATE_FIX, centred_inputs, check_settings, initial_params
+from jaxmix.fit.inputs import placed, uncentre
+from jaxmix.gmm.gradient import batched_gradient_step, constrain, init_state, unconstrain
+from jaxmix.gmm.priors import GMMPrior
+from jaxmix.gmm.stats import row_elements
+from jaxmix.gmm.step import degenerate_restarts, em_step
+from jaxmix.numerics import all_finite
+from jaxmix.params import GMMParams
+from jaxmix.validation import as_key, check_int
+
+
+def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformation, *,
+                 covariance_type: str = "full", prior=None, n_restarts: int = 1,
+                 init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-6,
+                 max_iter: int = 1000, batch_size: int | None = None,
+                 chunk_size: int | None = None, sample_weight=None,
+                 reg_covar: float = 1e-6, path: str = "auto", mesh=None) -> FitResult:
+    """Fit a Gaussian mixture by gradient descent on the negative mean log-posterior.
+
+    Args:
+      key: ``jax.random`` key (or int seed). Initial parameters are those of
+        ``fit_gmm`` with the same key and ``init`` (see ``init`` for priors);
+        mini-batch shuffling uses keys derived from it.
+      x: ``(n, d)`` data.
+      n_components: ``k``.
+      optimizer: any ``optax.GradientTransformation``. Line-search methods
+        (``optax.lbfgs``) receive ``value``, ``grad`` and ``value_fn``. It is a
+        static argument: reuse one instance to avoid recompiling (vary a
+        learning rate with ``optax.inject_hyperparams`` instead).
+      covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+      prior: ``None`` (maximum likelihood), ``"default"`` or a
+        :class:`~jaxmix.gmm.priors.GMMPrior`.
+      n_restarts: ``R``, restarts run together (``vmap``).
+      init: initialiser as in ``fit_gmm``; ignored when ``init_params`` is given.
+        With a prior, its parameters are refitted by one MAP M-step
+        (:func:`map_refit`) before the first gradient step.
+      tol: stop when the mean log-posterior changes by less in one iteration.
+      max_iter: iteration cap (optimizer updates, or epochs with ``batch_size``).
+      batch_size: ``None`` for full-batch steps, else mini-batch size (the
+        data are padded to a multiple of it with zero-weight rows).
+      chunk_size: full batch only: samples per chunk of the loss (bounds memory).
+      sample_weight: optional ``(n,)`` non-negative weights.
+      reg_covar: used by the initialiser only (the loss has no ``reg_covar``).
+      path: ``"auto"``, ``"gemm"`` or ``"exact"`` log-density in the loss (see
+        :func:`batched_gradient_step` and :mod:`jaxmix.gmm.stats`).
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis to split the
+        samples over (``None``: the mesh of ``x`` if it is placed on one, see
+        :mod:`jaxmix.data.sharding`); the full-batch loss and its gradient are
+        reduced across devices. Not with ``batch_size``.
+
+    Returns:
+      :class:`~jaxmix.fit.driver.FitResult`: ``params`` are ``GMMParams``,
+      ``objective``/``history`` the mean log-posterior per sample (mean
+      log-likelihood without a prior), ``best`` the restart with the highest.
+    """
+
+    if not (callable(getattr(optimizer, "init", None))
+            and callable(getattr(optimizer, "update", None))):
+        raise ValueError("optimizer must be an optax.GradientTransformation (e.g. "
+                         f"optax.adam(1e-2) or optax.lbfgs()), got {type(optimizer).__name__}")
+    key = as_key(key)
+    s = check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
+                       path, init, init_params)
+    if batch_size is not None:
+        chunk_size = check_int(batch_size, "batch_size")
+        if mesh is not None or is_source(x):
+            raise ValueError("batch_size (mini-batches) needs unsharded in-memory data: drop "
+                             "batch_size for full-batch steps, or pass an unsharded array")
+    width = lambda d: row_elements(s.n_restarts, s.k, d)  # noqa: E731
+    with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
+                sample_weight=sample_weight, mesh=mesh) as inp:
+        init_params, prior = centred_inputs(s, inp, init_params, prior)
+        result = jax.block_until_ready(_fit(
+            _raw_key(key), inp.data, inp.sample, init_params, prior, s.tol, s.reg_covar,
+            k=s.k, covariance_type=s.covariance_type, n_restarts=s.n_restarts, init=init,
+            max_iter=s.max_iter, optimizer=optimizer, mini_batch=batch_size is not None,
+            path=path))
+    return raise_if_all_failed(uncentre(result, inp.offset),
+                               DEGENERATE_FIX + ", or lower the learning rate")
+
+
+def map_refit(params: GMMParams, data, reg_covar, prior: GMMPrior) -> GMMParams:
+    """One MAP-EM iteration from ``params``: the MAP parameters of their
+    responsibilities. Gradient fits with a prior start from the initialiser's
+    parameters refitted this way, so that the prior's covariance floor holds
+    from the first step (a k-means start on duplicated points has covariances
+    at ``reg_covar``, where the prior's gradient is ~``1 / reg_covar``)."""
+    return em_step(params, data, reg_covar, "exact", prior)[0]
+
+
+def _raw_key(key):
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "k", "covariance_type", "n_restarts", "init", "max_iter", "optimizer", "mini_batch", "path"))
+def _fit(key, data, sample, init_params, prior, tol, reg_covar, *, k, covariance_type,
+         n_restarts, init, max_iter, optimizer, mini_batch, path) -> FitResult:
+    dtype = sample.dtype
+    tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
+    params0 = initial_params(key, sample, init_params, reg_covar, k=k,
+                             covariance_type=covariance_type, n_restarts=n_restarts, init=init)
+    if init_params is None and prior is not None:
+        params0 = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
+    shuffle_keys = jax.random.split(jax.random.fold_in(key, 1), n_restarts)
+    state0 = jax.vmap(lambda p, kk: init_state(optimizer, unconstrain(p), kk, covariance_type,
+                                               data, prior))(params0, shuffle_keys)
+    step = batched_gradient_step(optimizer, covariance_type, data, prior, mini_batch, path)
+    result = iterate(step, state0, tol, max_iter, usable=all_finite(params0, batch_dims=1))
+    params = jax.vmap(lambda u: constrain(u, covariance_type))(result.params.params)
+    return result._replace(params=params, degenerate=degenerate_restarts(
+        params, data.total_weight(), reg_covar))

@@ -1,0 +1,138 @@
+"""Initial parameters of Gaussian mixtures, batched over restarts.
+
+Each method (as in scikit-learn's ``init_params``) yields responsibilities,
+and the initial parameters are the M-step on them
+(:func:`jaxmix.gmm.update.params_from_resp`):
+
+* ``"kmeans"``: labels of k-means++ seeding followed by Lloyd iterations
+  (scikit-learn's ``KMeans`` defaults, empty clusters re-seeded);
+* ``"k-means++"``: one-hot responsibilities on the k-means++ seeds only;
+* ``"random_from_data"``: one-hot on ``k`` distinct random samples;
+* ``"random"``: uniform random responsibilities, normalised per sample.
+
+Padded mixtures (``select_k``'s grid, a component ``mask``): every method is
+prefix-stable (:mod:`jaxmix.kmeans.init`; the uniform draws come from one key
+per sample and component), masked components get no data and Lloyd never
+assigns to their parked centroids, so the first ``k`` components of a
+``k_max``-component start equal a ``k``-component start with the same key.
+Restart ``r`` of :func:`initialize` uses ``jax.random.split(key, R)[r]``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.fit.kmeans import run_lloyd
+from jaxmix.gmm.update import enforce_mask, params_from_resp
+from jaxmix.kmeans.assign import assign
+from jaxmix.kmeans.init import kmeans_plusplus, local_trials, random_rows
+from jaxmix.kmeans.update import scaled_tol
+from jaxmix.params import GMMParams
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+# Lloyd settings of the "kmeans" initialiser (sklearn KMeans defaults).
+KMEANS_INIT_TOL = 1e-4
+KMEANS_INIT_MAX_ITER = 300
+
+
+def onehot_at(indices, k):
+    """Responsibilities one-hot on the samples ``indices`` (``-1``: none)."""
+    def resp(x, i):
+        rows = i * x.shape[0] + jnp.arange(x.shape[0])
+        return (rows[:, None] == indices[None, :]).astype(x.dtype)
+    return resp
+
+
+def onehot_nearest(centroids):
+    """Responsibilities one-hot on each sample's nearest centroid."""
+    k = centroids.shape[0]
+    return lambda x, i: jax.nn.one_hot(assign(x, centroids)[0], k, dtype=x.dtype)
+
+
+def uniform_resp(key, real):
+    """Uniform responsibilities, ``u(fold_in(fold_in(key, row), j))`` for
+    sample ``row`` and real component ``j`` (``real (k,)`` bool), normalised:
+    independent of the chunking and of the components beyond the real ones."""
+    k = real.shape[0]
+
+    def resp(x, i):
+        rows = i * x.shape[0] + jnp.arange(x.shape[0])
+        draw = lambda row, j: jax.random.uniform(  # noqa: E731
+            jax.random.fold_in(jax.random.fold_in(key, row), j), (), x.dtype)
+        r = jax.vmap(lambda row: jax.vmap(lambda j: draw(row, j))(jnp.arange(k)))(rows)
+        r = jnp.where(real, r, 0.0)
+        return r / jnp.sum(r, axis=1, keepdims=True)
+    return resp
+
+
+def park(centres, real, x):
+    """Centroids outside ``real`` at a sentinel ``(T, ..., T)``, ``T = 4 max|x| + 1``:
+    every sample is farther from it than from any centroid inside the data's
+    hull, so Lloyd never assigns to it and it never moves."""
+    far = 4.0 * jnp.max(jnp.abs(x)) + 1.0
+    return jnp.where(real[..., None], centres, far.astype(centres.dtype))
+
+
+def seed_kmeans(keys, sample, k: int, mask, n_trials, tol=KMEANS_INIT_TOL,
+                max_iter: int = KMEANS_INIT_MAX_ITER, max_trials: int | None = None):
+    """k-means++ then Lloyd (relative ``tol``, empty real clusters re-seeded)
+    on ``B`` restarts of ``k`` centroids of which ``mask (B, k)`` are real."""
+    x, w = sample.flat()
+    idx = jax.vmap(lambda key, t: kmeans_plusplus(key, x, w, k, t, max_trials)[1])(keys,
+                                                                                 n_trials)
+    centres = park(x[idx], mask, x)
+    return run_lloyd(sample, centres, scaled_tol(sample, tol), max_iter, True, mask)
+
+
+def _resp_makers(method, keys, sample, k, mask, n_trials, max_trials):
+    """Per restart: what the responsibilities depend on, and the function
+    building ``resp_fn`` from it."""
+    x, w = sample.flat()
+    if method == "kmeans":
+        return (seed_kmeans(keys, sample, k, mask, n_trials, max_trials=max_trials)
+                .params.centroids, onehot_nearest)
+    if method == "k-means++":
+        idx = jax.vmap(lambda key, t: kmeans_plusplus(key, x, w, k, t, max_trials)[1])(
+            keys, n_trials)
+    elif method == "random_from_data":
+        idx = jax.vmap(lambda key: random_rows(key, w, k))(keys)
+    elif method == "random":
+        return (keys, mask), lambda a: uniform_resp(*a)
+    else:
+        raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}")
+    return jnp.where(mask, idx, -1), lambda ind: onehot_at(ind, k)
+
+
+def initialize_masked(keys, sample, k: int, covariance_type: str, method: str, reg_covar,
+                      mask, n_trials, max_trials: int | None = None) -> GMMParams:
+    """Initial parameters of ``B`` restarts (``keys (B,)``) of ``k`` components
+    of which ``mask (B, k)`` are real; ``n_trials (B,)`` k-means++ candidates
+    (at most the static ``max_trials``, default ``local_trials(k)``)."""
+    per_restart, make_resp = _resp_makers(method, keys, sample, k, mask, n_trials, max_trials)
+    params = jax.vmap(
+        lambda a: params_from_resp(make_resp(a), sample, reg_covar, covariance_type)
+    )(per_restart)
+    return enforce_mask(params, mask)
+
+
+def initialize(key, data, k: int, covariance_type: str, n_restarts: int, method: str,
+               reg_covar) -> GMMParams:
+    """Restart-batched initial parameters (leading axis ``n_restarts``) of
+    in-memory ``data``."""
+    keys = jax.random.split(key, n_restarts)
+    mask = jnp.ones((n_restarts, k), bool)
+    trials = jnp.full((n_restarts,), local_trials(k), jnp.int32)
+    return initialize_masked(keys, data, k, covariance_type, method, reg_covar, mask, trials)
+
+
+def params_from_means(data, means, reg_covar, covariance_type: str) -> GMMParams:
+    """The M-step on responsibilities one-hot on each sample's nearest of
+    ``means (k, d)`` (the starting point of a fit given means only)."""
+    return params_from_resp(onehot_nearest(means), data, reg_covar, covariance_type)
+
+
+def broadcast_params(params: GMMParams, n_restarts: int) -> GMMParams:
+    """Repeat single parameters ``n_restarts`` times along a new leading axis."""
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), params)

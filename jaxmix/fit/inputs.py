@@ -1,0 +1,141 @@
+"""The one input pipeline of every fit: validate, choose the chunk size,
+centre, place; and move results back to the data's frame.
+
+Every entry point (``fit_gmm``, ``fit_kmeans``, ``fit_gradient``,
+``select_k``, ...) hands its data to :func:`placed`, which yields a
+:class:`Placement`:
+
+* in memory (an array, possibly sharded over a mesh): validated once,
+  centred on its weighted mean, cut into chunks by the one chunk rule
+  (:func:`jaxmix.data.chunked.chunk_rows`) and placed on the mesh;
+* streamed (a ``.npy`` path, an ``np.memmap``, a callable yielding chunks, or
+  :func:`jaxmix.data.source.open_source` of anything): every chunk validated
+  by a first pass, the initialiser's sample drawn (all rows up to
+  ``init_size``, default :data:`INIT_SIZE`, else a uniform sample), the data
+  centred on that sample's weighted mean on the device as chunks are read.
+
+Fits run on ``placement.data`` (any placement, :mod:`jaxmix.data.reduce`) and
+initialise on ``placement.sample`` (in memory), then :func:`uncentre`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmix.data.chunked import Chunked, chunk, chunk_rows
+from jaxmix.data.sharding import check_mesh, placed_chunks
+from jaxmix.data.source import is_source, open_source, sample_rows, survey
+from jaxmix.data.stream import Stream, registered
+from jaxmix.validation import (check_data, check_int, check_n_components,
+                               check_sample_weight)
+
+# Rows the initialiser of a streamed fit sees: all of them up to this many,
+# else a uniform sample without replacement.
+INIT_SIZE = 2 ** 17
+
+
+class Placement(NamedTuple):
+    """A fit's data after the input pipeline.
+
+    Attributes:
+      data: centred samples, :class:`~jaxmix.data.chunked.Chunked` (in memory,
+        possibly sharded) or :class:`~jaxmix.data.stream.Stream`.
+      sample: centred in-memory rows the initialisers see (``data`` itself
+        when it is in memory).
+      offset: ``(d,)`` the centring offset (weighted mean).
+      n_samples: rows of the data.
+    """
+
+    data: object
+    sample: Chunked
+    offset: jax.Array
+    n_samples: int
+
+    @property
+    def n_features(self) -> int:
+        return self.sample.n_features
+
+
+def weighted_mean(x, w):
+    """``sum_n w_n x_n / sum_n w_n`` (``w=None``: the plain mean)."""
+    return jnp.mean(x, axis=0) if w is None else jnp.average(x, axis=0, weights=w)
+
+
+@contextlib.contextmanager
+def placed(key, x, k: int, *, row_elements: Callable[[int], int], chunk_size=None,
+           sample_weight=None, mesh=None, init_size=None, k_name: str = "n_components"):
+    """Validate and place ``x`` for a fit of ``k`` components; yields a
+    :class:`Placement` (a streamed source stays readable inside the block).
+
+    ``row_elements(d)`` is the fit's largest per-chunk intermediate per row
+    (the chunk rule's input); ``chunk_size`` overrides the rule.
+    """
+    if is_source(x):
+        if mesh is not None:
+            raise ValueError("mesh cannot be combined with a streamed source; pass an array "
+                             "(or a sharded array) to fit on a mesh")
+        with _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size,
+                       k_name) as placement:
+            yield placement
+        return
+    yield _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name)
+
+
+def _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name) -> Placement:
+    if mesh is not None:
+        mesh = check_mesh(mesh)
+    x = check_data(x)
+    n, d = x.shape
+    check_n_components(k, n, k_name)
+    w = check_sample_weight(sample_weight, n, x.dtype, k)
+    size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
+    offset = weighted_mean(x, w)
+    data = placed_chunks(x, w, offset, mesh, row_elements(d), size)
+    return Placement(data, data, offset, n)
+
+
+@contextlib.contextmanager
+def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_name):
+    src = open_source(x, sample_weight)
+    if chunk_size is not None:
+        size = check_int(chunk_size, "chunk_size")
+    else:  # array sources: the in-memory rule; callables keep their chunks
+        size = None if src.sequential else chunk_rows(src.x.shape[0],
+                                                      row_elements(src.x.shape[1]))
+    info = survey(src, size)
+    if info.n_positive < k:
+        raise ValueError(f"{k_name}={k} is larger than the number of samples with positive "
+                         f"weight ({info.n_positive}); use fewer or provide more data")
+    rows = _sample_rows(key, info.n_samples, init_size, k)
+    sx, sw = sample_rows(src, rows, info.layout.chunk_size)
+    sx = check_data(sx)
+    sw = check_sample_weight(sw, sx.shape[0], sx.dtype)
+    offset = weighted_mean(sx, sw)
+    sample = chunk(sx - offset, info.layout.chunk_size, sw)
+    with registered(src) as token:
+        data = Stream(token, np.int32(info.n_chunks), offset,
+                      np.asarray(info.total_weight, info.layout.dtype), layout=info.layout)
+        yield Placement(data, sample, offset, info.n_samples)
+
+
+def _sample_rows(key, n: int, init_size, k: int):
+    """All rows in order when ``n <= init_size``, else that many drawn
+    uniformly without replacement (seeded by ``key``)."""
+    size = INIT_SIZE if init_size is None else check_int(init_size, "init_size", low=k)
+    if size >= n:
+        return np.arange(n)
+    seed = jax.random.fold_in(key, 1)
+    if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        seed = jax.random.key_data(seed)
+    rng = np.random.default_rng(np.asarray(seed).ravel().tolist())
+    return np.sort(rng.choice(n, size, replace=False))
+
+
+def uncentre(result, offset):
+    """A fit result moved back to the data's frame (its params ``shifted`` by ``offset``)."""
+    return result._replace(params=result.params.shifted(offset))

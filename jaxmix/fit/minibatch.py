@@ -1,0 +1,226 @@
+"""``fit_minibatch_kmeans``: mini-batch K-Means (scikit-learn's
+``MiniBatchKMeans``) on in-memory data, or on batches from a Python iterator.
+
+* In memory: batches are drawn inside ``jit`` (with replacement, probability
+  proportional to the sample weight, then unit weights, as sklearn) and the
+  loop over batches is :func:`jaxmix.fit.driver.iterate`, the driver every fit
+  uses, batched over restarts.
+* An iterator of batches (data that does not fit in memory): each step is one
+  compiled call of the same :func:`jaxmix.kmeans.minibatch.minibatch_step`.
+
+>>> import numpy as np
+>>> from jaxmix import fit_minibatch_kmeans
+>>> x = np.random.default_rng(0).normal(size=(4000, 2)) + np.repeat([[-5.0], [5.0]], 2000, 0)
+>>> c = fit_minibatch_kmeans(0, x, 2, batch_size=256).best_params.centroids
+>>> sorted(np.asarray(c[:, 0]).round(0).tolist())
+[-5.0, 5.0]
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmix.data.chunked import Chunked, one_chunk
+from jaxmix.data.source import is_source
+from jaxmix.fit.driver import FitResult, iterate
+from jaxmix.fit.inputs import placed, uncentre
+from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
+from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
+from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
+from jaxmix.kmeans.update import scaled_tol
+from jaxmix.params import KMeansParams
+from jaxmix.validation import as_key, check_choice, check_data, check_int, check_nonneg
+
+# EWA window of a stream when the data set size is unknown: 100 batches.
+STREAM_WINDOW_BATCHES = 100
+
+
+def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
+                         batch_size: int = 1024, max_iter: int = 100, init: str = "k-means++",
+                         init_centroids=None, init_size: int | None = None, tol: float = 0.0,
+                         max_no_improvement: int | None = 10,
+                         reassignment_ratio: float = 0.01, sample_weight=None,
+                         n_samples: int | None = None, max_steps: int | None = None) -> FitResult:
+    """Mini-batch K-Means, ``n_restarts`` runs in one compiled call.
+
+    Args:
+      key: ``jax.random`` key (or int seed).
+      x: ``(n, d)`` data, or an iterator of batches ``x (b, d)`` /
+        ``(x, sample_weight)`` (one run; the first batch fixes ``b`` and ``d``,
+        centres, scales ``tol`` and seeds; later batches may be smaller,
+        padded with zero weight; the loop ends when a stopping rule fires,
+        after ``max_steps`` steps or with the iterator).
+      n_clusters: ``k``.
+      n_restarts: independent runs (default 1, or the leading axis of a 3-D
+        ``init_centroids``); the best has the lowest inertia on all of ``x``.
+      batch_size: samples per step.
+      max_iter: passes over the data: at most ``max_iter * n // batch_size``
+        steps (sklearn's ``n_steps``).
+      init: ``"k-means++"`` or ``"random"``, run on ``init_size`` samples
+        drawn at random (default ``3 * batch_size``, at least ``3 k``).
+      init_centroids: ``(k, d)`` or ``(R, k, d)`` starting centroids.
+      tol: stop when one step moves the centroids (total squared shift) by at
+        most ``tol`` times the mean feature variance (``0``: off, sklearn's default).
+      max_no_improvement: stop after this many steps without improvement of
+        the smoothed batch inertia (``None``: off).
+      reassignment_ratio: re-seed clusters with count below this fraction of
+        the largest count.
+      sample_weight: optional ``(n,)`` weights; batches are drawn with
+        probability proportional to them.
+      n_samples: iterators: size of the data set they cover, for the EWA
+        smoothing ``alpha = 2 b / (n_samples + 1)`` as sklearn (``None``:
+        about ``100`` batches).
+      max_steps: iterators: at most this many steps.
+
+    Returns:
+      :class:`~jaxmix.fit.driver.FitResult` with ``params`` :class:`KMeansParams`
+      ``(R, k, d)``; ``n_iter`` counts steps, ``history`` the mean batch
+      inertia (negated) per step, ``objective`` is ``-inertia`` of the final
+      centroids on all of ``x``.
+    """
+    if is_source(x):
+        raise ValueError("fit_minibatch_kmeans takes an array or an iterator of batches, not a "
+                         f"chunk source ({type(x).__name__}); for a .npy file or np.memmap "
+                         "pass iter(batches) yourself, or use fit_kmeans, which streams sources")
+    if not hasattr(x, "shape") and hasattr(x, "__iter__") and not isinstance(x, (list, tuple)):
+        return _fit_stream(key, x, n_clusters, init=init, init_centroids=init_centroids,
+                           tol=tol, max_no_improvement=max_no_improvement,
+                           reassignment_ratio=reassignment_ratio, n_samples=n_samples,
+                           max_steps=max_steps)
+    key = as_key(key)
+    n_restarts = _n_restarts(n_restarts, init_centroids)
+    batch_size = check_int(batch_size, "batch_size")
+    max_iter = check_int(max_iter, "max_iter", low=0)
+    if max_no_improvement is not None:
+        max_no_improvement = check_int(max_no_improvement, "max_no_improvement", low=0)
+    with placed(key, x, n_clusters, row_elements=lambda d: 1, sample_weight=sample_weight,
+                k_name="n_clusters") as inp:
+        n, k = inp.n_samples, n_clusters
+        c0 = check_init_centroids(init_centroids, k, inp.n_features, inp.sample.dtype, n_restarts)
+        if c0 is None:
+            check_choice(init, "init", KMEANS_INITS)
+        size = 3 * batch_size if init_size is None and 3 * batch_size >= k else (
+            3 * k if init_size is None else init_size)
+        size = min(check_int(size, "init_size", low=k), n)
+        config = make_config(check_nonneg(tol, "tol"), min(1.0, batch_size * 2.0 / (n + 1)),
+                             max_no_improvement,
+                             check_nonneg(reassignment_ratio, "reassignment_ratio"),
+                             inp.sample.dtype)
+        result = _fit(key, inp.data, None if c0 is None else c0 - inp.offset, config, k=k,
+                      n_restarts=n_restarts, init=init, n=n, n_steps=max_iter * n // batch_size,
+                      batch_size=batch_size, init_size=size, weighted=sample_weight is not None)
+    return uncentre(result, inp.offset)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size", "weighted"))
+def _fit(key, data: Chunked, centroids0, config, *, k, n_restarts, init, n, n_steps, batch_size,
+         init_size, weighted) -> FitResult:
+    x, w = data.flat()
+    x, w = x[:n], w[:n]  # without the padding rows
+    init_key, subset_key, run_key = jax.random.split(key, 3)
+    if centroids0 is None:
+        rows = jax.random.randint(subset_key, (init_size,), 0, n)
+        centroids0 = seed_centroids(init_key, one_chunk(x[rows], w[rows]), k, n_restarts, init)
+    config = config._replace(tol=scaled_tol(data, config.tol))
+    cdf = jnp.cumsum(w) if weighted else None
+    unit = jnp.ones((batch_size,), x.dtype)
+
+    def one(state):
+        key, sub = jax.random.split(state.key)
+        if weighted:
+            u = jax.random.uniform(sub, (batch_size,), x.dtype) * cdf[-1]
+            rows = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1)
+        else:
+            rows = jax.random.randint(sub, (batch_size,), 0, n)
+        new, batch_inertia = minibatch_step(state._replace(key=key), x[rows], unit, config)
+        return new, -batch_inertia
+
+    states0 = jax.vmap(minibatch_init)(jax.random.split(run_key, n_restarts), centroids0)
+    result = iterate(jax.vmap(one), states0, config.tol, n_steps, stopped)
+    return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)), data)
+
+
+@jax.jit
+def _stream_step(state, x, w, offset, config):
+    return minibatch_step(state, x - offset, w, config)
+
+
+def _fit_stream(key, batches, n_clusters: int, *, init, init_centroids, tol,
+                max_no_improvement, reassignment_ratio, n_samples, max_steps) -> FitResult:
+    """:func:`fit_minibatch_kmeans` over batches from a Python iterator: the
+    first batch centres the data, scales ``tol`` and seeds the centroids."""
+    key = as_key(key)
+    it = iter(batches)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise ValueError("batches is empty; it must yield at least one batch") from None
+    x0, w0 = first if isinstance(first, tuple) else (first, None)
+    if max_steps is not None:
+        max_steps = check_int(max_steps, "max_steps")
+    if max_no_improvement is not None:
+        max_no_improvement = check_int(max_no_improvement, "max_no_improvement", low=0)
+    with placed(key, x0, n_clusters, row_elements=lambda d: 1, sample_weight=w0,
+                k_name="n_clusters") as inp:
+        b, d = inp.n_samples, inp.n_features
+        c0 = check_init_centroids(init_centroids, n_clusters, d, inp.sample.dtype, 1)
+        if c0 is None:
+            check_choice(init, "init", KMEANS_INITS)
+        elif np.ndim(init_centroids) == 3:
+            raise ValueError("init_centroids must have shape (k, d) for a stream (one run)")
+    n_samples = STREAM_WINDOW_BATCHES * b if n_samples is None else check_int(n_samples,
+                                                                              "n_samples")
+    init_key, run_key = jax.random.split(key)
+    c0 = (seed_centroids(init_key, inp.sample, n_clusters, 1, init)[0] if c0 is None
+          else c0[0] - inp.offset)
+    config = make_config(scaled_tol(inp.sample, check_nonneg(tol, "tol")),
+                         min(1.0, 2.0 * b / (n_samples + 1)), max_no_improvement,
+                         check_nonneg(reassignment_ratio, "reassignment_ratio"), inp.sample.dtype)
+    xs, ws = inp.sample.flat()
+    state, history = _run_stream(minibatch_init(run_key, c0), (xs + inp.offset, ws), it,
+                                 inp.offset, config, max_steps, (b, d))
+    return FitResult(KMeansParams((state.centroids + inp.offset)[None]),
+                     -state.ewa[None] if int(state.step) >= 2 else history[:, -1],
+                     jnp.asarray([int(state.step)], jnp.int32),
+                     jnp.asarray([bool(state.stop)]), jnp.zeros((1,), bool),
+                     jnp.asarray([bool(jnp.any(state.counts <= 0))]), history,
+                     jnp.asarray(0, jnp.int32))
+
+
+def _run_stream(state, batch, it, offset, config, max_steps, shape):
+    """The host loop: one compiled step per batch until a stopping rule fires."""
+    history = []
+    while True:
+        state, batch_inertia = _stream_step(state, *batch, offset, config)
+        history.append(-batch_inertia)
+        if bool(state.stop) or (max_steps is not None and len(history) >= max_steps):
+            break
+        try:
+            batch = _batch(next(it), shape, batch[0].dtype)
+        except StopIteration:
+            break
+    return state, jnp.stack(history)[None]
+
+
+def _batch(item, shape, dtype=None):
+    """``(x, w)`` of one later stream item, padded to ``shape``."""
+    x, w = item if isinstance(item, tuple) else (item, None)
+    x = check_data(x, "batch")
+    b, d = shape
+    if x.shape[1] != d or x.shape[0] > b:
+        raise ValueError(f"each batch must have at most {b} rows and {d} columns (as the "
+                         f"first batch), got shape {x.shape}")
+    w = jnp.ones((x.shape[0],), dtype) if w is None else jnp.asarray(w, dtype)
+    if w.shape != (x.shape[0],) or not bool(jnp.all(jnp.isfinite(w) & (w >= 0))):
+        raise ValueError(f"a batch's sample_weight must be finite, non-negative, of shape "
+                         f"({x.shape[0]},)")
+    pad = b - x.shape[0]
+    if pad:
+        x = jnp.concatenate([x.astype(dtype), jnp.zeros((pad, d), dtype)])
+        w = jnp.concatenate([w, jnp.zeros((pad,), dtype)])
+    return x.astype(dtype), w

@@ -1,0 +1,25 @@
+"""What every covariance family shares (the protocol is in :mod:`jaxmix.gmm.covariance`).
+
+Imports nothing from the families, so :mod:`jaxmix.gmm.dense` and
+:mod:`jaxmix.gmm.diagonal` can both build on it without a cycle.
+"""
+
+from __future__ import annotations
+
+
+class Family:
+    """Base of the stateless family classes: defaults that hold for most of them."""
+
+    name: str = ""
+    per_component: bool = True  # the precision factor has a leading component axis
+
+    @classmethod
+    def component_max_precision(cls, pc, k: int):
+        """Largest precision eigenvalue of each component, ``(..., k)``."""
+        return cls._max_precision(pc)
+
+    @staticmethod
+    def mean_shrinkage(nk, kappa):
+        """``r_k = kappa nk / (kappa + nk)``: weight of the mean prior's scatter
+        ``delta_k delta_k^T`` in the MAP covariance."""
+        return kappa * nk / (kappa + nk)

@@ -1,0 +1,172 @@
+"""Gaussian-mixture sufficient statistics: the E-step, on either of two paths.
+
+Statistics are taken about a per-component ``shift`` ``c_k`` (``(k, d)``; the
+previous means on the exact path, zero on the GEMM path, where the fit has
+centred the data)::
+
+    nk  = sum_n r_nk                  (k,)
+    sx  = sum_n r_nk (x_n - c_k)      (k, d)
+    sxx = sum_n r_nk (x_n - c_k)^2    family layout (see covariance.py)
+
+The two paths give the same statistics:
+
+* ``"gemm"``: every component's weighted log-density is linear in the
+  features ``phi(x) = [quad(x), x, 1]``, so the E-step for all components
+  (and, under ``vmap``, all restarts) is one GEMM ``phi(X) @ C``, and the
+  statistics are one GEMM ``resp^T @ phi(X)`` taken about the origin. Fast,
+  but it cancels ``x^T P x`` against ``mu^T P mu``: the relative error grows
+  like ``eps * mu^T P mu``.
+* ``"exact"``: centred distances ``||(x - mu_k) L_k||^2`` and statistics
+  about the previous means; it materialises ``(chunk, k, d)``.
+* ``"auto"`` (batched steps only): per iteration, the GEMM path while every
+  restart's components satisfy ``eps * max_k ||mu_k||^2 lambda_max(P_k) <
+  GEMM_ERROR_BUDGET``, the exact path otherwise (:func:`gemm_is_accurate`).
+
+Every placement of the data (:mod:`jaxmix.data.reduce`) runs the same
+per-chunk function, :func:`chunk_stats`, for all restarts at once, so a chunk
+is read once per pass whatever the number of restarts.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.data.reduce import reduce
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.density import weighted_log_prob
+from jaxmix.numerics import HIGHEST, LOG_2PI, eps, normalise
+from jaxmix.params import GMMParams
+
+PATHS = ("auto", "gemm", "exact")
+
+# Largest tolerated ``eps * kappa`` (see gemm_is_accurate) on the GEMM path.
+# Measured on the batched (vmapped) step: the covariance error relative to the
+# narrowest variance is (3 to 5) * eps * kappa, so "auto" keeps it below
+# 5 * GEMM_ERROR_BUDGET = 5e-4 (tests/test_precision.py); in float32 the switch
+# happens near ||mu|| = 29 narrowest standard deviations from the data centre.
+GEMM_ERROR_BUDGET = 1e-4
+
+
+class GMMStats(NamedTuple):
+    """Additive Gaussian-mixture statistics (see module docstring)."""
+
+    nk: jax.Array
+    sx: jax.Array
+    sxx: jax.Array
+    loglik: jax.Array
+
+
+def floored(nk):
+    """Component weights ``nk + 10 eps`` (scikit-learn's floor, so that empty
+    components divide by a positive number)."""
+    return nk + 10 * eps(nk.dtype)
+
+
+def row_elements(n_restarts: int, k: int, d: int) -> int:
+    """Elements per sample row of the largest E-step intermediate (for
+    :func:`jaxmix.data.chunked.chunk_rows`): the exact path's ``(chunk, R, k, d)``
+    differences, or the GEMM path's features ``phi`` (at most ``d (d + 1) / 2
+    + d + 1`` of them, full covariance) with the ``(chunk, R, k)`` log-densities."""
+    return max(n_restarts * k * d, d * (d + 1) // 2 + d + 1 + n_restarts * k)
+
+
+def design_features(fam, x):
+    """``phi(x) = [quad(x), x, 1]``: component log-densities are linear in it."""
+    ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+    feats = jnp.concatenate([fam.quad_features(x), x, ones], axis=-1)
+    # Materialise phi once per chunk: left free, XLA fuses its construction into
+    # both GEMMs' operands and recomputes it there (1.7x slower E+M step on CPU).
+    return jax.lax.optimization_barrier(feats)
+
+
+def feature_sums(feats, rw):
+    """``rw^T @ phi(x)`` ``(k, F)``: the GEMM-path statistics of one chunk, kept
+    raw so they add over chunks; :func:`stats_from_feature_sums` unpacks them once."""
+    return jnp.matmul(rw.T, feats, precision=HIGHEST)
+
+
+def stats_from_feature_sums(fam, s, d: int, loglik=0.0) -> GMMStats:
+    """Statistics about the origin (shift = 0) from summed ``rw^T @ phi(x)``."""
+    q = s.shape[-1] - d - 1
+    return GMMStats(s[:, -1], s[:, q:q + d], fam.moments_from_features(s[:, :q], d),
+                    jnp.asarray(loglik, s.dtype))
+
+
+def centred_stats(fam, x, rw, shift, loglik=0.0) -> GMMStats:
+    """Statistics about ``shift`` ``(k, d)`` from explicit differences (exact)."""
+    z = x[:, None, :] - shift[None]
+    sx = jnp.einsum("nk,nkd->kd", rw, z, precision=HIGHEST)
+    return GMMStats(jnp.sum(rw, axis=0), sx, fam.scatter(rw, z), jnp.asarray(loglik, x.dtype))
+
+
+def gemm_coefficients(params: GMMParams) -> jax.Array:
+    """``C`` ``(k, F)`` with ``phi(x) @ C.T`` = weighted component log-densities."""
+    fam = family(params.covariance_type)
+    pc, means = params.precisions_cholesky, params.means
+    k, d = means.shape
+    p_mu = fam.precision_times(pc, jnp.broadcast_to(means, (k, d)))
+    const = (-0.5 * jnp.sum(means * p_mu, axis=-1) - 0.5 * d * LOG_2PI
+             + fam.log_det(pc, d) + jnp.log(params.weights))
+    return jnp.concatenate([-0.5 * fam.quad_coefs(pc, k), p_mu, const[:, None]], axis=-1)
+
+
+def chunk_stats(params: GMMParams, x, w, path: str):
+    """One chunk's E-step for one set of parameters: raw ``(rw^T phi(x),
+    loglik)`` on the GEMM path (unpacked once per pass by :func:`finish`),
+    centred :class:`GMMStats` on the exact path."""
+    fam = family(params.covariance_type)
+    if path == "gemm":
+        feats = design_features(fam, x)
+        logp = jnp.matmul(feats, gemm_coefficients(params).T, precision=HIGHEST)
+        rw, norm = normalise(logp, w)
+        return feature_sums(feats, rw), jnp.sum(w * norm)
+    rw, norm = normalise(weighted_log_prob(params, x), w)
+    return centred_stats(fam, x, rw, params.means, jnp.sum(w * norm))
+
+
+def finish(params: GMMParams, raw, path: str):
+    """``(stats, shift)`` from the summed output of :func:`chunk_stats`."""
+    if path == "exact":
+        return raw, params.means
+    sums, loglik = raw
+    fam = family(params.covariance_type)
+    return (stats_from_feature_sums(fam, sums, params.means.shape[-1], loglik),
+            jnp.zeros_like(params.means))
+
+
+def _check_path(path: str):
+    if path not in ("gemm", "exact"):
+        raise ValueError(f"path must be 'gemm' or 'exact' here, got {path!r}")
+
+
+def batched_e_step(params: GMMParams, data, path: str):
+    """Statistics of restart-batched ``params`` (leading axis ``R``) over one
+    pass of ``data`` (any placement): every chunk is read once for all
+    restarts. Returns restart-batched ``(stats, shift)``."""
+    _check_path(path)
+    raw = reduce(lambda x, w, c: jax.vmap(lambda p: chunk_stats(p, x, w, path))(params), data)
+    return jax.vmap(lambda p, r: finish(p, r, path))(params, raw)
+
+
+def e_step(params: GMMParams, data, path: str = "exact"):
+    """Statistics of one pass over ``data``; returns ``(stats, shift)``."""
+    _check_path(path)
+    return finish(params, reduce(lambda x, w, c: chunk_stats(params, x, w, path), data), path)
+
+
+def gemm_is_accurate(params: GMMParams) -> jax.Array:
+    """Whether the GEMM path's cancellation error is within budget for all
+    restarts (``params`` batched over restarts).
+
+    Raw second moments about the origin cancel to within ``eps * ||mu||^2``
+    absolute; relative to the narrowest variance ``1 / lambda_max(P)`` that
+    is ``eps * kappa`` with ``kappa = max_k ||mu_k||^2 lambda_max(P_k)``.
+    """
+    fam = family(params.covariance_type)
+    k = params.means.shape[-2]
+    lam = jax.vmap(lambda pc: fam.component_max_precision(pc, k))(params.precisions_cholesky)
+    reach = jnp.sum(params.means * params.means, axis=-1)
+    return eps(params.means.dtype) * jnp.max(reach * lam) < GEMM_ERROR_BUDGET

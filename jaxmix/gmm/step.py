@@ -1,0 +1,93 @@
+"""The EM step for Gaussian mixtures (maximum likelihood or MAP), for any
+data placement and any number of restarts, and the degeneracy test of its
+result.
+
+:func:`batched_em_step` is the only EM step of the library: the in-memory,
+device-sharded and streamed fits, ``select_k``'s padded grid and the
+single-model :func:`em_step` all run it. :func:`stepwise_em_step` is online
+EM's step (Cappé & Moulines 2009), on one chunk at a time. One pass over the data computes
+every restart's statistics (:func:`jaxmix.gmm.stats.batched_e_step`), then
+each restart's M-step (:mod:`jaxmix.gmm.update`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.data.chunked import one_chunk
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.priors import log_prior
+from jaxmix.gmm.stats import batched_e_step, e_step, gemm_is_accurate
+from jaxmix.gmm.update import enforce_mask, m_step, shift_stats
+from jaxmix.numerics import all_finite
+from jaxmix.params import GMMParams
+
+
+def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
+    """``params_R -> (new_params_R, objective_R)`` for :func:`jaxmix.fit.driver.iterate`.
+
+    The objective of the params it is given is the mean log-likelihood per
+    unit weight, or with a ``prior`` (shared by all restarts, MAP-EM) the mean
+    log-posterior ``(loglik + log_prior) / sum(w)``. ``path="auto"`` picks
+    the GEMM or exact E-step per iteration for all restarts at once (one
+    ``lax.cond``, see :mod:`jaxmix.gmm.stats`); ``mask`` ``(R, k)`` keeps the
+    components of padded mixtures outside it empty.
+    """
+    total = data.total_weight()
+
+    def run(params: GMMParams, chosen: str):
+        stats, shift = batched_e_step(params, data, chosen)
+        new = jax.vmap(lambda s, c: m_step(s, c, reg_covar, params.covariance_type, prior))(
+            stats, shift)
+        objective = stats.loglik
+        if prior is not None:
+            objective = objective + jax.vmap(lambda p: log_prior(p, prior))(params)
+        return enforce_mask(new, mask), objective / total
+
+    if path == "auto":
+        return lambda p: jax.lax.cond(gemm_is_accurate(p), lambda q: run(q, "gemm"),
+                                      lambda q: run(q, "exact"), p)
+    return lambda p: run(p, path)
+
+
+def em_step(params: GMMParams, data, reg_covar, path: str = "exact", prior=None):
+    """One EM iteration of a single model: ``(new_params, objective of params)``
+    (mean log-likelihood, or mean log-posterior under ``prior``)."""
+    new, objective = batched_em_step(data, reg_covar, path, prior)(
+        jax.tree.map(lambda a: a[None], params))
+    return jax.tree.map(lambda a: a[0], new), objective[0]
+
+
+def degenerate_restarts(params: GMMParams, total, reg_covar, mask=None):
+    """Per restart: a real component holds less than one sample's weight, or
+    its smallest variance (in any direction) is at the ``reg_covar`` floor:
+    collapsed on a point, a line or a constant feature. ``mask`` ``(R, k)``
+    restricts the test to the real components of padded mixtures."""
+    fam = family(params.covariance_type)
+    k = params.means.shape[-2]
+    lam = jax.vmap(lambda pc: fam.component_max_precision(pc, k))(params.precisions_cholesky)
+    real = jnp.ones(lam.shape, bool) if mask is None else mask
+    floor = jnp.any(real & (lam * 2 * reg_covar >= 1), axis=1)
+    return jnp.any(real & (params.weights * total < 1.0), axis=1) | floor
+
+
+def stepwise_em_step(params: GMMParams, running, x, w, rho, reg_covar):
+    """One stepwise-EM update on a centred chunk ``x (m, d)``, ``w (m,)``:
+    the running statistics per unit weight move by ``rho`` towards the
+    chunk's (taken under ``params``), then the M-step, then the statistics
+    are re-centred on the new means (:func:`jaxmix.gmm.update.shift_stats`).
+
+    Returns ``(params, running statistics about their means, the chunk's mean
+    log-likelihood under the old params, ok)``; when the update is not
+    finite the old state is kept and ``ok`` is False.
+    """
+    stats, shift = e_step(params, one_chunk(x, w), "exact")
+    per_unit = jax.tree.map(lambda a: a / jnp.sum(w), stats)
+    blended = jax.tree.map(lambda s, c: (1 - rho) * s + rho * c, running, per_unit)
+    new = m_step(blended, shift, reg_covar, params.covariance_type)
+    moved = shift_stats(blended, shift, new.means, params.covariance_type)
+    ok = all_finite((new, moved))
+    keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
+    return (jax.tree.map(keep, new, params), jax.tree.map(keep, moved, running),
+            per_unit.loglik, ok)

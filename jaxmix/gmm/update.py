@@ -1,0 +1,104 @@
+"""Gaussian-mixture parameter updates from statistics: the M-step (maximum
+likelihood or MAP, the latter's update derived in :mod:`jaxmix.gmm.priors`),
+the M-step on given responsibilities (initialisation),
+the re-centring of running statistics (stepwise EM), and the component mask
+of padded mixtures.
+
+The maximum-likelihood M-step follows scikit-learn: ``nk += 10 eps``,
+``reg_covar`` added to the diagonal, weights ``nk / sum(nk)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.data.reduce import reduce
+from jaxmix.gmm.covariance import family
+from jaxmix.gmm.priors import GMMPrior
+from jaxmix.gmm.stats import GMMStats, centred_stats, floored
+from jaxmix.numerics import HIGHEST
+from jaxmix.params import GMMParams
+
+
+def m_step(stats: GMMStats, shift, reg_covar, covariance_type: str, prior=None) -> GMMParams:
+    """Maximum-likelihood parameters from statistics taken about ``shift``, or
+    the closed-form MAP parameters under ``prior`` (:func:`map_m_step`)."""
+    if prior is not None:
+        return map_m_step(stats, shift, reg_covar, covariance_type, prior)
+    fam = family(covariance_type)
+    nk = floored(stats.nk)
+    dev = stats.sx / nk[:, None]
+    cov = fam.covariance_from_stats(nk, dev, stats.sxx, reg_covar)
+    return GMMParams(nk / jnp.sum(nk), shift + dev, fam.precision_cholesky(cov), covariance_type)
+
+
+def map_m_step(stats: GMMStats, shift, reg_covar, covariance_type: str,
+               prior: GMMPrior) -> GMMParams:
+    """Closed-form MAP parameters from statistics taken about ``shift`` (``(k, d)``).
+
+    Same inputs as :func:`m_step`; :mod:`jaxmix.gmm.priors` gives the update. ``reg_covar`` is added to the covariance diagonal afterwards.
+    """
+    fam = family(covariance_type)
+    nk = floored(stats.nk)
+    tiny = nk - stats.nk
+    kappa = prior.mean_precision
+    dev = stats.sx / nk[:, None]                       # xbar_k - c_k
+    delta = dev + shift - prior.mean_prior             # xbar_k - m0
+    means = shift + (kappa * (prior.mean_prior - shift) + stats.sx) / (kappa + nk)[:, None]
+    cov = fam.add_reg(fam.map_covariance(nk, dev, stats.sxx, delta, prior), reg_covar)
+    weights = jnp.maximum(nk + prior.weight_concentration - 1.0, tiny)
+    return GMMParams(weights / jnp.sum(weights), means, fam.precision_cholesky(cov),
+                     covariance_type)
+
+
+def params_from_resp(resp_fn, data, reg_covar, covariance_type: str) -> GMMParams:
+    """M-step from given responsibilities ``resp_fn(x_chunk, chunk_index) (m, k)``.
+
+    Two passes (means, then scatter about them) keep the covariances exact
+    even for one-hot responsibilities on single points.
+    """
+    fam = family(covariance_type)
+
+    def first(x, w, i):
+        rw = resp_fn(x, i) * w[:, None]
+        return jnp.sum(rw, axis=0), jnp.matmul(rw.T, x, precision=HIGHEST)
+
+    nk, sx = reduce(first, data)
+    means = sx / floored(nk)[:, None]
+    stats = reduce(lambda x, w, i: centred_stats(fam, x, resp_fn(x, i) * w[:, None], means),
+                   data)
+    return m_step(stats, means, reg_covar, covariance_type)
+
+
+def shift_stats(stats: GMMStats, old, new, covariance_type: str) -> GMMStats:
+    """Statistics about ``old`` ``(k, d)`` re-expressed about ``new``.
+
+    With ``u = old - new``: ``sx' = sx + nk u`` and ``sxx' = sxx + sx u^T +
+    u sx^T + nk u u^T``, written as ``scatter(1/nk, sx + nk u) - scatter(1/nk,
+    sx)`` so that every covariance family's own ``scatter`` gives its layout.
+    """
+    fam = family(covariance_type)
+    u = old - new
+    nk = floored(stats.nk)
+    inv = (1.0 / nk)[None]
+    moved = stats.sx + nk[:, None] * u
+    sxx = stats.sxx + fam.scatter(inv, moved[None]) - fam.scatter(inv, stats.sx[None])
+    return GMMStats(stats.nk, moved, sxx, stats.loglik)
+
+
+def enforce_mask(params: GMMParams, mask) -> GMMParams:
+    """Padded mixtures: components outside ``mask`` (``(R, k)``, True = real)
+    get weight exactly 0 (the rest renormalised) and copies of component 0's
+    mean and precision factor, so they stay finite and never take a sample.
+    ``params`` restart-batched; ``mask=None`` leaves them unchanged."""
+    if mask is None:
+        return params
+    w = jnp.where(mask, params.weights, 0.0)
+    w = w / jnp.sum(w, axis=-1, keepdims=True)
+    means = jnp.where(mask[..., None], params.means, params.means[:, :1])
+    pc = params.precisions_cholesky
+    if family(params.covariance_type).per_component:
+        m = mask.reshape(mask.shape + (1,) * (pc.ndim - 2))
+        pc = jnp.where(m, pc, pc[:, :1])
+    return params.replace(weights=w, means=means, precisions_cholesky=pc)
