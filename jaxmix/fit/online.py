@@ -158,5 +158,5 @@ def _zero_stats(params: GMMParams) -> GMMStats:
     """Zero statistics shaped as an E-step's for ``params``."""
     dtype = params.means.dtype
     probe = chunk(jnp.zeros((1, params.means.shape[-1]), dtype))
-    shapes = jax.eval_shape(lambda p: e_step(p, probe, "exact")[0], params)
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    shapes = jax.eval_shape(lambda p: e_step(p, probe, "exact"), params)
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes).about(params.means)

@@ -195,7 +195,7 @@ def _best_per_k(out: _GridFit, ks: np.ndarray, n_restarts: int, offset):
     params = []
     for i, k in enumerate(ks):
         p = jax.tree.map(lambda a: a[i * n_restarts + best[i]], fit.params)
-        pc = p.precisions_cholesky[:k] if fam.per_component else p.precisions_cholesky
+        pc = fam.first_components(p.precisions_cholesky, k)
         params.append(GMMParams(p.weights[:k], p.means[:k], pc, p.covariance_type)
                       .shifted(np.asarray(offset)))
     converged = _grid_rows(fit.converged, g, n_restarts)

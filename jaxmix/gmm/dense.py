@@ -223,6 +223,15 @@ class Tied(Full):
     per_component = False
 
     @staticmethod
+    def keep_components(pc, real):
+        """One shared factor: nothing to replace."""
+        return pc
+
+    @staticmethod
+    def first_components(pc, k: int):
+        return pc
+
+    @staticmethod
     def n_params(k: int, d: int) -> int:
         return d * (d + 1) // 2
 

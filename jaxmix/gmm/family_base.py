@@ -6,6 +6,8 @@ Imports nothing from the families, so :mod:`jaxmix.gmm.dense` and
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 
 class Family:
     """Base of the stateless family classes: defaults that hold for most of them."""
@@ -17,6 +19,18 @@ class Family:
     def component_max_precision(cls, pc, k: int):
         """Largest precision eigenvalue of each component, ``(..., k)``."""
         return cls._max_precision(pc)
+
+    @staticmethod
+    def keep_components(pc, real):
+        """Restart-batched factors ``pc (R, k, ...)`` whose components outside
+        ``real (R, k)`` are replaced by component 0's (padded mixtures)."""
+        m = real.reshape(real.shape + (1,) * (pc.ndim - 2))
+        return jnp.where(m, pc, pc[:, :1])
+
+    @staticmethod
+    def first_components(pc, k: int):
+        """The factors of the first ``k`` components of one model."""
+        return pc[:k]
 
     @staticmethod
     def mean_shrinkage(nk, kappa):

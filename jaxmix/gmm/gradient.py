@@ -106,8 +106,8 @@ def stats_log_lik(params: GMMParams, log_weights, data: Chunked, path: str = "ex
     ``Q``, not of the log-likelihood (do not take Hessians of it).
     """
     fixed = jax.lax.stop_gradient(params.replace(weights=jnp.exp(log_weights)))
-    stats, shift = e_step(fixed, data, path)
-    stats = jax.lax.stop_gradient(stats)
+    stats = jax.lax.stop_gradient(e_step(fixed, data, path))
+    shift = stats.shift
     fam = family(params.covariance_type)
     feats = jnp.concatenate([fam.features_from_moments(stats.sxx), stats.sx,
                              stats.nk[:, None]], -1)

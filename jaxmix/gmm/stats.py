@@ -51,12 +51,23 @@ GEMM_ERROR_BUDGET = 1e-4
 
 
 class GMMStats(NamedTuple):
-    """Additive Gaussian-mixture statistics (see module docstring)."""
+    """Additive Gaussian-mixture statistics (see module docstring) and the
+    shift ``c (k, d)`` they were taken about. Per-chunk statistics carry no
+    shift (``None``: they are summed over chunks); a pass's statistics do."""
 
     nk: jax.Array
     sx: jax.Array
     sxx: jax.Array
     loglik: jax.Array
+    shift: jax.Array | None = None
+
+    def about(self, shift) -> "GMMStats":
+        """These statistics, marked as taken about ``shift``."""
+        return self._replace(shift=shift)
+
+    def scaled(self, factor) -> "GMMStats":
+        """The additive parts times ``factor`` (the shift unchanged)."""
+        return GMMStats(*(a * factor for a in self[:4]), self.shift)
 
 
 def floored(nk):
@@ -127,14 +138,15 @@ def chunk_stats(params: GMMParams, x, w, path: str):
     return centred_stats(fam, x, rw, params.means, jnp.sum(w * norm))
 
 
-def finish(params: GMMParams, raw, path: str):
-    """``(stats, shift)`` from the summed output of :func:`chunk_stats`."""
+def finish(params: GMMParams, raw, path: str) -> GMMStats:
+    """A pass's :class:`GMMStats` (with their shift) from the summed output of
+    :func:`chunk_stats`."""
     if path == "exact":
-        return raw, params.means
+        return raw.about(params.means)
     sums, loglik = raw
     fam = family(params.covariance_type)
-    return (stats_from_feature_sums(fam, sums, params.means.shape[-1], loglik),
-            jnp.zeros_like(params.means))
+    return stats_from_feature_sums(fam, sums, params.means.shape[-1], loglik).about(
+        jnp.zeros_like(params.means))
 
 
 def _check_path(path: str):
@@ -145,14 +157,14 @@ def _check_path(path: str):
 def batched_e_step(params: GMMParams, data, path: str):
     """Statistics of restart-batched ``params`` (leading axis ``R``) over one
     pass of ``data`` (any placement): every chunk is read once for all
-    restarts. Returns restart-batched ``(stats, shift)``."""
+    restarts. Returns restart-batched :class:`GMMStats`."""
     _check_path(path)
     raw = reduce(lambda x, w, c: jax.vmap(lambda p: chunk_stats(p, x, w, path))(params), data)
     return jax.vmap(lambda p, r: finish(p, r, path))(params, raw)
 
 
 def e_step(params: GMMParams, data, path: str = "exact"):
-    """Statistics of one pass over ``data``; returns ``(stats, shift)``."""
+    """:class:`GMMStats` of one pass over ``data`` (any placement)."""
     _check_path(path)
     return finish(params, reduce(lambda x, w, c: chunk_stats(params, x, w, path), data), path)
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.priors import log_prior
-from jaxmix.gmm.stats import batched_e_step, e_step, gemm_is_accurate
+from jaxmix.gmm.stats import GMMStats, batched_e_step, e_step, gemm_is_accurate
 from jaxmix.gmm.update import enforce_mask, m_step, shift_stats
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
@@ -37,9 +37,8 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
     total = data.total_weight()
 
     def run(params: GMMParams, chosen: str):
-        stats, shift = batched_e_step(params, data, chosen)
-        new = jax.vmap(lambda s, c: m_step(s, c, reg_covar, params.covariance_type, prior))(
-            stats, shift)
+        stats = batched_e_step(params, data, chosen)
+        new = jax.vmap(lambda s: m_step(s, reg_covar, params.covariance_type, prior))(stats)
         objective = stats.loglik
         if prior is not None:
             objective = objective + jax.vmap(lambda p: log_prior(p, prior))(params)
@@ -82,11 +81,11 @@ def stepwise_em_step(params: GMMParams, running, x, w, rho, reg_covar):
     log-likelihood under the old params, ok)``; when the update is not
     finite the old state is kept and ``ok`` is False.
     """
-    stats, shift = e_step(params, one_chunk(x, w), "exact")
-    per_unit = jax.tree.map(lambda a: a / jnp.sum(w), stats)
-    blended = jax.tree.map(lambda s, c: (1 - rho) * s + rho * c, running, per_unit)
-    new = m_step(blended, shift, reg_covar, params.covariance_type)
-    moved = shift_stats(blended, shift, new.means, params.covariance_type)
+    per_unit = e_step(params, one_chunk(x, w), "exact").scaled(1.0 / jnp.sum(w))
+    blended = GMMStats(*((1 - rho) * s + rho * c for s, c in zip(running[:4], per_unit[:4])),
+                       per_unit.shift)  # running is about params.means too
+    new = m_step(blended, reg_covar, params.covariance_type)
+    moved = shift_stats(blended, new.means, params.covariance_type)
     ok = all_finite((new, moved))
     keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
     return (jax.tree.map(keep, new, params), jax.tree.map(keep, moved, running),

@@ -21,25 +21,26 @@ from jaxmix.numerics import HIGHEST
 from jaxmix.params import GMMParams
 
 
-def m_step(stats: GMMStats, shift, reg_covar, covariance_type: str, prior=None) -> GMMParams:
-    """Maximum-likelihood parameters from statistics taken about ``shift``, or
-    the closed-form MAP parameters under ``prior`` (:func:`map_m_step`)."""
+def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None) -> GMMParams:
+    """Maximum-likelihood parameters from statistics (taken about their
+    ``shift``), or the closed-form MAP parameters under ``prior`` (:func:`map_m_step`)."""
     if prior is not None:
-        return map_m_step(stats, shift, reg_covar, covariance_type, prior)
+        return map_m_step(stats, reg_covar, covariance_type, prior)
     fam = family(covariance_type)
+    shift = stats.shift
     nk = floored(stats.nk)
     dev = stats.sx / nk[:, None]
     cov = fam.covariance_from_stats(nk, dev, stats.sxx, reg_covar)
     return GMMParams(nk / jnp.sum(nk), shift + dev, fam.precision_cholesky(cov), covariance_type)
 
 
-def map_m_step(stats: GMMStats, shift, reg_covar, covariance_type: str,
-               prior: GMMPrior) -> GMMParams:
+def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior) -> GMMParams:
     """Closed-form MAP parameters from statistics taken about ``shift`` (``(k, d)``).
 
     Same inputs as :func:`m_step`; :mod:`jaxmix.gmm.priors` gives the update. ``reg_covar`` is added to the covariance diagonal afterwards.
     """
     fam = family(covariance_type)
+    shift = stats.shift
     nk = floored(stats.nk)
     tiny = nk - stats.nk
     kappa = prior.mean_precision
@@ -68,23 +69,23 @@ def params_from_resp(resp_fn, data, reg_covar, covariance_type: str) -> GMMParam
     means = sx / floored(nk)[:, None]
     stats = reduce(lambda x, w, i: centred_stats(fam, x, resp_fn(x, i) * w[:, None], means),
                    data)
-    return m_step(stats, means, reg_covar, covariance_type)
+    return m_step(stats.about(means), reg_covar, covariance_type)
 
 
-def shift_stats(stats: GMMStats, old, new, covariance_type: str) -> GMMStats:
-    """Statistics about ``old`` ``(k, d)`` re-expressed about ``new``.
+def shift_stats(stats: GMMStats, new, covariance_type: str) -> GMMStats:
+    """Statistics about their ``shift`` re-expressed about ``new`` ``(k, d)``.
 
     With ``u = old - new``: ``sx' = sx + nk u`` and ``sxx' = sxx + sx u^T +
     u sx^T + nk u u^T``, written as ``scatter(1/nk, sx + nk u) - scatter(1/nk,
     sx)`` so that every covariance family's own ``scatter`` gives its layout.
     """
     fam = family(covariance_type)
-    u = old - new
+    u = stats.shift - new
     nk = floored(stats.nk)
     inv = (1.0 / nk)[None]
     moved = stats.sx + nk[:, None] * u
     sxx = stats.sxx + fam.scatter(inv, moved[None]) - fam.scatter(inv, stats.sx[None])
-    return GMMStats(stats.nk, moved, sxx, stats.loglik)
+    return GMMStats(stats.nk, moved, sxx, stats.loglik, new)
 
 
 def enforce_mask(params: GMMParams, mask) -> GMMParams:
@@ -97,8 +98,5 @@ def enforce_mask(params: GMMParams, mask) -> GMMParams:
     w = jnp.where(mask, params.weights, 0.0)
     w = w / jnp.sum(w, axis=-1, keepdims=True)
     means = jnp.where(mask[..., None], params.means, params.means[:, :1])
-    pc = params.precisions_cholesky
-    if family(params.covariance_type).per_component:
-        m = mask.reshape(mask.shape + (1,) * (pc.ndim - 2))
-        pc = jnp.where(m, pc, pc[:, :1])
+    pc = family(params.covariance_type).keep_components(params.precisions_cholesky, mask)
     return params.replace(weights=w, means=means, precisions_cholesky=pc)

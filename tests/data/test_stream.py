@@ -126,8 +126,8 @@ def test_shift_stats_equals_statistics_about_the_new_centre(rng):
     old, new = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
     for cov in TYPES:
         fam = family(cov)
-        moved = shift_stats(centred_stats(fam, x, resp, old), old, new, cov)
-        direct = centred_stats(fam, x, resp, new)
+        moved = shift_stats(centred_stats(fam, x, resp, old).about(old), new, cov)
+        direct = centred_stats(fam, x, resp, new).about(new)
         for u, v in zip(moved, direct):
             np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-10, err_msg=cov)
 
