@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmix.data.reduce import add, data_shards
+from jaxmix.data.reduce import add, data_shards, zeros
 
 # Elements of one chunk's largest intermediate (16 MiB in float32).
 CHUNK_ELEMENTS = 2 ** 22
@@ -72,39 +72,39 @@ class Chunked(NamedTuple):
         """``sum_n w_n`` (padding rows have weight 0)."""
         return jnp.sum(self.w)
 
-    def reduce(self, fn, combine=add):
+    def reduce(self, fn, combine=add, identity=zeros):
         """See :func:`jaxmix.data.reduce.reduce`."""
-        return reduce_in_memory(fn, combine, self.x, self.w)
+        return reduce_in_memory(fn, combine, identity, self.x, self.w)
 
 
-def scan_chunks(fn, combine, xs, ws, index):
+def scan_chunks(fn, combine, identity, xs, ws, index):
     """``combine`` of ``fn(xs[t], ws[t], index[t])`` over ``t`` by ``lax.scan``
-    (the first chunk's output starts the fold, so no zeros are needed)."""
-    first = fn(xs[0], ws[0], index[0])
+    from ``identity`` (one chunk: ``fn`` alone)."""
     if xs.shape[0] == 1:
-        return first
+        return fn(xs[0], ws[0], index[0])
 
     def body(acc, inp):
         return combine(acc, fn(*inp)), None
 
-    acc, _ = jax.lax.scan(body, first, (xs[1:], ws[1:], index[1:]))
+    init = identity(jax.eval_shape(fn, xs[0], ws[0], index[0]))
+    acc, _ = jax.lax.scan(body, init, (xs, ws, index))
     return acc
 
 
-def reduce_in_memory(fn, combine, x, w):
+def reduce_in_memory(fn, combine, identity, x, w):
     """:func:`reduce` for chunks ``x (C, m, d)``, ``w (C, m)`` held as arrays,
     in blocks per device when the chunk axis is sharded (module docstring)."""
     n_chunks = x.shape[0]
     shards = data_shards(x)
     if shards <= 1 or n_chunks % shards:
-        return scan_chunks(fn, combine, x, w, jnp.arange(n_chunks))
+        return scan_chunks(fn, combine, identity, x, w, jnp.arange(n_chunks))
     per = n_chunks // shards
 
     def blocks(a):  # (n_chunks, ...) -> (per, shards, ...)
         return jnp.swapaxes(a.reshape((shards, per) + a.shape[1:]), 0, 1)
 
     index = jnp.arange(shards)[None, :] * per + jnp.arange(per)[:, None]
-    partial = scan_chunks(jax.vmap(fn), jax.vmap(combine), blocks(x), blocks(w), index)
+    partial = scan_chunks(jax.vmap(fn), jax.vmap(combine), identity, blocks(x), blocks(w), index)
     if combine is add:
         return jax.tree.map(lambda a: jnp.sum(a, axis=0, dtype=a.dtype), partial)
     out = jax.tree.map(lambda a: a[0], partial)

@@ -44,9 +44,16 @@ def add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
-def reduce(fn, data, combine=add):
-    """``combine`` of ``fn(x_c, w_c, c)`` over every chunk of ``data`` (any placement)."""
-    return data.reduce(fn, combine)
+def zeros(shapes):
+    """The default ``identity``: zeros shaped like ``fn``'s output (for ``add``)."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def reduce(fn, data, combine=add, identity=zeros):
+    """``combine`` of ``fn(x_c, w_c, c)`` over every chunk of ``data`` (any
+    placement), folded from ``identity(shapes of fn's output)``, the neutral
+    element of ``combine`` (so one loop body serves every chunk)."""
+    return data.reduce(fn, combine, identity)
 
 
 def data_shards(x) -> int:

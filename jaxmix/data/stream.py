@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-from jaxmix.data.reduce import add
+from jaxmix.data.reduce import add, zeros
 from jaxmix.data.source import Layout, read_chunk
 
 _SOURCES: dict = {}
@@ -95,10 +95,10 @@ class Stream:
                            ordered=True)
         return x - self.offset, w
 
-    def reduce(self, fn, combine=add):
+    def reduce(self, fn, combine=add, identity=zeros):
         """See :func:`jaxmix.data.reduce.reduce`: one pass, chunks in order."""
         def apply(i):
             return fn(*self.read(i), i)
 
-        return jax.lax.fori_loop(1, self.n_chunks, lambda i, acc: combine(acc, apply(i)),
-                                 apply(jnp.int32(0)))
+        init = identity(jax.eval_shape(apply, jnp.int32(0)))
+        return jax.lax.fori_loop(0, self.n_chunks, lambda i, acc: combine(acc, apply(i)), init)

@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxmix.data.chunked import Chunked, one_chunk
 from jaxmix.data.source import is_source
-from jaxmix.fit.driver import FitResult, iterate
+from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
 from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
@@ -113,7 +113,8 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
         result = _fit(key, inp.data, None if c0 is None else c0 - inp.offset, config, k=k,
                       n_restarts=n_restarts, init=init, n=n, n_steps=max_iter * n // batch_size,
                       batch_size=batch_size, init_size=size, weighted=sample_weight is not None)
-    return uncentre(result, inp.offset)
+    return raise_if_all_failed(uncentre(result, inp.offset),
+                               "check the data's scale (squared distances overflow)")
 
 
 @functools.partial(jax.jit, static_argnames=(

@@ -37,8 +37,8 @@ import numpy as np
 
 from jaxmix.data.chunked import chunk
 from jaxmix.data.source import Layout, check_chunk, open_source, pad
-from jaxmix.fit.driver import FitResult
-from jaxmix.fit.gmm import centred_inputs, check_settings, initial_params
+from jaxmix.fit.driver import FitResult, raise_if_all_failed
+from jaxmix.fit.gmm import DEGENERATE_FIX, centred_inputs, check_settings, initial_params
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.gmm.stats import GMMStats, e_step, row_elements
 from jaxmix.gmm.step import degenerate_restarts, stepwise_em_step
@@ -112,7 +112,7 @@ def fit_gmm_online(key, source, n_components: int, *, covariance_type: str = "fu
     layout = Layout(size or len(x0), x0.shape[1], inp.sample.dtype.name)
     result = _run(params, itertools.chain([(0, (x0, w0))], pieces), layout, inp.offset,
                   s.reg_covar, src.name, kappa, t0)
-    return uncentre(result, inp.offset)
+    return raise_if_all_failed(uncentre(result, inp.offset), DEGENERATE_FIX)
 
 
 def _first_chunk(pieces, name, k):

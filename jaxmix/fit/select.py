@@ -75,6 +75,7 @@ from jaxmix.criteria import criteria, n_parameters
 from jaxmix.data.reduce import reduce
 from jaxmix.fit.driver import FitResult, iterate
 from jaxmix.fit.init import INIT_METHODS, initialize_masked, seed_kmeans
+from jaxmix.data.source import is_source
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import with_final_inertia
 from jaxmix.fit.selection import InertiaCurve, Selection
@@ -226,6 +227,9 @@ def _sweep(fn, key, x, ks: np.ndarray, strategy: str, n_restarts: int, n_local_t
 
 
 def _check_sweep(key, x, ks, n_restarts, max_iter, strategy, chunk_size, tol, n_local_trials):
+    if is_source(x):
+        raise ValueError("the grid sweeps take X in memory (an array, possibly sharded over a "
+                         "mesh), not a chunk source; fit a streamed source per k with fit_gmm")
     x_shape = np.shape(x)
     if len(x_shape) != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {x_shape}")

@@ -144,7 +144,13 @@ def farthest_samples(centroids, data, m: int) -> Farthest:
     per restart of ``centroids (B, k, d)``: a reduction whose combine merges
     two top-``m`` lists."""
     merge = lambda a, b: _top(jax.tree.map(lambda u, v: jnp.concatenate([u, v], axis=1), a, b), m)
-    return reduce(lambda x, w, c: _chunk_farthest(centroids, x, w, m), data, merge)
+    return reduce(lambda x, w, c: _chunk_farthest(centroids, x, w, m), data, merge, _no_samples)
+
+
+def _no_samples(shapes: Farthest) -> Farthest:
+    """The neutral element of the top-``m`` merge: no candidate (distance -inf)."""
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    return zeros._replace(dist=jnp.full(shapes.dist.shape, -jnp.inf, shapes.dist.dtype))
 
 
 def relocate_empty(stats: KMeansStats, centroids, data, mask=None) -> KMeansStats:
