@@ -230,3 +230,21 @@ def test_collinear_data_flagged(ct):
     cov = np.asarray(family(ct).covariance(result.params.precisions_cholesky))
     assert np.all(np.linalg.eigvalsh(cov)[..., 0] < 2 * REG)  # the collapse is real
     assert np.all(np.asarray(result.degenerate))
+
+
+def test_sample_weight_must_be_finite_in_the_compute_dtype():
+    """A weight (or a sum of weights) that overflows float32 is refused where
+    it enters, naming the argument, instead of giving NaN parameters."""
+    x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="sample_weight must be finite in float32"):
+        jm.fit_gmm(0, x, 2, sample_weight=np.full(50, 1e39))
+    with pytest.raises(ValueError, match="sample_weight must be finite in float32"):
+        jm.fit_kmeans(0, x, 2, sample_weight=np.full(50, 3e37))
+
+
+def test_streaming_sources_are_refused_where_unsupported():
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="iterator of batches, not a chunk source"):
+        jm.fit_minibatch_kmeans(0, jm.open_source(x), 2)
+    with pytest.raises(ValueError, match="not a chunk source"):
+        jm.select_k(0, jm.open_source(x), [1, 2])

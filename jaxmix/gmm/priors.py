@@ -48,7 +48,7 @@ MAP M-step (:func:`jaxmix.gmm.update.map_m_step`), from the statistics ``nk, sx,
     sph.    s_k     = (d psi + tr S_k + r_k |delta_k|^2) / (d nu + d nk + d + 2)
 
 These are the joint maximisers of the expected complete-data log-likelihood
-plus :func:`log_prior` (``tests/test_map_em.py`` checks that the gradient
+plus :func:`log_prior` (``tests/gmm/test_map_em.py`` checks that the gradient
 vanishes there). ``reg_covar`` is still added to the diagonal afterwards, as
 in the maximum-likelihood step; pass ``reg_covar=0`` for the exact MAP point.
 For ``alpha < 1`` the weight mode lies on the boundary: ``nk + alpha - 1`` is

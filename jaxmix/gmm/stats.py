@@ -45,7 +45,7 @@ PATHS = ("auto", "gemm", "exact")
 # Largest tolerated ``eps * kappa`` (see gemm_is_accurate) on the GEMM path.
 # Measured on the batched (vmapped) step: the covariance error relative to the
 # narrowest variance is (3 to 5) * eps * kappa, so "auto" keeps it below
-# 5 * GEMM_ERROR_BUDGET = 5e-4 (tests/test_precision.py); in float32 the switch
+# 5 * GEMM_ERROR_BUDGET = 5e-4 (tests/gmm/test_precision.py); in float32 the switch
 # happens near ||mu|| = 29 narrowest standard deviations from the data centre.
 GEMM_ERROR_BUDGET = 1e-4
 

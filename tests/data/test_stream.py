@@ -17,7 +17,6 @@ from _distributed_worker import CHUNK, EM_KW, compare, flatten, init_params, mak
 from jaxmix import GMMParams, fit_gmm, fit_kmeans
 from jaxmix.gmm.covariance import family
 from jaxmix.fit.online import fit_gmm_online
-from jaxmix.fit.streams import fit_gmm_stream, fit_kmeans_stream
 from jaxmix.gmm.stats import centred_stats
 from jaxmix.gmm.update import shift_stats
 from jaxmix.data.source import open_source, read_chunk, survey
@@ -46,9 +45,9 @@ def assert_same_fit(a, b, rtol=RTOL):
 
 @pytest.mark.parametrize("cov", TYPES)
 def test_em_from_memmap_equals_in_memory(inputs, npy, cov):
-    kw = dict(covariance_type=cov, init_params=init_params(inputs, cov),
-              sample_weight=inputs["w"], **EM_KW)
-    assert_same_fit(fit_gmm(0, inputs["x"], 3, **kw), fit_gmm_stream(0, npy, 3, **kw))
+    kw = dict(covariance_type=cov, init_params=init_params(inputs, cov), **EM_KW)
+    assert_same_fit(fit_gmm(0, inputs["x"], 3, sample_weight=inputs["w"], **kw),
+                    fit_gmm(0, open_source(npy, inputs["w"]), 3, **kw))
 
 
 DEFAULT = dict(n_restarts=2, chunk_size=CHUNK)
@@ -62,19 +61,21 @@ def default_fit(inputs):
 def test_default_fit_equals_in_memory(inputs, npy, default_fit):
     """kmeans init, two restarts, weights, default tol: the initialiser sees
     all rows (fewer than INIT_SIZE), so the whole fit is fit_gmm's."""
-    assert_same_fit(default_fit, fit_gmm_stream(1, npy, 3, sample_weight=inputs["w"], **DEFAULT))
+    assert_same_fit(default_fit, fit_gmm(1, open_source(npy, inputs["w"]), 3, **DEFAULT))
     assert int(np.max(default_fit.n_iter)) >= 2
 
 
 def test_map_em_equals_in_memory(inputs):
     kw = dict(covariance_type="diag", init_params=init_params(inputs, "diag"), prior="default",
               **EM_KW)
-    assert_same_fit(fit_gmm(2, inputs["x"], 3, **kw), fit_gmm_stream(2, inputs["x"], 3, **kw))
+    assert_same_fit(fit_gmm(2, inputs["x"], 3, **kw),
+                    fit_gmm(2, open_source(inputs["x"]), 3, **kw))
 
 
 def test_kmeans_equals_in_memory(inputs, npy):
-    kw = dict(n_restarts=2, sample_weight=inputs["w"], chunk_size=CHUNK)
-    assert_same_fit(fit_kmeans(3, inputs["x"], 3, **kw), fit_kmeans_stream(3, npy, 3, **kw))
+    kw = dict(n_restarts=2, chunk_size=CHUNK)
+    assert_same_fit(fit_kmeans(3, inputs["x"], 3, sample_weight=inputs["w"], **kw),
+                    fit_kmeans(3, open_source(npy, inputs["w"]), 3, **kw))
 
 
 def test_kmeans_relocates_empty_clusters_as_in_memory(inputs):
@@ -84,7 +85,7 @@ def test_kmeans_relocates_empty_clusters_as_in_memory(inputs):
     kw = dict(init_centroids=c0, chunk_size=CHUNK)
     expected = fit_kmeans(0, inputs["x"], 3, **kw)
     assert np.max(np.abs(expected.best_params.centroids)) < 1e3   # it was re-seeded
-    assert_same_fit(expected, fit_kmeans_stream(0, inputs["x"], 3, **kw))
+    assert_same_fit(expected, fit_kmeans(0, open_source(inputs["x"]), 3, **kw))
 
 
 def test_callable_and_list_sources_equal_the_array(inputs):
@@ -92,9 +93,9 @@ def test_callable_and_list_sources_equal_the_array(inputs):
     pieces = [(x[i:i + CHUNK], w[i:i + CHUNK]) for i in range(0, len(x), CHUNK)]
     kw = dict(init_params=init_params(inputs, "full"), **EM_KW)
     expected = fit_gmm(0, x, 3, sample_weight=w, **kw)
-    assert_same_fit(expected, fit_gmm_stream(0, lambda: iter(pieces), 3, **kw))
+    assert_same_fit(expected, fit_gmm(0, open_source(lambda: iter(pieces)), 3, **kw))
     del kw["chunk_size"]   # list chunks as they come (the longest sets the size)
-    assert_same_fit(expected, fit_gmm_stream(0, pieces, 3, **kw))
+    assert_same_fit(expected, fit_gmm(0, open_source(pieces), 3, **kw))
 
 
 def test_float32_file(inputs, tmp_path):
@@ -102,15 +103,16 @@ def test_float32_file(inputs, tmp_path):
     x = inputs["x"].astype(np.float32)
     np.save(tmp_path / "x32.npy", x)
     kw = dict(init_params=init_params(inputs, "full"), tol=0.0, max_iter=4, chunk_size=CHUNK)
-    a, b = fit_gmm(0, x, 3, **kw), fit_gmm_stream(0, tmp_path / "x32.npy", 3, **kw)
+    a, b = fit_gmm(0, x, 3, **kw), fit_gmm(0, open_source(tmp_path / "x32.npy"), 3, **kw)
     assert b.best_params.means.dtype == np.float32
     assert_same_fit(a, b, rtol=1e-4)
 
 
 def test_subsampled_init_is_deterministic_and_fits(inputs, default_fit):
     """With init_size < n the initialiser sees a seeded uniform sample."""
-    kw = dict(sample_weight=inputs["w"], init_size=300, **DEFAULT)
-    a, b = fit_gmm_stream(1, inputs["x"], 3, **kw), fit_gmm_stream(1, inputs["x"], 3, **kw)
+    kw = dict(init_size=300, **DEFAULT)
+    a = fit_gmm(1, open_source(inputs["x"], inputs["w"]), 3, **kw)
+    b = fit_gmm(1, open_source(inputs["x"], inputs["w"]), 3, **kw)
     assert_same_fit(a, b, rtol=0)
     best = float(default_fit.objective[default_fit.best])
     assert abs(float(a.objective[a.best]) - best) < 1e-3
@@ -171,22 +173,22 @@ def test_online_em_argument_errors(rng):
 def test_source_errors(tmp_path, rng):
     x = rng.normal(size=(20, 2))
     with pytest.raises(ValueError, match="no such file"):
-        fit_gmm_stream(0, tmp_path / "missing.npy", 2)
+        fit_gmm(0, open_source(tmp_path / "missing.npy"), 2)
     np.savez(tmp_path / "x.npz", x=x)
     with pytest.raises(ValueError, match="not a .npy file"):
-        fit_gmm_stream(0, tmp_path / "x.npz", 2)
+        fit_gmm(0, open_source(tmp_path / "x.npz"), 2)
     with pytest.raises(ValueError, match="non-empty 2-D array"):
-        fit_gmm_stream(0, x[:, 0], 2)
+        fit_gmm(0, open_source(x[:, 0]), 2)
     with pytest.raises(ValueError, match="hold numbers"):
-        fit_gmm_stream(0, x.astype(str), 2)
+        fit_gmm(0, open_source(x.astype(str)), 2)
     with pytest.raises(ValueError, match="recreates it"):
-        fit_gmm_stream(0, iter([x]), 2)
+        fit_gmm(0, open_source(iter([x])), 2)
     with pytest.raises(ValueError, match="sample_weight must have shape"):
-        fit_gmm_stream(0, x, 2, sample_weight=np.ones(3))
+        fit_gmm(0, open_source(x, np.ones(3)), 2)
     with pytest.raises(ValueError, match="n_components=30 is larger"):
-        fit_gmm_stream(0, x, 30)
+        fit_gmm(0, open_source(x), 30)
     with pytest.raises(ValueError, match="n_clusters=30 is larger"):
-        fit_kmeans_stream(0, x, 30)
+        fit_kmeans(0, open_source(x), 30)
 
 
 def test_chunk_errors_name_the_chunk(rng):
@@ -194,13 +196,13 @@ def test_chunk_errors_name_the_chunk(rng):
     bad = x.copy()
     bad[17, 1] = np.nan
     with pytest.raises(ValueError, match=r"chunk 1 \(rows 10..19\) contains NaN .* row 17"):
-        fit_gmm_stream(0, bad, 2, chunk_size=10)
+        fit_gmm(0, open_source(bad), 2, chunk_size=10)
     with pytest.raises(ValueError, match="chunk 1 .* has 3 features, the data 2"):
-        fit_gmm_stream(0, [x[:10], np.ones((5, 3))], 2)
+        fit_gmm(0, open_source([x[:10], np.ones((5, 3))]), 2)
     with pytest.raises(ValueError, match="chunk 0 .* sample_weight must be finite, non-negative"):
-        fit_kmeans_stream(0, [(x, -np.ones(30))], 2)
+        fit_kmeans(0, open_source([(x, -np.ones(30))]), 2)
     with pytest.raises(ValueError, match="chunk_size must be at least 1"):
-        fit_gmm_stream(0, x, 2, chunk_size=0)
+        fit_gmm(0, open_source(x), 2, chunk_size=0)
 
 
 def test_survey_layout(rng):

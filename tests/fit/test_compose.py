@@ -37,9 +37,8 @@ RTOL, ATOL = 1e-10, 1e-12
 
 
 def em_step(*args, **kw):
-    """``jaxmix.gmm.em_step`` (``jaxmix.em_step`` before the namespaces)."""
-    fn = getattr(getattr(jm, "gmm", None), "em_step", None) or jm.em_step
-    return fn(*args, **kw)
+    """``jaxmix.gmm.em_step``."""
+    return jm.gmm.em_step(*args, **kw)
 
 
 # Cheap initialisers keep compiles short (the k-means initialiser of a GMM fit
@@ -98,35 +97,27 @@ def test_jit_over_traced_data_equals_eager(name):
 
 # ----------------------------------------------------------------- b. vmap
 
-def test_vmap_gmm_over_data_sets_equals_loop():
-    got = jax.vmap(lambda x: gmm_fit(x).best_params.means)(XS)
+# each fit and the location of its fitted centres
+CENTRE_FITS = {"gmm": (lambda *a, **kw: gmm_fit(*a, **kw), lambda r: r.best_params.means),
+           "kmeans": (lambda *a, **kw: kmeans_fit(*a, **kw), lambda r: r.best_params.centroids)}
+
+
+@pytest.mark.parametrize("name", sorted(CENTRE_FITS))
+def test_vmap_over_data_sets_equals_loop(name):
+    fit, centres = CENTRE_FITS[name]
+    got = jax.vmap(lambda x: centres(fit(x)))(XS)
     assert got.shape == (3, K, D)
     for i, x in enumerate(XS):
-        eager = gmm_fit(x).best_params.means
-        np.testing.assert_allclose(np.asarray(got[i]), np.asarray(eager), rtol=RTOL, atol=ATOL,
-                                   err_msg=f"data set {i}")
+        np.testing.assert_allclose(np.asarray(got[i]), np.asarray(centres(fit(x))), rtol=RTOL,
+                                   atol=ATOL, err_msg=f"{name}, data set {i}")
 
 
-def test_vmap_gmm_over_keys_equals_loop():
-    got = jax.vmap(lambda k: gmm_fit(X, key=k).objective)(KEYS)
+@pytest.mark.parametrize("name", sorted(CENTRE_FITS))
+def test_vmap_over_keys_equals_loop(name):
+    fit, _ = CENTRE_FITS[name]
+    got = jax.vmap(lambda k: fit(X, key=k).objective)(KEYS)
     assert got.shape == (3, 2)
-    loop = np.stack([np.asarray(gmm_fit(X, key=k).objective) for k in KEYS])
-    np.testing.assert_allclose(np.asarray(got), loop, rtol=RTOL)
-
-
-def test_vmap_kmeans_over_data_sets_equals_loop():
-    got = jax.vmap(lambda x: kmeans_fit(x).best_params.centroids)(XS)
-    assert got.shape == (3, K, D)
-    for i, x in enumerate(XS):
-        eager = kmeans_fit(x).best_params.centroids
-        np.testing.assert_allclose(np.asarray(got[i]), np.asarray(eager), rtol=RTOL, atol=ATOL,
-                                   err_msg=f"data set {i}")
-
-
-def test_vmap_kmeans_over_keys_equals_loop():
-    got = jax.vmap(lambda k: kmeans_fit(X, key=k).objective)(KEYS)
-    assert got.shape == (3, 2)
-    loop = np.stack([np.asarray(kmeans_fit(X, key=k).objective) for k in KEYS])
+    loop = np.stack([np.asarray(fit(X, key=k).objective) for k in KEYS])
     np.testing.assert_allclose(np.asarray(got), loop, rtol=RTOL)
 
 

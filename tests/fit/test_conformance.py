@@ -60,16 +60,14 @@ ADAM = optax.adam(1e-2)   # one instance: the optimizer is static, reuse avoids 
 
 def fit_stream(key, x, k, **kw):
     """The streamed EM fit (one pass over a chunk source per iteration):
-    ``fit_gmm`` of ``jaxmix.open_source(x)`` where the library has it, else
-    the older ``fit_gmm_stream``. Change only this function if the API moves."""
-    if hasattr(jm, "open_source"):
-        return jm.fit_gmm(key, jm.open_source(x), k, **kw)
-    return jm.fit_gmm_stream(key, x, k, **kw)
+    ``fit_gmm`` of ``jaxmix.open_source(x)``. Change only this function if
+    the API moves."""
+    return jm.fit_gmm(key, jm.open_source(x), k, **kw)
 
 
 def gmm_api(name):
-    """``jaxmix.gmm.<name>`` (``jaxmix.<name>`` before the family namespaces)."""
-    return getattr(getattr(jm, "gmm", None), name, None) or getattr(jm, name)
+    """``jaxmix.gmm.<name>``."""
+    return getattr(jm.gmm, name)
 
 
 COMMON = dict(n_restarts=R, init="random_from_data", tol=TOL, reg_covar=REG, max_iter=MAX_ITER,

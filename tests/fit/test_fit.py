@@ -31,6 +31,7 @@ import jaxmix as jm
 from jaxmix import GMMParams
 from jaxmix.datasets import seed_blobs
 from jaxmix.data.chunked import chunk
+from jaxmix.fit.init import initialize
 
 X = seed_blobs()
 N, D = X.shape
@@ -132,7 +133,7 @@ def test_seed_data_recovers_the_mixture():
     # The best restart is the highest objective, and its lower bound equals
     # sklearn's score of the params one M-step earlier, so it is <= score.
     assert int(result.best) == int(np.argmax(np.asarray(result.objective)))
-    assert float(jm.mean_log_likelihood(best, X)) >= lower_bound - 1e-12
+    assert float(jm.gmm.mean_log_likelihood(best, X)) >= lower_bound - 1e-12
     assert not np.any(np.asarray(result.failed))
 
 
@@ -248,7 +249,7 @@ def test_loglik_never_decreases_float32(ct):
 def initial_params(key, covariance_type, method, n_restarts, x=X):
     """The batched initial params fit_gmm starts from (it centres the data)."""
     offset = x.mean(axis=0)
-    init = jax.jit(jm.initialize,
+    init = jax.jit(initialize,
                    static_argnames=("k", "covariance_type", "n_restarts", "method"))
     p = init(key, chunk(x - offset), K, covariance_type, n_restarts, method, 1e-6)
     return p.replace(means=p.means + offset)

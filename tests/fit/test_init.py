@@ -19,6 +19,7 @@ from sklearn.cluster import KMeans
 
 import jaxmix as jm
 from jaxmix.gmm.covariance import family
+from jaxmix.fit import init as fit_init
 from jaxmix.fit.init import broadcast_params
 
 K, R, REG = 3, 4, 1e-6
@@ -26,9 +27,9 @@ SEED = 42
 KEY = jax.random.PRNGKey(SEED)
 X = blobs(np.random.default_rng(0), 200, [[0.0, 0.0], [6.0, 1.0], [-2.0, 7.0]]) + 10.0
 
-initialize = jax.jit(jm.initialize,
+initialize = jax.jit(fit_init.initialize,
                      static_argnames=("k", "covariance_type", "n_restarts", "method"))
-kmeans_plusplus = jax.jit(jm.kmeans_plusplus, static_argnames="k")
+kmeans_plusplus = jax.jit(jm.kmeans.kmeans_plusplus, static_argnames="k")
 
 
 # One covariance type (diag: cheapest to compile) throughout: what differs
@@ -124,7 +125,7 @@ def test_random_init_is_a_soft_average():
 
 def test_unknown_method_raises():
     with pytest.raises(ValueError, match="init"):
-        jm.initialize(KEY, jm.chunk(X), K, "diag", R, "kmeans++", REG)
+        fit_init.initialize(KEY, jm.chunk(X), K, "diag", R, "kmeans++", REG)
 
 
 def test_broadcast_params():

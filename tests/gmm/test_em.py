@@ -38,7 +38,7 @@ ATOL = 1e-11
 REG = 1e-6
 PATHS = ("gemm", "exact")
 
-em_step = jax.jit(jm.em_step, static_argnames="path")
+em_step = jax.jit(jm.gmm.em_step, static_argnames="path")
 
 
 @functools.partial(jax.jit, static_argnames="path")
@@ -46,7 +46,7 @@ def e_and_em_step(p, data, path):
     """``(stats, shift, new_params, mean_loglik)``: one compile serves both tests."""
     stats = jm.gmm.e_step(p, data, path)
     shift = stats.shift
-    new, ll = jm.em_step(p, data, REG, path)
+    new, ll = jm.gmm.em_step(p, data, REG, path)
     return stats, shift, new, ll
 
 
@@ -162,7 +162,7 @@ def test_gemm_coefficients_give_weighted_log_prob(ct):
 def test_e_step_rejects_unknown_path():
     p, x = case("diag")
     with pytest.raises(ValueError, match="path"):
-        jm.e_step(p, jm.chunk(x), "auto")
+        jm.gmm.e_step(p, jm.chunk(x), "auto")
 
 
 def test_batched_step_is_per_restart_step():

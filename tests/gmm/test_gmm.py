@@ -30,10 +30,11 @@ RTOL = ATOL = 1e-9
 def evaluate(p, x):
     """Every density function at once: one compile per (type, shape) instead
     of one per primitive in eager mode."""
-    return dict(component=jm.component_log_prob(p, x), weighted=jm.weighted_log_prob(p, x),
-                log_prob=jm.log_prob(p, x), score_samples=jm.score_samples(p, x),
-                mean=jm.mean_log_likelihood(p, x), resp=jm.responsibilities(p, x),
-                proba=jm.predict_proba(p, x), predict=jm.predict(p, x))
+    return dict(component=jm.gmm.component_log_prob(p, x),
+                weighted=jm.gmm.weighted_log_prob(p, x),
+                log_prob=jm.gmm.log_prob(p, x), score_samples=jm.gmm.log_prob(p, x),
+                mean=jm.gmm.mean_log_likelihood(p, x), resp=jm.gmm.responsibilities(p, x),
+                proba=jm.gmm.responsibilities(p, x), predict=jm.gmm.predict(p, x))
 
 
 @pytest.fixture(scope="module", params=TYPES)
@@ -103,18 +104,19 @@ def test_fitted_sklearn_model_outputs(ct):
 def test_docstring_value():
     # log N(0 | 0, I_2) = -log(2 pi).
     p = GMMParams(jnp.array([1.0]), jnp.zeros((1, 2)), jnp.eye(2)[None])
-    np.testing.assert_allclose(float(jm.log_prob(p, jnp.zeros((1, 2)))[0]), -np.log(2 * np.pi),
-                               rtol=1e-14)
+    np.testing.assert_allclose(float(jm.gmm.log_prob(p, jnp.zeros((1, 2)))[0]),
+                               -np.log(2 * np.pi), rtol=1e-14)
 
 
 def test_far_tail_is_finite_and_responsibilities_one_hot():
     # 60 standard deviations out: densities underflow in exp but not in log.
     p = GMMParams(np.array([0.5, 0.5]), np.array([[0.0], [1.0]]), np.ones(2), "spherical")
     x = np.array([[-60.0], [61.0]])
-    lp = np.asarray(jm.log_prob(p, x))
+    lp = np.asarray(jm.gmm.log_prob(p, x))
     expected = logsumexp(np.log(0.5) + norm.logpdf(x, loc=[[0.0, 1.0]]), axis=1)
     np.testing.assert_allclose(lp, expected, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(jm.responsibilities(p, x)), [[1, 0], [0, 1]], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(jm.gmm.responsibilities(p, x)), [[1, 0], [0, 1]],
+                               atol=1e-12)
 
 
 def test_float32_densities_track_float64():
@@ -141,7 +143,7 @@ def test_float32_densities_track_float64():
 # ----------------------------------------------------------------- sampling
 
 N_SAMPLES = 200_000
-sample = jax.jit(jm.sample, static_argnums=2)
+sample = jax.jit(jm.gmm.sample, static_argnums=2)
 
 
 def _dense(cov, ct, k, d):
@@ -171,7 +173,7 @@ def test_sample_moments(ct):
     if ct in ("full", "tied"):  # strong correlations exercise the factor's orientation
         a = rng.normal(size=(d, d)) + 2 * np.eye(d)
         cov = a @ a.T if ct == "tied" else np.stack([cov[0], a @ a.T, cov[2]])
-        p = p.replace(precisions_cholesky=jm.family(ct).precision_cholesky(cov))
+        p = p.replace(precisions_cholesky=jm.gmm.family(ct).precision_cholesky(cov))
     x, labels = sample(jax.random.PRNGKey(0), p, N_SAMPLES)
     x, labels = np.asarray(x), np.asarray(labels)
     assert x.shape == (N_SAMPLES, d) and x.dtype == np.float64

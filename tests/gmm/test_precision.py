@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmix import GMMParams, em_step, family, fit_gmm
+from jaxmix import GMMParams, fit_gmm
+from jaxmix.gmm import em_step, family
 from jaxmix.gmm.stats import GEMM_ERROR_BUDGET, gemm_is_accurate
 from jaxmix.gmm.step import batched_em_step
 from jaxmix.data.chunked import chunk

@@ -337,3 +337,17 @@ def test_bad_input_raises_naming_the_argument(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fit_kmeans(0, args.pop("x"), args.pop("n_clusters"), **args)
+
+
+def test_assignment_of_raw_samples_far_from_the_origin_is_exact_in_float32():
+    """predict / transform / inertia take raw samples (fits centre theirs):
+    distances are taken about the centroids' mean, so clusters of spread 0.3
+    at 3e4 from the origin are assigned as the exact (float64) rule does."""
+    rng = np.random.default_rng(3)
+    c = rng.normal(size=(3, 2)) * 3 + 3e4
+    x = (c[np.arange(900) % 3] + rng.normal(size=(900, 2)) * 0.3).astype(np.float32)
+    centroids = jnp.asarray(c, jnp.float32)
+    exact = np.argmin(((x[:, None].astype(np.float64) - c[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(np.asarray(predict(KMeansParams(centroids), x)), exact)
+    ref = ((x.astype(np.float64) - c[exact]) ** 2).sum()
+    np.testing.assert_allclose(-float(score(KMeansParams(centroids), x)), ref, rtol=1e-3)
