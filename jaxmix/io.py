@@ -53,6 +53,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxmix._version import __version__
+from jaxmix.validation import check_gmm_params
 
 from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
 
@@ -165,7 +166,7 @@ def load_params(path, kind: str | None = None, covariance_type: str | None = Non
         raise ValueError(f"{os.fspath(path)} has an unknown covariance_type {ct!r}")
     require_arrays(path, arrays, ("weights", "means", "precisions_cholesky"))
     params = GMMParams(arrays["weights"], arrays["means"], arrays["precisions_cholesky"], ct)
-    check_gmm_shapes(path, params)
+    check_loaded_gmm(path, params)
     return params
 
 
@@ -176,16 +177,11 @@ def require_arrays(path, arrays, names):
         raise ValueError(f"{os.fspath(path)} is corrupt: missing arrays {missing}")
 
 
-def check_gmm_shapes(path, p: GMMParams):
-    """``ValueError`` naming the file unless the shapes of ``p`` fit one another."""
-    from jaxmix.gmm.covariance import family
-    k, d = p.means.shape[-2:]
-    lead = p.means.shape[:-2]
-    want = lead + family(p.covariance_type).pc_shape(k, d)
-    if p.weights.shape != lead + (k,) or p.precisions_cholesky.shape != want:
-        raise ValueError(f"{os.fspath(path)}: shapes weights {p.weights.shape}, precisions_"
-                         f"cholesky {p.precisions_cholesky.shape} do not fit means "
-                         f"{p.means.shape} for covariance_type={p.covariance_type!r}")
+def check_loaded_gmm(path, p: GMMParams):
+    """``ValueError`` naming the file unless ``p`` is a valid mixture (the one
+    params checker, :func:`jaxmix.validation.check_gmm_params`: shapes that fit
+    one another, finite values, positive weights and factor diagonals)."""
+    check_gmm_params(p, f"{os.fspath(path)}: params", batched=True)
 
 
 # --------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = No
 def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtype=None,
                      batched: bool = False) -> GMMParams:
     """The one :class:`GMMParams` checker: type, covariance type, leaf shapes
-    (``k``, ``d`` when given; a leading restart axis when ``batched``), and on
+    (``k``, ``d`` when given; any leading restart axes when ``batched``), and on
     concrete values finiteness, positive weights and positive factor diagonals.
     Returns the params with leaves in ``dtype`` (weights renormalised)."""
     if not isinstance(p, GMMParams):
@@ -116,9 +116,9 @@ def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtyp
                          f"{ct!r} is expected; make them agree")
     fam = family(ct)
     means = jnp.asarray(p.means)
-    lead = means.shape[:1] if batched else ()
-    if means.ndim != 2 + len(lead):
-        raise ValueError(f"{name}.means must have shape {'(R, k, d)' if batched else '(k, d)'}, "
+    lead = means.shape[:-2] if batched else ()
+    if means.ndim < 2 or (not batched and means.ndim != 2):
+        raise ValueError(f"{name}.means must have shape {'(..., k, d)' if batched else '(k, d)'}, "
                          f"got {means.shape}" + ("" if batched else "; for restart-batched "
                                                  "params pass result.best_params"))
     if k is None and d is not None and means.shape[-1] != d:

@@ -131,3 +131,20 @@ def test_read_estimator_and_unsaveable(tmp_path, data):
     assert isinstance(load_estimator(tmp_path / "km.npz"), KMeans)
     with pytest.raises(ValueError, match="cannot save a DBSCAN"):
         save_estimator(tmp_path / "db.npz", DBSCAN().fit(data))
+
+
+def test_load_params_checks_values_not_only_shapes(tmp_path):
+    """A file is untrusted input: params whose arrays have the right shapes but
+    NaN values, non-positive weights or a non-positive factor diagonal are
+    refused on load, naming the file (the one params checker)."""
+    p = GMMParams(np.full(2, 0.5), np.zeros((2, 3)), np.ones((2, 3)), "diag")
+    save_params(tmp_path / "ok.npz", p)
+    with np.load(tmp_path / "ok.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for field, value, match in [("weights", np.array([0.5, np.nan]), "NaN"),
+                                ("weights", np.array([1.0, 0.0]), "positive"),
+                                ("precisions_cholesky", -np.ones((2, 3)), "positive diagonal")]:
+        path = tmp_path / f"bad_{field}.npz"
+        np.savez(path, **{**arrays, field: value})
+        with pytest.raises(ValueError, match=f"bad_{field}.npz.*{match}"):
+            load_params(path)

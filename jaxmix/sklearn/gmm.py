@@ -45,7 +45,7 @@ from jaxmix.fit.gmm import fit_gmm
 from jaxmix.fit.init import initialize, params_from_means
 from jaxmix.gmm import (family, log_prob, predict as gmm_predict, responsibilities,
                         sample as gmm_sample)
-from jaxmix.io import check_gmm_shapes
+from jaxmix.io import check_loaded_gmm
 from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
                                     key_from_random_state)
@@ -272,4 +272,4 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         """After loading: ``lower_bounds_`` back to a list, shapes that fit."""
         if hasattr(self, "lower_bounds_"):
             self.lower_bounds_ = [float(v) for v in self.lower_bounds_]
-        check_gmm_shapes(path, self._params())
+        check_loaded_gmm(path, self._params())
