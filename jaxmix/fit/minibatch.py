@@ -146,9 +146,7 @@ def _fit(key, data: Chunked, centroids0, config, *, k, n_restarts, init, n, n_st
     return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)), data)
 
 
-@jax.jit
-def _stream_step(state, x, w, offset, config):
-    return minibatch_step(state, x - offset, w, config)
+_stream_step = jax.jit(minibatch_step)
 
 
 def _fit_stream(key, batches, n_clusters: int, *, init, init_centroids, tol,
@@ -183,8 +181,8 @@ def _fit_stream(key, batches, n_clusters: int, *, init, init_centroids, tol,
                          min(1.0, 2.0 * b / (n_samples + 1)), max_no_improvement,
                          check_nonneg(reassignment_ratio, "reassignment_ratio"), inp.sample.dtype)
     xs, ws = inp.sample.flat()
-    state, history = _run_stream(minibatch_init(run_key, c0), (xs + inp.offset, ws), it,
-                                 inp.offset, config, max_steps, (b, d))
+    state, history = _run_stream(minibatch_init(run_key, c0), (xs, ws), it, inp.offset,
+                                 config, max_steps, (b, d))
     return FitResult(KMeansParams((state.centroids + inp.offset)[None]),
                      -state.ewa[None] if int(state.step) >= 2 else history[:, -1],
                      jnp.asarray([int(state.step)], jnp.int32),
@@ -194,22 +192,23 @@ def _fit_stream(key, batches, n_clusters: int, *, init, init_centroids, tol,
 
 
 def _run_stream(state, batch, it, offset, config, max_steps, shape):
-    """The host loop: one compiled step per batch until a stopping rule fires."""
+    """The host loop: one compiled step per centred batch until a stopping rule fires."""
     history = []
     while True:
-        state, batch_inertia = _stream_step(state, *batch, offset, config)
+        state, batch_inertia = _stream_step(state, *batch, config)
         history.append(-batch_inertia)
         if bool(state.stop) or (max_steps is not None and len(history) >= max_steps):
             break
         try:
-            batch = _batch(next(it), shape, batch[0].dtype)
+            batch = _batch(next(it), shape, batch[0].dtype, offset)
         except StopIteration:
             break
     return state, jnp.stack(history)[None]
 
 
-def _batch(item, shape, dtype=None):
-    """``(x, w)`` of one later stream item, padded to ``shape``."""
+def _batch(item, shape, dtype, offset):
+    """``(x - offset, w)`` of one later stream item, padded to ``shape`` with
+    zero-weight rows."""
     x, w = item if isinstance(item, tuple) else (item, None)
     x = check_data(x, "batch")
     b, d = shape
@@ -220,8 +219,9 @@ def _batch(item, shape, dtype=None):
     if w.shape != (x.shape[0],) or not bool(jnp.all(jnp.isfinite(w) & (w >= 0))):
         raise ValueError(f"a batch's sample_weight must be finite, non-negative, of shape "
                          f"({x.shape[0]},)")
+    x = x.astype(dtype) - offset
     pad = b - x.shape[0]
     if pad:
-        x = jnp.concatenate([x.astype(dtype), jnp.zeros((pad, d), dtype)])
+        x = jnp.concatenate([x, jnp.zeros((pad, d), dtype)])
         w = jnp.concatenate([w, jnp.zeros((pad,), dtype)])
-    return x.astype(dtype), w
+    return x, w
