@@ -23,6 +23,7 @@ runs many restarts as one compiled computation, returns a
 
 from jaxmix import dbscan, gmm, kmeans
 from jaxmix.anomaly import density_threshold, flag_anomalies
+from jaxmix.compile_cache import enable_compilation_cache
 from jaxmix.criteria import aic, bic, n_parameters, score_samples_chunked
 from jaxmix.data import Chunked, chunk, data_mesh, open_source, shard
 from jaxmix.dbscan import DBSCANResult, fit_dbscan
@@ -55,6 +56,8 @@ __all__ = [
     "Chunked", "chunk", "data_mesh", "open_source", "shard",
     # files
     "load_params", "save_params",
+    # compiled programs kept across processes
+    "enable_compilation_cache",
     # family namespaces
     "dbscan", "gmm", "kmeans",
 ]

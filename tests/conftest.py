@@ -13,9 +13,15 @@ so that they can be used in ``pytest.mark.parametrize`` and module fixtures.
 
 from __future__ import annotations
 
+import os
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
+# The `jaxmix` command enables the persistent compilation cache in the user's
+# cache folder; tests that call it (in-process or in subprocesses) must not.
+# tests/test_compile_cache.py points the cache at temporary folders itself.
+os.environ["JAXMIX_COMPILATION_CACHE"] = "off"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

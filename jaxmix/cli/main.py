@@ -8,6 +8,13 @@ Argument parsing and dispatch only: the jobs live in :mod:`jaxmix.cli.fit`,
 :mod:`jaxmix.cli.demo` and :mod:`jaxmix.cli.bench`, loading in
 :mod:`jaxmix.cli.data`, output in :mod:`jaxmix.cli.report`.
 
+Compiled programs are kept in JAX's persistent compilation cache (a per-user
+folder, :func:`jaxmix.compile_cache.default_cache_dir`), so a second run
+starts without compiling: ``--no-compilation-cache`` or
+``JAXMIX_COMPILATION_CACHE=off`` turns it off, ``--compilation-cache DIR`` or
+``JAXMIX_COMPILATION_CACHE=DIR`` moves it. The flags go before or after the
+command.
+
 Exit status: 0 on success, 2 for bad arguments or input (argparse's
 convention), 1 for any other failure; errors go to stderr.
 """
@@ -19,6 +26,7 @@ import sys
 from pathlib import Path
 
 from jaxmix.cli.data import UsageError
+from jaxmix.compile_cache import ENV_VAR, default_cache_dir, enable_compilation_cache
 from jaxmix.params import COVARIANCE_TYPES
 
 ALL_TYPES = "all"
@@ -72,14 +80,28 @@ def _add_common(p, restarts: int, max_iter_help: str, out: str, run) -> None:
     p.set_defaults(run=run)
 
 
+def _add_cache_options(p, default) -> None:
+    """The global cache flags; subcommands repeat them with ``default=SUPPRESS``."""
+    folder = str(default_cache_dir()).replace("%", "%%")
+    p.add_argument("--compilation-cache", type=Path, default=default, metavar="DIR",
+                   help=f"keep compiled programs in DIR (default: ${ENV_VAR}, else {folder})")
+    p.add_argument("--no-compilation-cache", action="store_true", default=default,
+                   help=f"compile afresh, write no cache (also: {ENV_VAR}=off)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxmix", description="Gaussian mixtures and K-Means in JAX.",
-        epilog="Without a command, `jaxmix` runs `jaxmix demo`.")
+        epilog="Without a command, `jaxmix` runs `jaxmix demo`. Compiled programs are kept "
+               "in a per-user cache folder so that the next run starts faster; "
+               "--no-compilation-cache turns that off, --compilation-cache DIR moves it.")
+    _add_cache_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="{fit,demo,bench}")
     _add_fit(sub)
     _add_demo(sub)
     _add_bench(sub)
+    for command in sub.choices.values():
+        _add_cache_options(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -141,6 +163,25 @@ def _add_bench(sub) -> None:
 
 # ---------------------------------------------------------------------------
 # commands
+
+
+def _enable_cache(args) -> None:
+    """JAX's persistent compilation cache, before any fit: on unless turned off."""
+    if args.no_compilation_cache and args.compilation_cache is not None:
+        raise UsageError("--no-compilation-cache and --compilation-cache contradict each "
+                         "other; give one")
+    if args.no_compilation_cache:
+        return
+    try:
+        enable_compilation_cache(args.compilation_cache)
+    except OSError as err:
+        if args.compilation_cache is not None:
+            raise UsageError(f"--compilation-cache {args.compilation_cache}: cannot use this "
+                             f"folder ({err}); choose another") from None
+        from jaxmix.cli import report
+
+        report.progress(f"note: compiling without a cache ({err}); set {ENV_VAR}=DIR or "
+                        f"pass --compilation-cache DIR")
 
 
 def _run_fit(args) -> int:
@@ -229,11 +270,14 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv or ["demo"])
+        args = parser.parse_args(argv)
+        if args.command is None:  # no command, perhaps global flags: the demo
+            args = parser.parse_args(argv + ["demo"])
     except SystemExit as exit_:  # argparse: --help (0) or a bad argument (2)
         return int(exit_.code or 0)
     where = f"jaxmix {args.command}"
     try:
+        _enable_cache(args)
         return args.run(args)
     except ValueError as err:  # UsageError, and the library's own input validation
         print(f"{where}: error: {err}", file=sys.stderr)
