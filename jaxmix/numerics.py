@@ -56,3 +56,11 @@ def all_finite(tree, batch_dims: int = 0):
     leaves = [jnp.all(jnp.isfinite(leaf), axis=tuple(range(batch_dims, leaf.ndim)))
               for leaf in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves), axis=0)
+
+
+def safe_log(w):
+    """``log w`` with ``-inf`` where ``w == 0`` and a zero (not NaN) derivative
+    there: masked components of a padded mixture (weight exactly 0) stay out
+    of every sum and out of every gradient."""
+    positive = w > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, w, 1.0)), -jnp.inf)

@@ -51,19 +51,33 @@ def _check_structure(arr, name: str):
                          "sample and one feature")
 
 
-def check_data(x, name: str = "X") -> jax.Array:
+def host(x) -> bool:
+    """Whether ``x`` is a NumPy array: checked, converted and cut on the host
+    (no device program is compiled for it)."""
+    return isinstance(x, np.ndarray)
+
+
+def check_data(x, name: str = "X"):
     """A finite, non-empty 2-D float array ``(n_samples, n_features)`` in the
-    compute dtype (:func:`float_dtype`), for data of any placement."""
+    compute dtype (:func:`float_dtype`), for data of any placement. NumPy
+    input stays NumPy (checked on the host); JAX arrays stay on device."""
     arr = _as_array(x, name)
     _check_structure(arr, name)
-    out = jnp.asarray(arr).astype(float_dtype(arr.dtype))
-    if is_traced(out):
-        return out
-    if isinstance(out, jax.Array) and not out.is_fully_addressable:
-        if not bool(jnp.all(jnp.isfinite(out))):
-            raise ValueError(f"{name} contains NaN or infinity; drop or impute those rows first")
-        return out
-    bad = ~np.asarray(jnp.all(jnp.isfinite(out), axis=1))
+    dtype = float_dtype(arr.dtype)
+    if host(arr):
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(dtype, copy=False)
+            bad = ~np.all(np.isfinite(out), axis=1)
+    else:
+        out = jnp.asarray(arr).astype(dtype)
+        if is_traced(out):
+            return out
+        if not out.is_fully_addressable:
+            if not bool(jnp.all(jnp.isfinite(out))):
+                raise ValueError(f"{name} contains NaN or infinity; drop or impute those rows "
+                                 "first")
+            return out
+        bad = ~np.asarray(jnp.all(jnp.isfinite(out), axis=1))
     if bad.any():
         rows = np.flatnonzero(bad)
         raise ValueError(
@@ -75,22 +89,27 @@ def check_data(x, name: str = "X") -> jax.Array:
 def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = None):
     """``(n,)`` weights in the compute ``dtype``: finite there (a weight or a
     sum that overflows ``dtype`` is refused), non-negative, not all zero, and
-    (given ``k``) at least ``k`` positive. ``None`` stays ``None``."""
+    (given ``k``) at least ``k`` positive. ``None`` stays ``None``; NumPy
+    weights stay NumPy (checked on the host)."""
     if sample_weight is None:
         return None
-    w = jnp.asarray(sample_weight)
+    on_host = not isinstance(sample_weight, jax.Array)
+    xp = np if on_host else jnp
+    w = xp.asarray(sample_weight)
     if w.shape != (n_samples,):
         raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
-    w = w.astype(dtype)
-    if is_traced(w):
-        return w
-    total = float(jnp.sum(w))
-    if not bool(jnp.all(jnp.isfinite(w))) or not np.isfinite(total):
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = w.astype(dtype)
+        if is_traced(w):
+            return w
+        total = float(xp.sum(w))
+        finite = bool(xp.all(xp.isfinite(w)))
+    if not finite or not np.isfinite(total):
         raise ValueError(f"sample_weight must be finite in {np.dtype(dtype).name}, and so must "
                          "its sum; rescale the weights (only their ratios matter)")
-    if bool(jnp.any(w < 0)) or total <= 0:
+    if bool(xp.any(w < 0)) or total <= 0:
         raise ValueError("sample_weight must be finite, non-negative and not all zero")
-    if k is not None and int(jnp.sum(w > 0)) < k:
+    if k is not None and int(xp.sum(w > 0)) < k:
         raise ValueError(f"sample_weight has fewer positive entries than the {k} components; "
                          "give at least that many samples a positive weight")
     return w

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmix.data.reduce import add, data_shards, zeros
 
@@ -113,18 +114,22 @@ def reduce_in_memory(fn, combine, identity, x, w):
     return out
 
 
-def chunk(x, chunk_size: int | None = None, sample_weight=None) -> Chunked:
-    """Split ``x`` ``(n, d)`` into chunks of ``chunk_size`` rows (``None``: one chunk)."""
-    x = jnp.asarray(x)
-    n = x.shape[0]
-    w = jnp.ones((n,), x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
-    size = n if chunk_size is None else max(1, min(int(chunk_size), n))
-    n_chunks = -(-n // size)
+def chunk(x, chunk_size: int | None = None, sample_weight=None, n_rows: int = 0) -> Chunked:
+    """Split ``x`` ``(n, d)`` into chunks of ``chunk_size`` rows (``None``: one
+    chunk), zero-weight rows appended up to at least ``n_rows`` rows in all.
+    NumPy input is cut on the host and placed on the device once."""
+    xp = np if isinstance(x, np.ndarray) else jnp
+    x = xp.asarray(x)
+    n, rows = x.shape[0], max(x.shape[0], int(n_rows))
+    w = xp.ones((n,), x.dtype) if sample_weight is None else xp.asarray(sample_weight, x.dtype)
+    size = rows if chunk_size is None else max(1, min(int(chunk_size), rows))
+    n_chunks = -(-rows // size)
     pad = n_chunks * size - n
     if pad:
-        x = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)])
-        w = jnp.concatenate([w, jnp.zeros((pad,), x.dtype)])
-    return Chunked(x.reshape(n_chunks, size, -1), w.reshape(n_chunks, size))
+        x = xp.concatenate([x, xp.zeros((pad, x.shape[1]), x.dtype)])
+        w = xp.concatenate([w, xp.zeros((pad,), x.dtype)])
+    put = jax.device_put if xp is np else jnp.asarray  # jnp.asarray of NumPy compiles a copy
+    return Chunked(put(x.reshape(n_chunks, size, -1)), put(w.reshape(n_chunks, size)))
 
 
 def one_chunk(x, w) -> Chunked:

@@ -122,12 +122,15 @@ def place(data: Chunked, mesh: Mesh | None) -> Chunked:
     return jax.device_put(data, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
 
 
-def placed_chunks(x, w, offset, mesh, row_elements: int, chunk_size=None) -> Chunked:
+def placed_chunks(x, w, offset, mesh, row_elements: int, chunk_size=None,
+                  n_rows: int = 0) -> Chunked:
     """``x - offset`` (validated ``(n, d)``, weights ``w`` or ``None``) cut into
-    chunks and placed: on ``mesh`` (or ``x``'s own mesh, see
-    :func:`resolve_mesh`) with a multiple of its ``"data"`` devices as the
-    number of chunks, else on one device. ``chunk_size=None`` applies
-    :func:`jaxmix.data.chunked.chunk_rows` to ``row_elements``."""
+    chunks of at least ``n_rows`` rows in all (zero-weight padding) and placed:
+    on ``mesh`` (or ``x``'s own mesh, see :func:`resolve_mesh`) with a multiple
+    of its ``"data"`` devices as the number of chunks, else on one device.
+    ``chunk_size=None`` applies :func:`jaxmix.data.chunked.chunk_rows` to
+    ``row_elements``."""
     mesh = resolve_mesh(mesh, x)
-    size = chunk_rows(x.shape[0], row_elements, n_shards(mesh)) if chunk_size is None else chunk_size
-    return place(chunk(x - offset, size, w), mesh)
+    rows = max(x.shape[0], n_rows)
+    size = chunk_rows(rows, row_elements, n_shards(mesh)) if chunk_size is None else chunk_size
+    return place(chunk(x - offset, size, w, rows), mesh)

@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmix.numerics import all_finite
 
@@ -81,21 +82,26 @@ class _State(NamedTuple):
     it: jax.Array
 
 
-def iterate(step: Callable, params0, tol, max_iter: int,
-            converged_fn: Callable = change_below_tol, usable=None) -> FitResult:
+def iterate(step: Callable, params0, tol, max_iter,
+            converged_fn: Callable = change_below_tol, usable=None,
+            history_len: int | None = None) -> FitResult:
     """Run ``step`` on all restarts of ``params0`` until each stops.
 
     Args:
       step: batched step, ``params_R -> (new_params_R, objective_R)``.
       params0: restart-batched initial state.
       tol: convergence tolerance (traced: changing it does not recompile).
-      max_iter: iteration cap (static: it sizes ``history``).
+      max_iter: iteration cap (an int, or traced when ``history_len`` is given).
       converged_fn: ``(old, new, prev_objective, objective, tol) -> (R,) bool``.
       usable: ``(R,)`` whether each restart's starting point is valid
         (default: all of ``params0`` finite; a state with optimizer entries
-        that start non-finite passes the test of its model parameters).
+        that start non-finite passes the test of its model parameters;
+        padded rows are not usable: they never step and are never best).
+      history_len: static length of ``history`` (at least ``max_iter``;
+        default ``max_iter``).
     """
     n_restarts = jax.tree.leaves(params0)[0].shape[0]
+    history_len = max_iter if history_len is None else history_len
     dtype = jnp.result_type(*jax.tree.leaves(params0))
     init = _State(
         params=params0,
@@ -103,7 +109,7 @@ def iterate(step: Callable, params0, tol, max_iter: int,
         n_iter=jnp.zeros((n_restarts,), jnp.int32),
         converged=jnp.zeros((n_restarts,), bool),
         failed=~(all_finite(params0, batch_dims=1) if usable is None else usable),
-        history=jnp.full((n_restarts, max_iter), jnp.nan, dtype),
+        history=jnp.full((n_restarts, history_len), jnp.nan, dtype),
         it=jnp.asarray(0, jnp.int32),
     )
 
@@ -126,19 +132,20 @@ def iterate(step: Callable, params0, tol, max_iter: int,
             it=s.it + 1,
         )
 
-    final = init if max_iter == 0 else jax.lax.while_loop(
+    final = init if history_len == 0 else jax.lax.while_loop(
         lambda s: jnp.any(active(s)), body, init)
     return FitResult(final.params, final.objective, final.n_iter, final.converged,
                      final.failed, jnp.zeros_like(final.failed), final.history,
-                     best_restart(final.objective, final.failed, final.params))
+                     best_restart(final.objective, final.failed, final.params, usable))
 
 
-def best_restart(objective, failed, params):
+def best_restart(objective, failed, params, usable=None):
     """The index of the highest ``objective`` among restarts not ``failed``;
-    when every restart failed, the first whose ``params`` are finite (they
-    are its last finite ones), else 0."""
+    when every restart failed, the first ``usable`` one (default: all) whose
+    ``params`` are finite (they are its last finite ones), else 0."""
     score = jnp.where(failed, -jnp.inf, objective)
-    usable = jnp.where(all_finite(params, batch_dims=1), 0.0, -1.0)
+    ok = all_finite(params, batch_dims=1)
+    usable = jnp.where(ok if usable is None else ok & usable, 0.0, -1.0)
     return jnp.where(jnp.all(failed), jnp.argmax(usable), jnp.argmax(score))
 
 
@@ -147,9 +154,12 @@ def raise_if_all_failed(result: FitResult, fix: str) -> FitResult:
     and none has finite parameters to hand back (concrete results only: under
     a trace the ``failed`` flags say it). A fit whose restarts all failed after
     finite steps returns their last finite parameters, all flagged ``failed``."""
-    if isinstance(result.failed, jax.core.Tracer) or not bool(jnp.all(result.failed)):
+    if isinstance(result.failed, jax.core.Tracer) or not np.asarray(result.failed).all():
         return result
-    if bool(jnp.any(all_finite(result.params, batch_dims=1))):
+    finite = np.ones(np.shape(result.failed), bool)
+    for leaf in jax.tree.leaves(result.params):
+        finite &= np.isfinite(np.asarray(leaf)).reshape(finite.size, -1).all(axis=1)
+    if finite.any():
         return result
     raise ValueError("every restart failed and none has finite parameters (the starting "
                      f"parameters were not finite); {fix}")

@@ -19,13 +19,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmix.data.reduce import reduce
+from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize
+from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
 from jaxmix.fit.inputs import Placement, placed, uncentre
+from jaxmix.fit.rows import TRACE_COUNT, Rows, cut_rows, restart_rows, row_keys, row_mask
+from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.priors import resolve_prior
 from jaxmix.gmm.stats import PATHS, row_elements
 from jaxmix.gmm.step import batched_em_step, degenerate_restarts
-from jaxmix.params import COVARIANCE_TYPES
+from jaxmix.gmm.update import enforce_mask, first_components, pad_components
+from jaxmix.kmeans.init import local_trials
+from jaxmix.numerics import all_finite
+from jaxmix.params import COVARIANCE_TYPES, GMMParams
 from jaxmix.validation import (as_key, check_choice, check_gmm_params, check_int,
                                check_nonneg)
 
@@ -58,15 +65,18 @@ def check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg
                        check_nonneg(reg_covar, "reg_covar"))
 
 
-def centred_inputs(s: GMMSettings, inp: Placement, init_params, prior):
-    """``init_params`` and ``prior`` checked and moved into the centred frame
-    of ``inp`` (a ``"default"`` prior is built from the centred sample)."""
+def checked_inputs(s: GMMSettings, inp: Placement, init_params, prior):
+    """``init_params`` checked (still in the data's frame: the compiled fit
+    centres them) and ``prior`` resolved in the centred frame of ``inp`` (a
+    ``"default"`` prior is built from the centred sample)."""
     if init_params is not None:
         init_params = check_gmm_params(init_params, "init_params", k=s.k, d=inp.n_features,
                                        covariance_type=s.covariance_type,
-                                       dtype=inp.sample.dtype).shifted(-inp.offset)
+                                       dtype=inp.sample.dtype)
+    if prior is None:
+        return init_params, None
     xs, ws = inp.sample.flat()
-    given = prior is not None and not isinstance(prior, str)
+    given = not isinstance(prior, str)
     prior = resolve_prior(prior, xs, s.k, s.covariance_type, ws)
     if given:
         prior = prior._replace(mean_prior=prior.mean_prior - inp.offset)
@@ -81,7 +91,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
-      key: ``jax.random`` key (or int seed); restart ``r`` uses ``split(key, R)[r]``.
+      key: ``jax.random`` key (or int seed); restart ``r`` starts from
+        ``fold_in(key, r)`` (so the first restarts do not depend on ``R``).
       x: ``(n, d)`` data: an array (possibly sharded over a mesh), or a chunk
         source read once per iteration (a ``.npy`` path, an ``np.memmap``, a
         callable returning a fresh iterable of chunks, or
@@ -117,33 +128,56 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
     key = as_key(key)
     s = check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
                        path, init, init_params)
-    width = lambda d: row_elements(s.n_restarts, s.k, d)  # noqa: E731
+    k_max, rows = component_bucket(s.k), restart_rows([s.k], s.n_restarts)
+    width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, init_size=init_size) as inp:
-        init_params, prior = centred_inputs(s, inp, init_params, prior)
-        result = jax.block_until_ready(_fit(
-            key, inp.data, inp.sample, init_params, s.tol, s.reg_covar, prior, k=s.k,
-            covariance_type=s.covariance_type, n_restarts=s.n_restarts, init=init,
-            max_iter=s.max_iter, path=path))
-    return raise_if_all_failed(uncentre(result, inp.offset), DEGENERATE_FIX)
+        init_params, prior = checked_inputs(s, inp, init_params, prior)
+        result, _ = jax.block_until_ready(fit_rows(
+            key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
+            s.max_iter, prior, k_max=k_max, covariance_type=s.covariance_type, init=init,
+            history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max)))
+    result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
+    return raise_if_all_failed(result, DEGENERATE_FIX)
 
 
-def initial_params(key, sample, init_params, reg_covar, *, k, covariance_type, n_restarts,
-                   init):
-    """The restarts' starting parameters: ``init_params`` broadcast, or ``init``."""
+def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
+                    covariance_type, init, max_trials, per_k):
+    """Every row's starting parameters (centred, ``k_max`` components, the
+    padding masked): ``init_params`` moved and broadcast, or ``init``."""
+    mask = row_mask(rows, k_max)
     if init_params is not None:
-        return broadcast_params(init_params, n_restarts)
-    return initialize(key, sample, k, covariance_type, n_restarts, init, reg_covar)
+        start = pad_components(init_params.shifted(-offset), k_max)
+        return enforce_mask(broadcast_params(start, mask.shape[0]), mask)
+    return initialize_masked(row_keys(key, rows, per_k), sample, k_max, covariance_type, init,
+                             reg_covar, mask, rows.trials, max_trials)
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "k", "covariance_type", "n_restarts", "init", "max_iter", "path"))
-def _fit(key, data, sample, init_params, tol, reg_covar, prior, *, k, covariance_type,
-         n_restarts, init, max_iter, path) -> FitResult:
+    "k_max", "covariance_type", "init", "history", "path", "max_trials", "per_k"))
+def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar, max_iter,
+             prior, *, k_max, covariance_type, init, history, path, max_trials,
+             per_k=False):
+    """EM on every row of ``rows`` (:mod:`jaxmix.fit.rows`) in one compiled
+    call: ``(FitResult of all rows in the data's frame, mean log-likelihood
+    of each row's final params)``. ``per_k``: a model-selection grid."""
+    TRACE_COUNT["gmm"] += 1
     dtype = sample.dtype
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
-    params0 = initial_params(key, sample, init_params, reg_covar, k=k,
-                             covariance_type=covariance_type, n_restarts=n_restarts, init=init)
-    result = iterate(batched_em_step(data, reg_covar, path, prior), params0, tol, max_iter)
-    return result._replace(degenerate=degenerate_restarts(result.params, data.total_weight(),
-                                                          reg_covar))
+    params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k_max,
+                              covariance_type=covariance_type, init=init,
+                              max_trials=max_trials, per_k=per_k)
+    mask = row_mask(rows, k_max)
+    usable = all_finite(params0, batch_dims=1) & rows.active
+    result = iterate(batched_em_step(data, reg_covar, path, prior, mask), params0, tol,
+                     max_iter, usable=usable, history_len=history)
+    degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, mask)
+    score = mean_log_likelihoods(result.params, data) if per_k else None
+    return uncentre(result._replace(degenerate=degenerate), offset), score
+
+
+def mean_log_likelihoods(params: GMMParams, data):
+    """Mean log-likelihood per unit weight of every restart of ``params`` (one pass)."""
+    total = reduce(lambda x, w, c: jax.vmap(lambda p: jnp.sum(w * log_prob(p, x)))(params),
+                   data)
+    return total / data.total_weight()

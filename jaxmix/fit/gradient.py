@@ -22,8 +22,11 @@ import optax
 
 from jaxmix.data.source import is_source
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.gmm import DEGENERATE_FIX, centred_inputs, check_settings, initial_params
+from jaxmix.fit.buckets import history_bucket
+from jaxmix.fit.gmm import DEGENERATE_FIX, check_settings, checked_inputs, starting_params
 from jaxmix.fit.inputs import placed, uncentre
+from jaxmix.fit.rows import cut_rows, restart_rows
+from jaxmix.kmeans.init import local_trials
 from jaxmix.gmm.gradient import batched_gradient_step, constrain, init_state, unconstrain
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import row_elements
@@ -90,16 +93,17 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         if mesh is not None or is_source(x):
             raise ValueError("batch_size (mini-batches) needs unsharded in-memory data: drop "
                              "batch_size for full-batch steps, or pass an unsharded array")
-    width = lambda d: row_elements(s.n_restarts, s.k, d)  # noqa: E731
+    rows = restart_rows([s.k], s.n_restarts)
+    width = lambda d: row_elements(len(rows.k), s.k, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh) as inp:
-        init_params, prior = centred_inputs(s, inp, init_params, prior)
+        init_params, prior = checked_inputs(s, inp, init_params, prior)
         result = jax.block_until_ready(_fit(
-            _raw_key(key), inp.data, inp.sample, init_params, prior, s.tol, s.reg_covar,
-            k=s.k, covariance_type=s.covariance_type, n_restarts=s.n_restarts, init=init,
-            max_iter=s.max_iter, optimizer=optimizer, mini_batch=batch_size is not None,
-            path=path))
-    return raise_if_all_failed(uncentre(result, inp.offset),
+            _raw_key(key), rows, inp.data, inp.sample, inp.offset, init_params, prior, s.tol,
+            s.reg_covar, s.max_iter, k=s.k, covariance_type=s.covariance_type, init=init,
+            history=history_bucket(s.max_iter), optimizer=optimizer,
+            mini_batch=batch_size is not None, path=path))
+    return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
                                DEGENERATE_FIX + ", or lower the learning rate")
 
 
@@ -119,20 +123,25 @@ def _raw_key(key):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "k", "covariance_type", "n_restarts", "init", "max_iter", "optimizer", "mini_batch", "path"))
-def _fit(key, data, sample, init_params, prior, tol, reg_covar, *, k, covariance_type,
-         n_restarts, init, max_iter, optimizer, mini_batch, path) -> FitResult:
+    "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"))
+def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter, *,
+         k, covariance_type, init, history, optimizer, mini_batch, path) -> FitResult:
+    """The rows' fits (``k`` unpadded: the loss has no component mask)."""
     dtype = sample.dtype
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
-    params0 = initial_params(key, sample, init_params, reg_covar, k=k,
-                             covariance_type=covariance_type, n_restarts=n_restarts, init=init)
+    params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k,
+                              covariance_type=covariance_type, init=init,
+                              max_trials=local_trials(k), per_k=False)
     if init_params is None and prior is not None:
         params0 = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
-    shuffle_keys = jax.random.split(jax.random.fold_in(key, 1), n_restarts)
+    shuffle_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(
+        rows.restart)
     state0 = jax.vmap(lambda p, kk: init_state(optimizer, unconstrain(p), kk, covariance_type,
                                                data, prior))(params0, shuffle_keys)
     step = batched_gradient_step(optimizer, covariance_type, data, prior, mini_batch, path)
-    result = iterate(step, state0, tol, max_iter, usable=all_finite(params0, batch_dims=1))
+    result = iterate(step, state0, tol, max_iter, history_len=history,
+                     usable=all_finite(params0, batch_dims=1) & rows.active)
     params = jax.vmap(lambda u: constrain(u, covariance_type))(result.params.params)
-    return result._replace(params=params, degenerate=degenerate_restarts(
+    result = result._replace(params=params, degenerate=degenerate_restarts(
         params, data.total_weight(), reg_covar))
+    return uncentre(result, offset)

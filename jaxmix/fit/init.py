@@ -15,7 +15,8 @@ prefix-stable (:mod:`jaxmix.kmeans.init`; the uniform draws come from one key
 per sample and component), masked components get no data and Lloyd never
 assigns to their parked centroids, so the first ``k`` components of a
 ``k_max``-component start equal a ``k``-component start with the same key.
-Restart ``r`` of :func:`initialize` uses ``jax.random.split(key, R)[r]``.
+Restart ``r`` of :func:`initialize` starts from ``jax.random.fold_in(key, r)``, as
+restart ``r`` of every fit does (:mod:`jaxmix.fit.rows`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxmix.fit.kmeans import run_lloyd
+from jaxmix.fit.kmeans import park, run_lloyd, seed_centres
 from jaxmix.gmm.update import enforce_mask, params_from_resp
 from jaxmix.kmeans.assign import assign
 from jaxmix.kmeans.init import kmeans_plusplus, local_trials, random_rows
@@ -67,23 +68,15 @@ def uniform_resp(key, real):
     return resp
 
 
-def park(centres, real, x):
-    """Centroids outside ``real`` at a sentinel ``(T, ..., T)``, ``T = 4 max|x| + 1``:
-    every sample is farther from it than from any centroid inside the data's
-    hull, so Lloyd never assigns to it and it never moves."""
-    far = 4.0 * jnp.max(jnp.abs(x)) + 1.0
-    return jnp.where(real[..., None], centres, far.astype(centres.dtype))
-
-
 def seed_kmeans(keys, sample, k: int, mask, n_trials, tol=KMEANS_INIT_TOL,
-                max_iter: int = KMEANS_INIT_MAX_ITER, max_trials: int | None = None):
-    """k-means++ then Lloyd (relative ``tol``, empty real clusters re-seeded)
-    on ``B`` restarts of ``k`` centroids of which ``mask (B, k)`` are real."""
-    x, w = sample.flat()
-    idx = jax.vmap(lambda key, t: kmeans_plusplus(key, x, w, k, t, max_trials)[1])(keys,
-                                                                                 n_trials)
-    centres = park(x[idx], mask, x)
-    return run_lloyd(sample, centres, scaled_tol(sample, tol), max_iter, True, mask)
+                max_iter=KMEANS_INIT_MAX_ITER, max_trials: int | None = None,
+                history_len: int | None = None, method: str = "k-means++", usable=None):
+    """k-means++ (or ``"random"``) then Lloyd (relative ``tol``, empty real
+    clusters re-seeded) on ``B`` restarts of ``k`` centroids of which
+    ``mask (B, k)`` are real; ``usable (B,)`` rows are the real ones."""
+    centres = seed_centres(keys, sample, k, mask, n_trials, method, max_trials)
+    return run_lloyd(sample, centres, scaled_tol(sample, tol), max_iter, True, mask,
+                     usable=usable, history_len=history_len)
 
 
 def _resp_makers(method, keys, sample, k, mask, n_trials, max_trials):
@@ -121,7 +114,7 @@ def initialize(key, data, k: int, covariance_type: str, n_restarts: int, method:
                reg_covar) -> GMMParams:
     """Restart-batched initial parameters (leading axis ``n_restarts``) of
     in-memory ``data``."""
-    keys = jax.random.split(key, n_restarts)
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(n_restarts))
     mask = jnp.ones((n_restarts, k), bool)
     trials = jnp.full((n_restarts,), local_trials(k), jnp.int32)
     return initialize_masked(keys, data, k, covariance_type, method, reg_covar, mask, trials)

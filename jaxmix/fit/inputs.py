@@ -31,6 +31,7 @@ from jaxmix.data.chunked import Chunked, chunk, chunk_rows
 from jaxmix.data.sharding import check_mesh, placed_chunks
 from jaxmix.data.source import is_source, open_source, sample_rows, survey
 from jaxmix.data.stream import Stream, registered
+from jaxmix.fit.buckets import sample_bucket
 from jaxmix.validation import (check_data, check_int, check_n_components,
                                check_sample_weight)
 
@@ -62,7 +63,12 @@ class Placement(NamedTuple):
 
 
 def weighted_mean(x, w):
-    """``sum_n w_n x_n / sum_n w_n`` (``w=None``: the plain mean)."""
+    """``sum_n w_n x_n / sum_n w_n`` (``w=None``: the plain mean); NumPy data
+    on the host, accumulated in float64 and returned in ``x``'s dtype."""
+    if isinstance(x, np.ndarray) and not isinstance(w, jax.Array):
+        mean = np.average(x, axis=0, weights=w) if w is not None else np.mean(
+            x, axis=0, dtype=np.float64)
+        return np.asarray(mean, x.dtype)
     return jnp.mean(x, axis=0) if w is None else jnp.average(x, axis=0, weights=w)
 
 
@@ -95,7 +101,7 @@ def _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name) -> P
     w = check_sample_weight(sample_weight, n, x.dtype, k)
     size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
     offset = weighted_mean(x, w)
-    data = placed_chunks(x, w, offset, mesh, row_elements(d), size)
+    data = placed_chunks(x, w, offset, mesh, row_elements(d), size, sample_bucket(n))
     return Placement(data, data, offset, n)
 
 

@@ -28,10 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
+from jaxmix.fit.rows import TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys, row_mask
 from jaxmix.kmeans.assign import row_elements
-from jaxmix.kmeans.init import KMEANS_INITS, init_centroids
+from jaxmix.kmeans.init import KMEANS_INITS, kmeans_plusplus, local_trials, random_rows
+from jaxmix.numerics import all_finite
 from jaxmix.kmeans.stats import final_stats
 from jaxmix.kmeans.update import LloydState, batched_lloyd_step, lloyd_converged, scaled_tol
 from jaxmix.params import KMeansParams
@@ -45,7 +48,8 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
     """Lloyd K-Means from ``n_restarts`` starts in one compiled call.
 
     Args:
-      key: ``jax.random`` key (or int seed); restart ``r`` uses ``split(key, R)[r]``.
+      key: ``jax.random`` key (or int seed); restart ``r`` starts from
+        ``fold_in(key, r)`` (so the first restarts do not depend on ``R``).
       x: ``(n, d)`` data: an array (possibly sharded), or a chunk source (a
         ``.npy`` path, an ``np.memmap``, a callable returning chunks, or
         :func:`jaxmix.data.source.open_source`), read once per iteration.
@@ -78,7 +82,9 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
     n_restarts = _n_restarts(n_restarts, init_centroids)
     max_iter = check_int(max_iter, "max_iter", low=0)
     tol = check_nonneg(tol, "tol")
-    width = lambda d: row_elements(n_restarts, n_clusters, d)  # noqa: E731
+    n_clusters = check_int(n_clusters, "n_clusters")
+    k_max, rows = component_bucket(n_clusters), restart_rows([n_clusters], n_restarts)
+    width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, n_clusters, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, init_size=init_size,
                 k_name="n_clusters") as inp:
@@ -86,13 +92,12 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
                                   n_restarts)
         if c0 is None:
             check_choice(init, "init", KMEANS_INITS)
-        else:
-            c0 = c0 - inp.offset
-        result = jax.block_until_ready(
-            _fit(key, inp.data, inp.sample, c0, tol, k=n_clusters, n_restarts=n_restarts,
-                 init=init, max_iter=max_iter))
-    return raise_if_all_failed(uncentre(result, inp.offset),
-                               "check the data's scale (squared distances overflow)")
+        result = jax.block_until_ready(kmeans_rows(
+            key, rows, inp.data, inp.sample, inp.offset, c0, tol, max_iter, k_max=k_max,
+            init=init, history=history_bucket(max_iter), max_trials=local_trials(k_max)))
+    result = cut_rows(result, n_restarts, max_iter,
+                      lambda p: KMeansParams(p.centroids[:, :n_clusters]))
+    return raise_if_all_failed(result, "check the data's scale (squared distances overflow)")
 
 
 def _n_restarts(n_restarts, init_centroids) -> int:
@@ -118,30 +123,68 @@ def check_init_centroids(c, k: int, d: int, dtype, n_restarts: int):
     return jnp.broadcast_to(a.astype(dtype), (n_restarts, k, d))
 
 
-def run_lloyd(data, centroids0, abs_tol, max_iter: int, relocate: bool = True,
-              mask=None) -> FitResult:
+def park(centres, real, x):
+    """Centroids outside ``real`` at a sentinel ``(T, ..., T)``, ``T = 4 max|x| + 1``:
+    every sample is farther from it than from any centroid inside the data's
+    hull, so Lloyd never assigns to it and it never moves."""
+    far = 4.0 * jnp.max(jnp.abs(x)) + 1.0
+    return jnp.where(real[..., None], centres, far.astype(centres.dtype))
+
+
+def seed_centres(keys, sample, k: int, mask, n_trials, method: str = "k-means++",
+                 max_trials: int | None = None):
+    """Seeds of ``B`` restarts (``keys (B,)``) of ``k`` centroids of which
+    ``mask (B, k)`` are real (the others parked): k-means++ with ``n_trials
+    (B,)`` candidates, or ``"random"`` distinct samples."""
+    x, w = sample.flat()
+    if method == "k-means++":
+        idx = jax.vmap(lambda key, t: kmeans_plusplus(key, x, w, k, t, max_trials)[1])(
+            keys, n_trials)
+    else:
+        idx = jax.vmap(lambda key: random_rows(key, w, k))(keys)
+    return park(x[idx], mask, x)
+
+
+def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=None,
+              usable=None, history_len: int | None = None) -> FitResult:
     """Lloyd on restart-batched ``centroids0 (R, k, d)`` over ``data`` (any
     placement) with an absolute tolerance; ``params`` are :class:`KMeansParams`."""
     state0 = LloydState(centroids0, jnp.zeros(centroids0.shape[:1], jnp.uint32))
+    if usable is not None:
+        usable = usable & all_finite(centroids0, batch_dims=1)
     result = iterate(batched_lloyd_step(data, relocate, mask), state0, abs_tol, max_iter,
-                     lloyd_converged)
+                     lloyd_converged, usable=usable, history_len=history_len)
     return result._replace(params=KMeansParams(result.params.centroids))
 
 
-def with_final_inertia(result: FitResult, data, mask=None) -> FitResult:
+def with_final_inertia(result: FitResult, data, mask=None, usable=None) -> FitResult:
     """A K-Means result whose ``objective`` is ``-inertia`` of the final
     centroids (exact, like sklearn's ``inertia_``), ``best`` the lowest-inertia
-    non-failed restart, and ``degenerate`` flags a real cluster left empty."""
+    non-failed ``usable`` restart, and ``degenerate`` flags a real cluster
+    left empty."""
     inertia, counts = final_stats(result.params.centroids, data)
     empty = counts <= 0 if mask is None else (counts <= 0) & mask
     return result._replace(objective=-inertia, degenerate=jnp.any(empty, axis=-1),
-                           best=best_restart(-inertia, result.failed, result.params))
+                           best=best_restart(-inertia, result.failed, result.params, usable))
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_restarts", "init", "max_iter"))
-def _fit(key, data, sample, centroids0, tol, *, k, n_restarts, init, max_iter) -> FitResult:
+@functools.partial(jax.jit, static_argnames=("k_max", "init", "history", "max_trials",
+                                             "per_k"))
+def kmeans_rows(key, rows: Rows, data, sample, offset, centroids0, tol, max_iter, *, k_max,
+                init, history, max_trials, per_k=False) -> FitResult:
+    """Lloyd K-Means on every row of ``rows`` (:mod:`jaxmix.fit.rows`) in one
+    compiled call, from ``centroids0 (R, k, d)`` (data frame) or ``init``
+    seeds; the result in the data's frame. ``per_k``: a model-selection grid."""
+    TRACE_COUNT["kmeans"] += 1
     tol = jnp.asarray(tol, sample.dtype)
+    mask = row_mask(rows, k_max)
     if centroids0 is None:
-        centroids0 = init_centroids(key, sample, k, n_restarts, init)
-    result = run_lloyd(data, centroids0, scaled_tol(sample, tol), max_iter)
-    return with_final_inertia(result, data)
+        c0 = seed_centres(row_keys(key, rows, per_k), sample, k_max, mask, rows.trials, init,
+                          max_trials)
+    else:
+        c0 = pad_rows(centroids0 - offset, mask.shape[0])
+        c0 = park(jnp.pad(c0, ((0, 0), (0, k_max - c0.shape[1]), (0, 0))), mask,
+                  sample.flat()[0])
+    result = run_lloyd(data, c0, scaled_tol(sample, tol), max_iter, True, mask,
+                       usable=rows.active, history_len=history)
+    return uncentre(with_final_inertia(result, data, mask, rows.active), offset)

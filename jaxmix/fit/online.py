@@ -38,7 +38,9 @@ import numpy as np
 from jaxmix.data.chunked import chunk
 from jaxmix.data.source import Layout, check_chunk, open_source, pad
 from jaxmix.fit.driver import FitResult, raise_if_all_failed
-from jaxmix.fit.gmm import DEGENERATE_FIX, centred_inputs, check_settings, initial_params
+from jaxmix.fit.rows import restart_rows
+from jaxmix.kmeans.init import local_trials
+from jaxmix.fit.gmm import DEGENERATE_FIX, check_settings, checked_inputs, starting_params
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.gmm.stats import GMMStats, e_step, row_elements
 from jaxmix.gmm.step import degenerate_restarts, stepwise_em_step
@@ -50,7 +52,8 @@ ONLINE_CHUNK_SIZE = 2048
 
 
 _step = jax.jit(stepwise_em_step)
-_initial = jax.jit(initial_params, static_argnames=("k", "covariance_type", "n_restarts", "init"))
+_initial = jax.jit(starting_params, static_argnames=("k_max", "covariance_type", "init",
+                                                     "max_trials", "per_k"))
 
 
 def step_sizes(t: int, exponent: float, offset: float) -> float:
@@ -105,10 +108,12 @@ def fit_gmm_online(key, source, n_components: int, *, covariance_type: str = "fu
     width = lambda d: row_elements(1, s.k, d)  # noqa: E731
     with placed(key, x0, s.k, row_elements=width, chunk_size=len(x0),
                 sample_weight=w0) as inp:
-        init_params, _ = centred_inputs(s, inp, init_params, None)
+        init_params, _ = checked_inputs(s, inp, init_params, None)
         params = jax.tree.map(lambda a: a[0], _initial(
-            key, inp.sample, init_params, jnp.asarray(s.reg_covar, inp.sample.dtype), k=s.k,
-            covariance_type=covariance_type, n_restarts=1, init=init))
+            key, restart_rows([s.k], 1, n_rows=1), inp.sample, init_params, inp.offset,
+            jnp.asarray(s.reg_covar, inp.sample.dtype), k_max=s.k,
+            covariance_type=covariance_type, init=init, max_trials=local_trials(s.k),
+            per_k=False))
     layout = Layout(size or len(x0), x0.shape[1], inp.sample.dtype.name)
     result = _run(params, itertools.chain([(0, (x0, w0))], pieces), layout, inp.offset,
                   s.reg_covar, src.name, kappa, t0)

@@ -72,88 +72,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.criteria import criteria, n_parameters
-from jaxmix.data.reduce import reduce
-from jaxmix.fit.driver import FitResult, iterate
-from jaxmix.fit.init import INIT_METHODS, initialize_masked, seed_kmeans
 from jaxmix.data.source import is_source
+from jaxmix.fit.buckets import component_bucket, history_bucket
+from jaxmix.fit.gmm import fit_rows
+from jaxmix.fit.init import INIT_METHODS
 from jaxmix.fit.inputs import placed
-from jaxmix.fit.kmeans import with_final_inertia
+from jaxmix.fit.kmeans import kmeans_rows
+from jaxmix.fit.rows import TRACE_COUNT, restart_rows, to_device, to_host
 from jaxmix.fit.selection import InertiaCurve, Selection
-from jaxmix.gmm.covariance import family
-from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.stats import PATHS, row_elements as gmm_row_elements
-from jaxmix.gmm.step import batched_em_step, degenerate_restarts
+from jaxmix.gmm.update import first_components
 from jaxmix.kmeans.assign import row_elements as kmeans_row_elements
 from jaxmix.kmeans.init import local_trials
-from jaxmix.params import COVARIANCE_TYPES, GMMParams
+from jaxmix.params import COVARIANCE_TYPES
 from jaxmix.validation import (as_key, check_choice, check_int, check_n_components,
                                check_nonneg)
 
 STRATEGIES = ("padded", "per_k")
 
-# Number of times the compiled sweeps were traced (a trace precedes every
-# compile); tests and experiments/bench_select.py read it.
-TRACE_COUNT = {"gmm": 0, "kmeans": 0}
 
 
-class Grid(NamedTuple):
-    """The padded restarts of a grid: ``B = G * R`` rows of ``k_max`` components."""
-    mask: jax.Array      # (B, k_max) component j of row b is real
-    keys: jax.Array      # (B, ...) restart r of k uses split(fold_in(key, k), R)[r]
-    trials: jax.Array    # (B,) k-means++ candidates per centre
-
-
-def make_grid(key, ks, trials, k_max: int, n_restarts: int) -> Grid:
-    """The padded restarts of ``ks (G,)`` with ``trials (G,)`` k-means++ candidates."""
-    per_k = jnp.arange(k_max)[None, :] < ks[:, None]
-    keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(key, k), n_restarts))(ks)
-    return Grid(jnp.repeat(per_k, n_restarts, axis=0), keys.reshape((-1,) + keys.shape[2:]),
-                jnp.repeat(trials, n_restarts))
-
-
-def grid_trials(ks, n_local_trials) -> np.ndarray:
-    """k-means++ candidates per ``k``: sklearn's ``2 + int(ln k)`` unless given."""
-    return np.array([local_trials(int(k)) if n_local_trials is None else n_local_trials
-                     for k in ks], np.int32)
-
-
-class _GridFit(NamedTuple):
-    fit: FitResult          # leaves with leading (G * R)
-    score: jax.Array        # (G * R,) mean log-likelihood of the final params
-
-
-def mean_log_likelihoods(params: GMMParams, data):
-    """Mean log-likelihood per unit weight of every restart of ``params`` (one pass)."""
-    total = reduce(lambda x, w, c: jax.vmap(lambda p: jnp.sum(w * log_prob(p, x)))(params),
-                   data)
-    return total / data.total_weight()
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "k_max", "n_restarts", "covariance_type", "init", "max_iter", "path", "max_trials"))
-def _fit_grid(key, data, sample, ks, trials, tol, reg_covar, *, k_max, n_restarts,
-              covariance_type, init, max_iter, path, max_trials=None) -> _GridFit:
-    TRACE_COUNT["gmm"] += 1
-    dtype = sample.dtype
-    tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
-    grid = make_grid(key, ks, trials, k_max, n_restarts)
-    params0 = initialize_masked(grid.keys, sample, k_max, covariance_type, init, reg_covar,
-                                grid.mask, grid.trials, max_trials)
-    result = iterate(batched_em_step(data, reg_covar, path, mask=grid.mask), params0, tol,
-                     max_iter)
-    degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, grid.mask)
-    return _GridFit(result._replace(degenerate=degenerate),
-                    mean_log_likelihoods(result.params, data))
-
-
-@functools.partial(jax.jit, static_argnames=("k_max", "n_restarts", "max_iter", "max_trials"))
-def _kmeans_grid(key, data, sample, ks, trials, tol, *, k_max, n_restarts, max_iter,
-                 max_trials=None):
-    TRACE_COUNT["kmeans"] += 1
-    grid = make_grid(key, ks, trials, k_max, n_restarts)
-    result = seed_kmeans(grid.keys, sample, k_max, grid.mask, grid.trials, tol=tol,
-                         max_iter=max_iter, max_trials=max_trials)
-    return with_final_inertia(result, data, grid.mask)
 
 
 def _check_grid(ks, n: int, name: str = "ks") -> np.ndarray:
@@ -180,25 +118,22 @@ def _covariance_types(covariance_type) -> tuple:
 
 
 def _grid_rows(a, g: int, n_restarts: int):
-    a = np.asarray(a)
+    a = np.asarray(a)[:g * n_restarts]
     return a.reshape((g, n_restarts) + a.shape[1:])
 
 
-def _best_per_k(out: _GridFit, ks: np.ndarray, n_restarts: int, offset):
+def _best_per_k(out, ks: np.ndarray, n_restarts: int):
     """Host side: per grid point, the restart with the highest objective."""
-    fit = jax.device_get(out.fit)
+    fit, score = to_host(out)
     g = len(ks)
-    score = np.asarray(jax.device_get(out.score), np.float64).reshape(g, n_restarts)
+    score = np.asarray(score[:g * n_restarts], np.float64).reshape(g, n_restarts)
     failed = _grid_rows(fit.failed, g, n_restarts)
     best = np.argmax(np.where(failed, -np.inf, _grid_rows(fit.objective, g, n_restarts)), axis=1)
     rows = np.arange(g)
-    fam = family(fit.params.covariance_type)
     params = []
     for i, k in enumerate(ks):
-        p = jax.tree.map(lambda a: a[i * n_restarts + best[i]], fit.params)
-        pc = fam.first_components(p.precisions_cholesky, k)
-        params.append(GMMParams(p.weights[:k], p.means[:k], pc, p.covariance_type)
-                      .shifted(np.asarray(offset)))
+        p = jax.tree.map(lambda a: a[i * n_restarts + best[i]][None], fit.params)
+        params.append(jax.tree.map(lambda a: a[0], to_device(first_components(p, int(k)))))
     converged = _grid_rows(fit.converged, g, n_restarts)
     return dict(
         log_likelihood=np.where(failed.all(axis=1), -np.inf, score[rows, best]),
@@ -214,14 +149,13 @@ def _sweep(fn, key, x, ks: np.ndarray, strategy: str, n_restarts: int, n_local_t
     groups = [ks] if strategy == "padded" else [ks[i:i + 1] for i in range(len(ks))]
     outs = []
     for group in groups:
-        k_max = int(group.max())
-        width = lambda d: row_elements(n_restarts * len(group), k_max, d)  # noqa: E731
-        with placed(key, x, k_max, row_elements=width, chunk_size=chunk_size,
+        k_max = component_bucket(int(group.max()))
+        rows = restart_rows(group, n_restarts, n_local_trials)
+        width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
+        with placed(key, x, int(group.max()), row_elements=width, chunk_size=chunk_size,
                     sample_weight=sample_weight, mesh=mesh) as inp:
-            trials = grid_trials(group, n_local_trials)
-            out = fn(key, inp.data, inp.sample, jnp.asarray(group), jnp.asarray(trials),
-                     k_max=k_max, n_restarts=n_restarts,
-                     max_trials=max(int(trials.max()), local_trials(k_max)))
+            out = fn(key, rows, inp.data, inp.sample, inp.offset, k_max=k_max,
+                     max_trials=max(int(rows.trials.max()), local_trials(k_max)))
             outs.append((group, jax.block_until_ready(out), inp))
     return outs
 
@@ -280,11 +214,12 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
     columns = {name: [] for name in ("log_likelihood", "converged", "n_converged", "n_iter",
                                      "degenerate", "failed", "params")}
     for ct in types:
-        fn = functools.partial(_fit_grid, tol=tol, reg_covar=reg_covar, covariance_type=ct,
-                               init=init, max_iter=max_iter, path=path)
+        fn = functools.partial(fit_rows, init_params=None, tol=tol, reg_covar=reg_covar,
+                               max_iter=max_iter, prior=None, covariance_type=ct, init=init,
+                               history=history_bucket(max_iter), path=path, per_k=True)
         runs = _sweep(fn, key, x, grid, strategy, n_restarts, trials, gmm_row_elements,
                       chunk_size, sample_weight, mesh)
-        parts = [_best_per_k(out, group, n_restarts, inp.offset) for group, out, inp in runs]
+        parts = [_best_per_k(out, group, n_restarts) for group, out, inp in runs]
         for name in columns:
             values = [p[name] for p in parts]
             columns[name].append(sum(values, ()) if name == "params" else np.concatenate(values))
@@ -312,14 +247,16 @@ def inertia_curve(key, x, ks: Sequence[int], *, n_restarts: int = 10, tol: float
     :func:`select_k`."""
     key, grid, n_restarts, max_iter, tol, trials = _check_sweep(
         key, x, ks, n_restarts, max_iter, strategy, chunk_size, tol, n_local_trials)
-    fn = functools.partial(_kmeans_grid, tol=tol, max_iter=max_iter)
+    fn = functools.partial(kmeans_rows, centroids0=None, tol=tol, max_iter=max_iter,
+                           init="k-means++", history=history_bucket(max_iter), per_k=True)
     inertia, centroids, converged = [], [], []
-    for group, result, inp in _sweep(fn, key, x, grid, strategy, n_restarts, trials,
-                                     kmeans_row_elements, chunk_size, sample_weight, mesh):
+    for group, out, inp in _sweep(fn, key, x, grid, strategy, n_restarts, trials,
+                                  kmeans_row_elements, chunk_size, sample_weight, mesh):
+        result = to_host(out)
         inert = -_grid_rows(result.objective, len(group), n_restarts)
         failed = _grid_rows(result.failed, len(group), n_restarts) | ~np.isfinite(inert)
         best = np.argmin(np.where(failed, np.inf, inert), axis=1)
-        cents = np.asarray(result.params.centroids + inp.offset)
+        cents = np.asarray(result.params.centroids)
         conv = np.asarray(result.converged)
         for i, k in enumerate(group):
             flat = i * n_restarts + best[i]

@@ -76,7 +76,7 @@ Prior unit (conjugate prior on the covariances, see :mod:`jaxmix.gmm.priors`)
   ``default_prior_scale(cov (d, d))``: the prior scale from a data covariance.
   ``check_prior_scale(psi)``: host side, ``ValueError`` unless valid.
   ``log_covariance_prior(pc, prior, d) -> ()``: log-density of the covariances.
-  ``map_covariance(nk (k,), dev (k, d), sxx, delta (k, d), prior) -> cov``:
+  ``map_covariance(nk (k,), dev (k, d), sxx, delta (k, d), prior, n_real=None) -> cov``
   the MAP covariance before ``add_reg`` (``delta = xbar - m_0``).
 
 >>> import jax.numpy as jnp

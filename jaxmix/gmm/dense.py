@@ -209,7 +209,7 @@ class Full(Family):
         return sxx - nk[:, None, None] * _outer(dev) + shrink[:, None, None] * _outer(delta)
 
     @classmethod
-    def map_covariance(cls, nk, dev, sxx, delta, prior):
+    def map_covariance(cls, nk, dev, sxx, delta, prior, n_real=None):
         d = dev.shape[-1]
         b = prior.covariance_prior + cls._prior_scatter(nk, dev, sxx, delta,
                                                         prior.mean_precision)
@@ -229,6 +229,10 @@ class Tied(Full):
 
     @staticmethod
     def first_components(pc, k: int):
+        return pc
+
+    @staticmethod
+    def pad_components(pc, k_max: int):
         return pc
 
     @staticmethod
@@ -268,8 +272,11 @@ class Tied(Full):
         return jnp.broadcast_to(lam[..., None], lam.shape + (k,))
 
     @classmethod
-    def map_covariance(cls, nk, dev, sxx, delta, prior):
+    def map_covariance(cls, nk, dev, sxx, delta, prior, n_real=None):
+        """``n_real``: the real components of a padded mixture (default all):
+        each real mean's prior adds one degree of freedom."""
         k, d = dev.shape
+        k = k if n_real is None else n_real
         b = prior.covariance_prior + jnp.sum(
             cls._prior_scatter(nk, dev, sxx, delta, prior.mean_precision), axis=0)
         return b / (prior.degrees_of_freedom + jnp.sum(nk) + d + 1.0 + k)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmix.gmm.covariance import family
-from jaxmix.numerics import LOG_2PI
+from jaxmix.numerics import LOG_2PI, safe_log
 from jaxmix.params import GMMParams
 
 
@@ -32,7 +32,7 @@ def component_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
 
 def weighted_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     """``log w_k + log N(x_n | mu_k, Sigma_k)``, shape ``(n, k)``."""
-    return component_log_prob(params, x) + jnp.log(params.weights)
+    return component_log_prob(params, x) + safe_log(params.weights)
 
 
 def log_prob(params: GMMParams, x: jax.Array) -> jax.Array:

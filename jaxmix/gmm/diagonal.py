@@ -177,7 +177,7 @@ class Diag(Family):
         return jnp.sum(_log_inv_gamma(pc * pc, -2.0 * jnp.log(pc), a, b))
 
     @classmethod
-    def map_covariance(cls, nk, dev, sxx, delta, prior):
+    def map_covariance(cls, nk, dev, sxx, delta, prior, n_real=None):
         pool = cls._pool(dev.shape[-1])
         shrink = cls.mean_shrinkage(nk, prior.mean_precision)
         b = (pool * prior.covariance_prior + sxx

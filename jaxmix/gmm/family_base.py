@@ -33,6 +33,11 @@ class Family:
         return pc[:k]
 
     @staticmethod
+    def pad_components(pc, k_max: int):
+        """One model's factors with copies of component 0 up to ``k_max``."""
+        return jnp.concatenate([pc, jnp.repeat(pc[:1], k_max - pc.shape[0], axis=0)])
+
+    @staticmethod
     def mean_shrinkage(nk, kappa):
         """``r_k = kappa nk / (kappa + nk)``: weight of the mean prior's scatter
         ``delta_k delta_k^T`` in the MAP covariance."""

@@ -83,7 +83,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 from jaxmix.gmm.covariance import family
-from jaxmix.numerics import HIGHEST, LOG_2PI
+from jaxmix.numerics import HIGHEST, LOG_2PI, safe_log
 from jaxmix.params import GMMParams
 
 
@@ -111,39 +111,49 @@ class GMMPrior(NamedTuple):
 # log-density
 
 
-def log_dirichlet(log_weights, alpha):
-    """``log Dir(w; alpha 1_k)`` from ``log w`` (finite even where ``w`` underflows)."""
-    k = log_weights.shape[-1]
+def log_dirichlet(log_weights, alpha, real=None):
+    """``log Dir(w; alpha 1_k)`` from ``log w`` (finite even where ``w``
+    underflows), over the ``real`` components only (default all)."""
+    if real is None:
+        real = jnp.ones(log_weights.shape[-1:], bool)
+    k = jnp.sum(real, axis=-1).astype(log_weights.dtype)
     return (gammaln(k * alpha) - k * gammaln(alpha)
-            + (alpha - 1.0) * jnp.sum(log_weights, axis=-1))
+            + (alpha - 1.0) * jnp.sum(jnp.where(real, log_weights, 0.0), axis=-1))
 
 
-def log_prior_terms(params: GMMParams, prior: GMMPrior | None, log_weights=None):
-    """:func:`log_prior` with ``log w`` given (e.g. ``log_softmax(logits)``)."""
+def log_prior_terms(params: GMMParams, prior: GMMPrior | None, log_weights=None, real=None):
+    """:func:`log_prior` with ``log w`` given (e.g. ``log_softmax(logits)``);
+    ``real (k,)`` restricts it to the real components of a padded mixture
+    (whose others are copies of component 0, see
+    :func:`jaxmix.gmm.update.enforce_mask`)."""
     if prior is None:
         return jnp.zeros((), params.means.dtype)
     fam = family(params.covariance_type)
     pc, means = params.precisions_cholesky, params.means
     k, d = means.shape
+    if real is None:
+        real = jnp.ones((k,), bool)
     if log_weights is None:
-        log_weights = jnp.log(params.weights)
+        log_weights = safe_log(params.weights)
     kappa = prior.mean_precision
     # mu_k | Sigma_k ~ N(m0, Sigma_k / kappa): whitened by sqrt(kappa) L_k.
     maha = fam.sq_mahalanobis(prior.mean_prior[None], means, pc)[0]
     log_det = jnp.broadcast_to(fam.log_det(pc, d), (k,))
-    log_mean = jnp.sum(-0.5 * d * LOG_2PI + 0.5 * d * jnp.log(kappa) + log_det
-                       - 0.5 * kappa * maha)
-    return (log_dirichlet(log_weights, prior.weight_concentration) + log_mean
-            + fam.log_covariance_prior(pc, prior, d))
+    log_mean = jnp.sum(jnp.where(real, -0.5 * d * LOG_2PI + 0.5 * d * jnp.log(kappa) + log_det
+                                 - 0.5 * kappa * maha, 0.0))
+    log_cov = fam.log_covariance_prior(pc, prior, d)
+    if fam.per_component:  # the padding's terms are component 0's
+        log_cov = log_cov - jnp.sum(~real) * fam.log_covariance_prior(pc[:1], prior, d)
+    return log_dirichlet(log_weights, prior.weight_concentration, real) + log_mean + log_cov
 
 
-def log_prior(params: GMMParams, prior: GMMPrior | None) -> jax.Array:
+def log_prior(params: GMMParams, prior: GMMPrior | None, real=None) -> jax.Array:
     """Log-density of ``params`` under ``prior`` (scalar); ``0`` when ``prior`` is None.
 
     Normalised, so it equals the sum of the matching ``scipy.stats`` log-pdfs
     (``dirichlet``, ``invwishart`` / ``invgamma``, ``multivariate_normal``).
     """
-    return log_prior_terms(params, prior)
+    return log_prior_terms(params, prior, real=real)
 
 
 # ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from jaxmix.data.reduce import reduce
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import weighted_log_prob
-from jaxmix.numerics import HIGHEST, LOG_2PI, eps, normalise
+from jaxmix.numerics import HIGHEST, LOG_2PI, eps, normalise, safe_log
 from jaxmix.params import GMMParams
 
 PATHS = ("auto", "gemm", "exact")
@@ -120,7 +120,7 @@ def gemm_coefficients(params: GMMParams) -> jax.Array:
     k, d = means.shape
     p_mu = fam.precision_times(pc, jnp.broadcast_to(means, (k, d)))
     const = (-0.5 * jnp.sum(means * p_mu, axis=-1) - 0.5 * d * LOG_2PI
-             + fam.log_det(pc, d) + jnp.log(params.weights))
+             + fam.log_det(pc, d) + safe_log(params.weights))
     return jnp.concatenate([-0.5 * fam.quad_coefs(pc, k), p_mu, const[:, None]], axis=-1)
 
 
@@ -131,7 +131,11 @@ def chunk_stats(params: GMMParams, x, w, path: str):
     fam = family(params.covariance_type)
     if path == "gemm":
         feats = design_features(fam, x)
-        logp = jnp.matmul(feats, gemm_coefficients(params).T, precision=HIGHEST)
+        # log w added after the GEMM: a masked component's -inf must not meet
+        # the constant feature's zero tangent inside the product (0 * inf)
+        unit = params.replace(weights=jnp.ones_like(params.weights))
+        logp = (jnp.matmul(feats, gemm_coefficients(unit).T, precision=HIGHEST)
+                + safe_log(params.weights))
         rw, norm = normalise(logp, w)
         return feature_sums(feats, rw), jnp.sum(w * norm)
     rw, norm = normalise(weighted_log_prob(params, x), w)

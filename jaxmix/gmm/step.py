@@ -38,10 +38,12 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
 
     def run(params: GMMParams, chosen: str):
         stats = batched_e_step(params, data, chosen)
-        new = jax.vmap(lambda s: m_step(s, reg_covar, params.covariance_type, prior))(stats)
+        real = jnp.ones(params.weights.shape, bool) if mask is None else mask
+        new = jax.vmap(lambda s, m: m_step(s, reg_covar, params.covariance_type, prior,
+                                           jnp.sum(m)))(stats, real)
         objective = stats.loglik
         if prior is not None:
-            objective = objective + jax.vmap(lambda p: log_prior(p, prior))(params)
+            objective = objective + jax.vmap(lambda p, m: log_prior(p, prior, m))(params, real)
         return enforce_mask(new, mask), objective / total
 
     if path == "auto":

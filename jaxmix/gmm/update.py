@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmix.data.reduce import reduce
 from jaxmix.gmm.covariance import family
@@ -21,11 +22,13 @@ from jaxmix.numerics import HIGHEST
 from jaxmix.params import GMMParams
 
 
-def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None) -> GMMParams:
+def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
+           n_real=None) -> GMMParams:
     """Maximum-likelihood parameters from statistics (taken about their
-    ``shift``), or the closed-form MAP parameters under ``prior`` (:func:`map_m_step`)."""
+    ``shift``), or the closed-form MAP parameters under ``prior``
+    (:func:`map_m_step`; ``n_real``: real components of a padded mixture)."""
     if prior is not None:
-        return map_m_step(stats, reg_covar, covariance_type, prior)
+        return map_m_step(stats, reg_covar, covariance_type, prior, n_real)
     fam = family(covariance_type)
     shift = stats.shift
     nk = floored(stats.nk)
@@ -34,7 +37,8 @@ def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None) -> GMMP
     return GMMParams(nk / jnp.sum(nk), shift + dev, fam.precision_cholesky(cov), covariance_type)
 
 
-def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior) -> GMMParams:
+def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior,
+               n_real=None) -> GMMParams:
     """Closed-form MAP parameters from statistics taken about ``shift`` (``(k, d)``).
 
     Same inputs as :func:`m_step`; :mod:`jaxmix.gmm.priors` gives the update. ``reg_covar`` is added to the covariance diagonal afterwards.
@@ -47,7 +51,7 @@ def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior
     dev = stats.sx / nk[:, None]                       # xbar_k - c_k
     delta = dev + shift - prior.mean_prior             # xbar_k - m0
     means = shift + (kappa * (prior.mean_prior - shift) + stats.sx) / (kappa + nk)[:, None]
-    cov = fam.add_reg(fam.map_covariance(nk, dev, stats.sxx, delta, prior), reg_covar)
+    cov = fam.add_reg(fam.map_covariance(nk, dev, stats.sxx, delta, prior, n_real), reg_covar)
     weights = jnp.maximum(nk + prior.weight_concentration - 1.0, tiny)
     return GMMParams(weights / jnp.sum(weights), means, fam.precision_cholesky(cov),
                      covariance_type)
@@ -100,3 +104,24 @@ def enforce_mask(params: GMMParams, mask) -> GMMParams:
     means = jnp.where(mask[..., None], params.means, params.means[:, :1])
     pc = family(params.covariance_type).keep_components(params.precisions_cholesky, mask)
     return params.replace(weights=w, means=means, precisions_cholesky=pc)
+
+
+def pad_components(params: GMMParams, k_max: int) -> GMMParams:
+    """One model padded to ``k_max`` components of weight 0 (copies of
+    component 0 otherwise), for a padded fit (:mod:`jaxmix.fit.buckets`)."""
+    extra = k_max - params.weights.shape[0]
+    fam = family(params.covariance_type)
+    return params.replace(
+        weights=jnp.concatenate([params.weights, jnp.zeros((extra,), params.weights.dtype)]),
+        means=jnp.concatenate([params.means, jnp.repeat(params.means[:1], extra, axis=0)]),
+        precisions_cholesky=fam.pad_components(params.precisions_cholesky, k_max))
+
+
+def first_components(params: GMMParams, k: int) -> GMMParams:
+    """Restart-batched ``params`` cut to their first ``k`` components (NumPy
+    leaves stay NumPy)."""
+    fam = family(params.covariance_type)
+    pc = params.precisions_cholesky
+    stack = np.stack if isinstance(pc, np.ndarray) else jnp.stack
+    return params.replace(weights=params.weights[:, :k], means=params.means[:, :k],
+                          precisions_cholesky=stack([fam.first_components(a, k) for a in pc]))

@@ -10,6 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.utils import check_random_state
 
+from jaxmix.fit.buckets import component_bucket
+from jaxmix.gmm.covariance import family
+from jaxmix.numerics import float_dtype
+
 # Rows per evaluation block: one block's (rows, k, d) intermediate stays near
 # this many elements. Blocks are padded to a power of two rows (at least 16) so
 # that calls on many different n reuse a handful of compiled shapes.
@@ -55,15 +59,33 @@ def apply_in_blocks(fn, params, x: np.ndarray, width: int) -> np.ndarray:
         size = _bucket(m) if start == 0 else block
         if m < size:
             part = np.concatenate([part, np.repeat(part[:1], size - m, axis=0)])
-        out.append(np.asarray(f(params, jnp.asarray(part)))[:m])
+        out.append(np.asarray(f(params, jax.device_put(part)))[:m])
     return np.concatenate(out)
 
 
 def as_jax_params(params, dtype):
-    """Every leaf of ``params`` as a JAX array of ``dtype``."""
-    return jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+    """Every leaf of ``params`` as a JAX array of ``dtype`` (``device_put`` of
+    host arrays: no copy program is compiled)."""
+    return jax.tree.map(lambda a: jax.device_put(np.asarray(a, dtype)), params)
+
+
+def padded_gmm(params, dtype):
+    """Host ``GMMParams`` padded to their component bucket
+    (:mod:`jaxmix.fit.buckets`: weight-0 copies of component 0), on the
+    device: evaluations of models of different ``k`` share programs, and
+    the padding never takes a sample (its log-weight is ``-inf``)."""
+    k = np.shape(params.weights)[0]
+    extra = component_bucket(k) - k
+    w, m = np.asarray(params.weights), np.asarray(params.means)
+    pc = np.asarray(params.precisions_cholesky)
+    if family(params.covariance_type).per_component:
+        pc = np.concatenate([pc, np.repeat(pc[:1], extra, axis=0)])
+    padded = params.replace(weights=np.concatenate([w, np.zeros(extra, w.dtype)]),
+                            means=np.concatenate([m, np.repeat(m[:1], extra, axis=0)]),
+                            precisions_cholesky=pc)
+    return as_jax_params(padded, dtype)
 
 
 def compute_dtype(x: np.ndarray):
     """The dtype JAX computes ``x`` in (float32 unless x64 is on)."""
-    return jnp.asarray(np.zeros((), x.dtype)).dtype
+    return float_dtype(x.dtype)

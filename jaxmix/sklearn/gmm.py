@@ -27,6 +27,7 @@ Differences from sklearn, by design:
 
 from __future__ import annotations
 
+import functools
 import numbers
 import time
 import warnings
@@ -48,8 +49,14 @@ from jaxmix.gmm import (family, log_prob, predict as gmm_predict, responsibiliti
 from jaxmix.io import check_loaded_gmm
 from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
-                                    key_from_random_state)
+                                    key_from_random_state, padded_gmm)
 from jaxmix.sklearn.persist import Persistent, load_as
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _covariances_and_precisions(pc, covariance_type):
+    fam = family(covariance_type)
+    return fam.covariance(pc), fam.precisions(pc)
 
 
 class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
@@ -202,8 +209,9 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         self.weights_ = np.asarray(p.weights)
         self.means_ = np.asarray(p.means)
         self.precisions_cholesky_ = pc
-        self.covariances_ = np.asarray(family(ct).covariance(jnp.asarray(pc)))
-        self.precisions_ = np.asarray(family(ct).precisions(jnp.asarray(pc)))
+        k = pc.shape[0] if family(ct).per_component else None
+        cov, prec = _covariances_and_precisions(padded_gmm(p, pc.dtype).precisions_cholesky, ct)
+        self.covariances_, self.precisions_ = (np.asarray(a)[:k] for a in (cov, prec))
 
     def _params(self) -> GMMParams:
         check_is_fitted(self, "precisions_cholesky_")
@@ -213,8 +221,9 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
     def _eval(self, fn, X):
         params = self._params()
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        width = params.n_components * params.n_features
-        return apply_in_blocks(fn, as_jax_params(params, compute_dtype(X)), X, width)
+        padded = padded_gmm(params, compute_dtype(X))
+        width = padded.n_components * params.n_features
+        return apply_in_blocks(fn, padded, X, width)
 
     # ---- inference -------------------------------------------------------
 
@@ -224,7 +233,7 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Posterior probability of each component ``(n, k)``."""
-        return self._eval(responsibilities, X)
+        return self._eval(responsibilities, X)[:, :self.n_components]
 
     def score_samples(self, X):
         """Log-density of each sample ``(n,)``."""

@@ -211,14 +211,17 @@ MASK_CASES_SLOW = [(t, i, r) for t in TYPES
 
 def _check_masked(covariance_type, init, reg_covar):
     from jaxmix.data.chunked import chunk
+    from jaxmix.fit.gmm import fit_rows
+    from jaxmix.fit.rows import restart_rows
 
     x = blobs(2, 2, n=200)
     ks = np.array([1, 2, 4])
     data = chunk(x, 64)
-    out = sel_mod._fit_grid(jax.random.PRNGKey(0), data, data, ks, np.full(3, 3), 1e-3,
-                            reg_covar, k_max=4, n_restarts=2, covariance_type=covariance_type,
-                            init=init, max_iter=30, path="auto")
-    fit = out.fit
+    rows = restart_rows(ks, 2, 3, n_rows=6)
+    fit, score = fit_rows(jax.random.PRNGKey(0), rows, data, data, np.zeros(2, np.float32),
+                          None, 1e-3, reg_covar, 30, None, k_max=4,
+                          covariance_type=covariance_type, init=init, history=30,
+                          path="auto", max_trials=3, per_k=True)
     mask = np.arange(4)[None, :] < np.repeat(ks, 2)[:, None]
     w = np.asarray(fit.params.weights)
     assert np.all(w[~mask] == 0.0), "masked weights must be exactly zero"
@@ -226,7 +229,7 @@ def _check_masked(covariance_type, init, reg_covar):
     np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-12)
     for leaf in jax.tree.leaves(fit.params):
         assert np.all(np.isfinite(leaf))
-    assert np.all(np.isfinite(np.asarray(out.score)))
+    assert np.all(np.isfinite(np.asarray(score)))
     assert not np.asarray(fit.failed).any()
     # k = 1 and 2 on two clear blobs: nothing collapses, masked comps not counted
     assert not np.asarray(fit.degenerate)[:4].any()

@@ -1,0 +1,90 @@
+"""Shape buckets: what a compiled fit is specialised on, and how inputs are
+padded so that most calls reuse a program already compiled.
+
+XLA compiles one program per combination of static shapes, and compiling a
+fit costs seconds where running it often costs milliseconds. So only what
+changes shapes is static, and each such size is rounded up to a *bucket*:
+
+* ``k`` components: :func:`component_bucket` (at least 8, then two buckets
+  per octave: 8, 12, 16, 24, ...); the extra components are masked (weight
+  exactly 0, no responsibility, see :mod:`jaxmix.fit.select`), so a fit's
+  first ``k`` components follow the path of an unpadded ``k``-component fit;
+* ``R`` restarts (or grid rows): :func:`restart_bucket` (1, 2, 3, 4, 6, 8,
+  12, ...); the extra rows are inactive from the start (never stepped as
+  live, never chosen) and dropped from the result;
+* ``n`` samples: :func:`sample_bucket` (at least 256, then eight buckets per
+  octave, so at most 1/8 of padding); the extra rows have weight 0;
+* ``max_iter`` sizes only the ``history`` array: :func:`history_bucket`
+  (powers of two, at least 128); the cap itself is a traced value.
+
+``tol``, ``reg_covar``, ``max_iter`` and prior strengths are traced, so a
+refit that changes them, or ``R`` and ``k`` within their buckets, compiles
+nothing. The price is the padded work: a ``k = 3`` fit evaluates 8
+components per sample and ``R = 10`` restarts run as 12. Compilation costs
+more than that on every problem up to roughly ``n * k * d^2`` of a few
+million per restart (seconds of compile against milliseconds of work); for
+larger problems, or to measure an unpadded program, wrap the call in
+:func:`exact_shapes`.
+
+>>> [component_bucket(k) for k in (1, 3, 8, 9, 13, 20)]
+[8, 8, 8, 12, 16, 24]
+>>> [restart_bucket(r) for r in (1, 5, 10, 16)], sample_bucket(1000), history_bucket(100)
+([1, 6, 12, 16], 1024, 128)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+MIN_COMPONENTS = 8
+MIN_SAMPLES = 256
+MIN_HISTORY = 128
+
+_state = threading.local()
+
+
+def bucket(n: int, minimum: int = 1, per_octave: int = 1) -> int:
+    """The smallest ``m * 2^e >= max(n, minimum)`` with ``per_octave <= m <
+    2 * per_octave`` (``per_octave`` a power of two): ``per_octave`` sizes
+    per doubling, so the padding is below ``1 / per_octave`` of the size."""
+    n = max(int(n), int(minimum), 1)
+    step = 1 << max(0, n.bit_length() - per_octave.bit_length())
+    return -(-n // step) * step
+
+
+def padding() -> bool:
+    """Whether shapes are bucketed (False inside :func:`exact_shapes`)."""
+    return getattr(_state, "padding", True)
+
+
+@contextlib.contextmanager
+def exact_shapes():
+    """Compile fits for the exact ``k``, ``R``, ``n`` and ``max_iter`` inside
+    the block (no padding: less work per iteration, one program per shape)."""
+    before = padding()
+    _state.padding = False
+    try:
+        yield
+    finally:
+        _state.padding = before
+
+
+def component_bucket(k: int) -> int:
+    """Components a ``k``-component fit is compiled for."""
+    return bucket(k, MIN_COMPONENTS, 2) if padding() else int(k)
+
+
+def restart_bucket(r: int) -> int:
+    """Rows a fit of ``r`` restarts (or grid rows) is compiled for."""
+    return bucket(r, 1, 2) if padding() else int(r)
+
+
+def sample_bucket(n: int) -> int:
+    """Rows ``n`` samples are padded to (with weight 0)."""
+    return bucket(n, MIN_SAMPLES, 8) if padding() else int(n)
+
+
+def history_bucket(max_iter: int) -> int:
+    """Length of the compiled ``history`` array for an iteration cap ``max_iter``."""
+    return bucket(max_iter, MIN_HISTORY, 1) if padding() else int(max_iter)

@@ -1,0 +1,141 @@
+"""Shape buckets (jaxmix.fit.buckets): padded fits equal unpadded ones, and
+refits inside a bucket compile nothing."""
+
+import collections
+
+import jax
+import jax.monitoring
+import numpy as np
+import optax
+import pytest
+
+import jaxmix
+from jaxmix.fit.buckets import (bucket, component_bucket, exact_shapes, history_bucket,
+                                restart_bucket, sample_bucket)
+from jaxmix.fit.rows import TRACE_COUNT
+
+RNG = np.random.default_rng(3)
+X = np.concatenate([RNG.normal(c, 0.7, (60, 3)) for c in (-3.0, 0.0, 3.0)]).astype(np.float32)
+TYPES = ("full", "tied", "diag", "spherical")
+COMPILES = collections.Counter()
+
+
+def _count(name, *_args, **_kwargs):
+    if name == "/jax/core/compile/backend_compile_duration":
+        COMPILES["n"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count)
+
+
+@pytest.mark.parametrize("per_octave", [1, 2, 8])
+def test_bucket_is_the_smallest_size_of_its_form(per_octave):
+    """Brute force: the smallest m * 2^e >= n with per_octave <= m < 2 per_octave."""
+    sizes = sorted({m << e for e in range(12) for m in range(per_octave, 2 * per_octave)}
+                   | set(range(1, per_octave)))
+    for n in range(1, 1500):
+        want = min(s for s in sizes if s >= n)
+        assert bucket(n, 1, per_octave) == want
+        assert (want - n) * per_octave < want or want == n
+
+
+def test_buckets_and_exact_shapes():
+    assert [component_bucket(k) for k in (1, 8, 9, 12, 13)] == [8, 8, 12, 12, 16]
+    assert [restart_bucket(r) for r in (1, 3, 5, 10)] == [1, 3, 6, 12]
+    assert sample_bucket(100) == 256 and history_bucket(100) == 128
+    with exact_shapes():
+        assert (component_bucket(3), restart_bucket(5), sample_bucket(100),
+                history_bucket(7)) == (3, 5, 100, 7)
+    assert component_bucket(3) == 8
+
+
+def _same(a, b, atol=2e-5):
+    for name in ("objective", "n_iter", "converged", "failed", "degenerate", "best"):
+        np.testing.assert_allclose(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)),
+                                   rtol=1e-5, atol=atol, err_msg=name)
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        assert u.shape == v.shape
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=atol)
+    ha, hb = np.asarray(a.history), np.asarray(b.history)
+    assert ha.shape == hb.shape
+    np.testing.assert_array_equal(np.isnan(ha), np.isnan(hb))
+    np.testing.assert_allclose(ha[~np.isnan(ha)], hb[~np.isnan(hb)], rtol=1e-5, atol=atol)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("prior", [None, "default"])
+def test_padded_em_equals_unpadded(covariance_type, prior):
+    """k=3 padded to 8 components, R=5 to 6 rows, n=180 to 256 rows,
+    max_iter=40 to a history of 128: the same fit as the exact shapes."""
+    args = dict(covariance_type=covariance_type, n_restarts=5, prior=prior, max_iter=40)
+    padded = jaxmix.fit_gmm(0, X, 3, **args)
+    with exact_shapes():
+        exact = jaxmix.fit_gmm(0, X, 3, **args)
+    _same(padded, exact)
+    assert padded.params.means.shape == (5, 3, 3) and padded.history.shape == (5, 40)
+
+
+@pytest.mark.parametrize("init", ["kmeans", "random", "random_from_data", "k-means++"])
+def test_padded_em_equals_unpadded_for_every_init(init):
+    padded = jaxmix.fit_gmm(1, X, 2, n_restarts=3, init=init, covariance_type="diag")
+    with exact_shapes():
+        exact = jaxmix.fit_gmm(1, X, 2, n_restarts=3, init=init, covariance_type="diag")
+    _same(padded, exact)
+
+
+def test_padded_em_from_init_params_and_with_weights():
+    start = jaxmix.fit_gmm(0, X, 3, max_iter=2).best_params
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    args = dict(init_params=start, n_restarts=2, sample_weight=w)
+    padded = jaxmix.fit_gmm(0, X, 3, **args)
+    with exact_shapes():
+        exact = jaxmix.fit_gmm(0, X, 3, **args)
+    _same(padded, exact)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_padded_kmeans_equals_unpadded(init):
+    padded = jaxmix.fit_kmeans(0, X, 3, n_restarts=5, init=init)
+    with exact_shapes():
+        exact = jaxmix.fit_kmeans(0, X, 3, n_restarts=5, init=init)
+    _same(padded, exact, atol=1e-2)
+    c0 = X[:3]
+    padded = jaxmix.fit_kmeans(0, X, 3, init_centroids=c0, n_restarts=2)
+    with exact_shapes():
+        exact = jaxmix.fit_kmeans(0, X, 3, init_centroids=c0, n_restarts=2)
+    _same(padded, exact, atol=1e-3)
+
+
+def test_padded_gradient_fit_equals_unpadded():
+    opt = optax.adam(0.05)
+    padded = jaxmix.fit_gradient(0, X, 3, opt, n_restarts=3, max_iter=30)
+    with exact_shapes():
+        exact = jaxmix.fit_gradient(0, X, 3, opt, n_restarts=3, max_iter=30)
+    _same(padded, exact, atol=1e-4)
+
+
+def test_restart_r_does_not_depend_on_how_many_run():
+    """Restart r starts from fold_in(key, r): R=3 is the first three of R=7."""
+    few, many = jaxmix.fit_gmm(4, X, 3, n_restarts=3), jaxmix.fit_gmm(4, X, 3, n_restarts=7)
+    np.testing.assert_allclose(np.asarray(few.params.means),
+                               np.asarray(many.params.means[:3]), atol=1e-5)
+    few, many = jaxmix.fit_kmeans(4, X, 3, n_restarts=3), jaxmix.fit_kmeans(4, X, 3,
+                                                                          n_restarts=7)
+    np.testing.assert_allclose(np.asarray(few.params.centroids),
+                               np.asarray(many.params.centroids[:3]), atol=1e-5)
+
+
+def test_a_k_sweep_compiles_two_programs_and_refits_compile_nothing():
+    """k = 2..9 (buckets 8 and 12): at most two traces of the EM program;
+    then other max_iter, tol, reg_covar, R and k inside the buckets compile
+    nothing at all (no program, large or small)."""
+    x = X[:170]  # a sample count no other test uses
+    before = TRACE_COUNT["gmm"]
+    for k in range(2, 10):
+        jaxmix.fit_gmm(0, x, k, n_restarts=4)
+    assert TRACE_COUNT["gmm"] - before <= 2
+    compiles = COMPILES["n"]
+    jaxmix.fit_gmm(0, x, 5, n_restarts=3, max_iter=37, tol=1e-5, reg_covar=1e-4)
+    jaxmix.fit_gmm(1, x, 7, n_restarts=4, max_iter=120)
+    jaxmix.fit_gmm(0, x[:165], 4, n_restarts=4)  # n within its sample bucket
+    assert COMPILES["n"] == compiles
