@@ -6,9 +6,11 @@ tabulates it.
 
 How the grid is vectorised (``strategy="padded"``, the default)
 ---------------------------------------------------------------
-Every ``k`` in the grid is padded to ``k_max = max(ks)`` components, and the
-``G`` grid points times ``R`` restarts become one restart axis of ``G * R``
-models that the fit driver (:func:`jaxmix.fit.driver.iterate`) runs in one
+Every ``k`` in the grid is padded to ``k_max``, the component bucket of
+``max(ks)`` (:mod:`jaxmix.fit.buckets`; every fit pads the same way), and
+the ``G`` grid points times ``R`` restarts become the rows
+(:mod:`jaxmix.fit.rows`, bucketed too) of the one EM program
+(:func:`jaxmix.fit.gmm.fit_rows`) that the fit driver (:func:`jaxmix.fit.driver.iterate`) runs in one
 ``lax.while_loop``. A boolean mask ``(G * R, k_max)`` marks the real
 components (``j < k``):
 
@@ -16,6 +18,9 @@ components (``j < k``):
   ``-inf`` and their responsibility exactly ``0``: they add nothing to the
   statistics nor to the log-likelihood, so the first ``k`` components follow
   the same EM path as a ``k``-component fit (up to float rounding);
+* MAP-EM (``fit_gmm(prior=...)``, padded the same way) counts only the
+  real components in the prior (the masked ones are copies of component 0
+  whose terms are left out);
 * after every M-step the masked weights are forced back to ``0`` (the M-step
   gives them ``10 eps``) and the rest renormalised; masked means and
   precision factors are reset to copies of component 0, so they stay finite
@@ -28,10 +33,10 @@ components (``j < k``):
   ``"kmeans"`` initialiser are parked where Lloyd never assigns to them;
 * the failure / degeneracy flags only look at the real components.
 
-``k`` values are a traced array: only ``len(ks)``, ``k_max``, ``R``, the data
-shape and the covariance type are static, so a sweep compiles **once per
-covariance type** and a different grid of the same length and maximum reuses
-the executable.
+The rows (each one's ``k``, restart and k-means++ trials) are traced
+arrays: only the row and component buckets, the sample bucket and the
+covariance type are static, so a sweep compiles **once per covariance
+type**, and another grid (or a ``fit_gmm``) in the same buckets reuses it.
 
 Why padding rather than one compiled call per ``k`` (``strategy="per_k"``,
 same code with ``k_max = k``): compiling the EM loop costs seconds per
@@ -50,7 +55,7 @@ better choice when the same shapes are swept repeatedly with the executables
 cached (about 2x faster warm on that problem).
 
 A row depends only on its own ``k``: restart ``r`` of ``k`` starts from
-``split(fold_in(key, k), R)[r]``, so row ``k`` is ``fit_gmm(fold_in(key, k),
+``fold_in(fold_in(key, k), r)``, so row ``k`` is ``fit_gmm(fold_in(key, k),
 x, k, n_restarts=R)`` up to float rounding, whatever else is in the grid.
 
 >>> import jax, numpy as np
@@ -187,7 +192,7 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
 
     Args:
       key: ``jax.random`` key or int seed. Restart ``r`` of ``k`` uses
-        ``split(fold_in(key, k), R)[r]``, so a row does not depend on the rest
+        ``fold_in(fold_in(key, k), r)``, so a row does not depend on the rest
         of the grid nor on ``strategy`` (up to float rounding): it is
         ``fit_gmm(fold_in(key, k), x, k, n_restarts=R, ...)``.
       x: ``(n, d)`` data (an array, possibly sharded).

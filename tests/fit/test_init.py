@@ -89,9 +89,9 @@ def test_random_from_data_picks_distinct_rows():
 
 
 def test_kmeans_plusplus_init_uses_the_seeds():
-    """Restart r starts on the k-means++ seeds drawn with split(key, R)[r]."""
+    """Restart r starts on the k-means++ seeds drawn with fold_in(key, r)."""
     p = init("k-means++")
-    keys = jax.random.split(KEY, R)
+    keys = [jax.random.fold_in(KEY, r) for r in range(R)]
     for r in range(R):
         seeds, _ = kmeans_plusplus(keys[r], jnp.asarray(X), jnp.ones(len(X)), k=K)
         np.testing.assert_allclose(np.asarray(p.means[r]), np.asarray(seeds), rtol=1e-12)
@@ -103,7 +103,7 @@ def test_kmeans_init_matches_sklearn_lloyd():
     blobs, and sklearn's M-step on those one-hot labels is the initial
     mixture (1e-10: same closed form on identical labels)."""
     p = init("kmeans")
-    keys = jax.random.split(KEY, R)
+    keys = [jax.random.fold_in(KEY, r) for r in range(R)]
     for r in range(R):
         seeds, _ = kmeans_plusplus(keys[r], jnp.asarray(X), jnp.ones(len(X)), k=K)
         km = KMeans(K, init=np.asarray(seeds), n_init=1, tol=1e-4, max_iter=300).fit(X)
