@@ -15,7 +15,8 @@ changes shapes is static, and each such size is rounded up to a *bucket*:
 * ``n`` samples: :func:`sample_bucket` (at least 256, then eight buckets per
   octave, so at most 1/8 of padding); the extra rows have weight 0;
 * ``max_iter`` sizes only the ``history`` array: :func:`history_bucket`
-  (powers of two, at least 128); the cap itself is a traced value.
+  (powers of two, at least 1024, so the default caps of every fit, 100, 300 and 1000,
+  share one); the cap itself is a traced value.
 
 ``tol``, ``reg_covar``, ``max_iter`` and prior strengths are traced, so a
 refit that changes them, or ``R`` and ``k`` within their buckets, compiles
@@ -29,7 +30,7 @@ larger problems, or to measure an unpadded program, wrap the call in
 >>> [component_bucket(k) for k in (1, 3, 8, 9, 13, 20)]
 [8, 8, 8, 12, 16, 24]
 >>> [restart_bucket(r) for r in (1, 5, 10, 16)], sample_bucket(1000), history_bucket(100)
-([1, 6, 12, 16], 1024, 128)
+([1, 6, 12, 16], 1024, 1024)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import threading
 
 MIN_COMPONENTS = 8
 MIN_SAMPLES = 256
-MIN_HISTORY = 128
+MIN_HISTORY = 1024
 
 _state = threading.local()
 

@@ -32,6 +32,7 @@ from jaxmix.data.sharding import check_mesh, placed_chunks
 from jaxmix.data.source import is_source, open_source, sample_rows, survey
 from jaxmix.data.stream import Stream, registered
 from jaxmix.fit.buckets import sample_bucket
+from jaxmix.fit.programs import guard
 from jaxmix.validation import (check_data, check_int, check_n_components,
                                check_sample_weight)
 
@@ -79,8 +80,11 @@ def placed(key, x, k: int, *, row_elements: Callable[[int], int], chunk_size=Non
     :class:`Placement` (a streamed source stays readable inside the block).
 
     ``row_elements(d)`` is the fit's largest per-chunk intermediate per row
-    (the chunk rule's input); ``chunk_size`` overrides the rule.
+    (the chunk rule's input); ``chunk_size`` overrides the rule. Every fit
+    starts here, so here the process's compiled programs are kept in check
+    (:func:`jaxmix.fit.programs.guard`).
     """
+    guard()
     if is_source(x):
         if mesh is not None:
             raise ValueError("mesh cannot be combined with a streamed source; pass an array "

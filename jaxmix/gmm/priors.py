@@ -75,6 +75,7 @@ constant features or ``n < d`` still give a proper prior.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -177,23 +178,31 @@ def default_prior(x, n_components: int, covariance_type: str = "full", *, sample
       mean_precision: ``kappa_0``.
       degrees_of_freedom: ``nu``; ``None`` means ``d + 2``.
     """
-    fam = family(covariance_type)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
     n, d = x.shape
     w = jnp.ones((n,), x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
+    nu = d + 2.0 if degrees_of_freedom is None else degrees_of_freedom
+    return _default_prior(x, w, float(n_components) ** (2.0 / d), weight_concentration,
+                          mean_precision, nu, covariance_type)
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _default_prior(x, w, scale, weight_concentration, mean_precision, nu,
+                   covariance_type) -> GMMPrior:
+    """:func:`default_prior` in one compiled program (``scale = k^(2/d)``)."""
+    d = x.shape[1]
     w = w / jnp.sum(w)
     mean = jnp.matmul(w, x, precision=HIGHEST)
     z = x - mean
     cov = jnp.matmul((z * w[:, None]).T, z, precision=HIGHEST)
     mean_var = jnp.mean(jnp.diagonal(cov))
     floor = SCALE_FLOOR * jnp.where(mean_var > 0, mean_var, 1.0)
-    cov = cov / float(n_components) ** (2.0 / d) + floor * jnp.eye(d, dtype=x.dtype)
-    nu = d + 2.0 if degrees_of_freedom is None else degrees_of_freedom
-    scalar = lambda v: jnp.asarray(v, x.dtype)
+    cov = cov / scale + floor * jnp.eye(d, dtype=x.dtype)
+    scalar = lambda v: jnp.asarray(v, x.dtype)  # noqa: E731
     return GMMPrior(scalar(weight_concentration), mean, scalar(mean_precision), scalar(nu),
-                    fam.default_prior_scale(cov))
+                    family(covariance_type).default_prior_scale(cov))
 
 
 def check_prior(prior, n_features: int, covariance_type: str, dtype=jnp.float32) -> GMMPrior:
@@ -223,7 +232,7 @@ def check_prior(prior, n_features: int, covariance_type: str, dtype=jnp.float32)
                          f"covariance_type={covariance_type!r} with {d} features, got "
                          f"{float(out['degrees_of_freedom'])} (the default is d + 2)")
     fam.check_prior_scale(out["covariance_prior"])
-    return GMMPrior(**{name: jnp.asarray(a, dtype) for name, a in out.items()})
+    return GMMPrior(**{name: jax.device_put(np.asarray(a, dtype)) for name, a in out.items()})
 
 
 def resolve_prior(prior, x, n_components: int, covariance_type: str, sample_weight=None):

@@ -42,7 +42,7 @@ def test_bucket_is_the_smallest_size_of_its_form(per_octave):
 def test_buckets_and_exact_shapes():
     assert [component_bucket(k) for k in (1, 8, 9, 12, 13)] == [8, 8, 12, 12, 16]
     assert [restart_bucket(r) for r in (1, 3, 5, 10)] == [1, 3, 6, 12]
-    assert sample_bucket(100) == 256 and history_bucket(100) == 128
+    assert sample_bucket(100) == 256 and history_bucket(100) == 1024 == history_bucket(1000)
     with exact_shapes():
         assert (component_bucket(3), restart_bucket(5), sample_bucket(100),
                 history_bucket(7)) == (3, 5, 100, 7)
@@ -66,7 +66,7 @@ def _same(a, b, atol=2e-5):
 @pytest.mark.parametrize("prior", [None, "default"])
 def test_padded_em_equals_unpadded(covariance_type, prior):
     """k=3 padded to 8 components, R=5 to 6 rows, n=180 to 256 rows,
-    max_iter=40 to a history of 128: the same fit as the exact shapes."""
+    max_iter=40 to a history of 1024: the same fit as the exact shapes."""
     args = dict(covariance_type=covariance_type, n_restarts=5, prior=prior, max_iter=40)
     padded = jaxmix.fit_gmm(0, X, 3, **args)
     with exact_shapes():
