@@ -36,8 +36,16 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
     """
     total = data.total_weight()
 
-    def run(params: GMMParams, chosen: str):
-        stats = batched_e_step(params, data, chosen)
+    def stats_of(params: GMMParams):
+        if path != "auto":
+            return batched_e_step(params, data, path)
+        # only the E-step is branched: the M-step below is compiled once
+        return jax.lax.cond(gemm_is_accurate(params),
+                            lambda q: batched_e_step(q, data, "gemm"),
+                            lambda q: batched_e_step(q, data, "exact"), params)
+
+    def step(params: GMMParams):
+        stats = stats_of(params)
         real = jnp.ones(params.weights.shape, bool) if mask is None else mask
         new = jax.vmap(lambda s, m: m_step(s, reg_covar, params.covariance_type, prior,
                                            jnp.sum(m)))(stats, real)
@@ -46,10 +54,7 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
             objective = objective + jax.vmap(lambda p, m: log_prior(p, prior, m))(params, real)
         return enforce_mask(new, mask), objective / total
 
-    if path == "auto":
-        return lambda p: jax.lax.cond(gemm_is_accurate(p), lambda q: run(q, "gemm"),
-                                      lambda q: run(q, "exact"), p)
-    return lambda p: run(p, path)
+    return step
 
 
 def em_step(params: GMMParams, data, reg_covar, path: str = "exact", prior=None):
