@@ -2,11 +2,12 @@
 
 Both are *prefix-stable*: the first ``k`` centres drawn for ``k_max > k``
 centres are exactly the ``k`` centres of a ``k``-centre draw with the same
-key. k-means++ draws each candidate from its own key (``fold_in(key, t)``)
-and takes the number of local trials as a value, so a padded model selection
-grid (:func:`jaxmix.select_k`) seeds every ``k`` as a run of that ``k`` alone
-would. Random samples without replacement are the top ``k`` of Gumbel-
-perturbed log-weights, whose top ``k`` is a prefix of its top ``k_max``.
+key. k-means++ draws candidate ``t`` of centre ``c`` from its own key
+(``fold_in(fold_in(key, c), t)``, all hashed before the seeding loop) and
+takes the number of local trials as a value, so a padded model selection grid
+(:func:`jaxmix.select_k`) seeds every ``k`` as a run of that ``k`` alone would.
+Random samples without replacement are the top ``k`` of Gumbel-perturbed
+log-weights, whose top ``k`` is a prefix of its top ``k_max``.
 """
 
 from __future__ import annotations
@@ -28,23 +29,40 @@ def local_trials(k) -> int:
 
 def _search(cum, r):
     """First index ``i`` with ``cum[i] >= r`` (``cum`` non-decreasing), for
-    each entry of ``r``: an unrolled bisection, cheap to compile and to run
-    (``jnp.searchsorted`` compiles slowly inside loops, or compares all)."""
+    each entry of ``r``: a bisection whose ``log2 n`` steps are one rolled loop
+    body (unrolled, each step was compiled apart; ``jnp.searchsorted``
+    compiles slowly inside loops, or compares all)."""
     n = cum.shape[0]
-    lo = jnp.zeros(r.shape, jnp.int32)
-    hi = jnp.full(r.shape, n, jnp.int32)
-    for _ in range(max(1, n.bit_length())):
-        mid = (lo + hi) // 2
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = (lo + hi) >> 1  # == // 2 here (non-negative), without floor_divide's sign fix-ups
         right = cum[jnp.minimum(mid, n - 1)] < r
-        lo, hi = jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
+        return jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
+
+    start = (jnp.zeros(r.shape, jnp.int32), jnp.full(r.shape, n, jnp.int32))
+    lo, _ = jax.lax.fori_loop(0, max(1, n.bit_length()), halve, start)
     return jnp.minimum(lo, n - 1)
 
 
-def _draw(keys, p):
-    """One index per key, drawn with probability proportional to ``p >= 0``."""
+def _draw(p, u):
+    """One index per entry of ``u`` (uniforms in ``[0, 1)``), drawn with
+    probability proportional to ``p >= 0``."""
     cum = jnp.cumsum(p)
-    u = jax.vmap(lambda key: jax.random.uniform(key, (), p.dtype))(keys)
     return _search(cum, cum[-1] * (1 - u))
+
+
+def _uniforms(key, k: int, trials: int, dtype):
+    """The ``(k, trials)`` uniforms of k-means++: ``[0, :]`` all from
+    ``fold_in(key, 0)`` (the first centre), ``[c, t]`` from
+    ``fold_in(fold_in(key, c), t)`` for ``c >= 1``. Three vectorised hashes
+    before the seeding loop instead of three inside its body."""
+    per_c = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(k))
+    per_t = jax.vmap(lambda kc: jax.vmap(lambda t: jax.random.fold_in(kc, t))(
+        jnp.arange(trials)))(per_c[1:])
+    keys = jnp.concatenate([per_c[:1], per_t.reshape((-1,) + per_t.shape[2:])])
+    u = jax.vmap(lambda kt: jax.random.uniform(kt, (), dtype))(keys)
+    return jnp.concatenate([jnp.broadcast_to(u[:1], (1, trials)), u[1:].reshape(k - 1, trials)])
 
 
 def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = None):
@@ -56,8 +74,10 @@ def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = N
     distance to the nearest centre chosen so far. ``n_trials`` (default
     :func:`local_trials` of ``k``) may be a traced integer up to the static
     ``max_trials`` (default ``local_trials(k)``); with ``1`` it is plain D^2
-    sampling. Candidate ``t`` of centre ``c`` is drawn from
-    ``fold_in(fold_in(key, c), t)``, so seeds do not depend on ``max_trials``.
+    sampling. The first centre is drawn from ``fold_in(key, 0)`` and candidate
+    ``t`` of centre ``c`` from ``fold_in(fold_in(key, c), t)``, so seeds do
+    not depend on ``max_trials``. One loop body draws every centre (the first
+    one from ``w`` alone, keeping one candidate).
 
     Args:
       key: PRNG key.
@@ -72,6 +92,7 @@ def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = N
     n_trials = local_trials(k) if n_trials is None else n_trials
     last_valid = jnp.max(jnp.where(w > 0, jnp.arange(n, dtype=jnp.int32), 0))
     xx = jnp.sum(x * x, axis=-1)
+    u = _uniforms(key, k, max_trials, jnp.result_type(w, xx))
 
     def dist_to(rows):
         """``(len(rows), n)`` squared distances (samples on the minor axis, so
@@ -80,21 +101,18 @@ def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = N
         xc = jnp.matmul(c, x.T, precision=HIGHEST)
         return jnp.maximum(jnp.sum(c * c, axis=-1)[:, None] - 2.0 * xc + xx[None], 0.0)
 
-    first = _draw(jax.random.fold_in(key, 0)[None], w)[0]
-    idx = jnp.zeros((k,), jnp.int32).at[0].set(first)
-
     def body(c, carry):
-        idx, closest = carry
-        keys = jax.vmap(lambda t: jax.random.fold_in(jax.random.fold_in(key, c), t))(
-            jnp.arange(max_trials))
-        cand = jnp.minimum(_draw(keys, w * closest), last_valid)
+        idx, closest = carry  # closest: D^2, +inf before the first centre
+        later = c > 0
+        cand = _draw(jnp.where(later, w * closest, w), u[c])
+        cand = jnp.where(later, jnp.minimum(cand, last_valid), cand)
         new = jnp.minimum(closest[None], dist_to(cand))
-        potential = jnp.where(jnp.arange(max_trials) < n_trials,
-                              jnp.sum(w[None] * new, axis=1), jnp.inf)
-        best = jnp.argmin(potential)
+        live = jnp.arange(max_trials) < jnp.where(later, n_trials, 1)
+        best = jnp.argmin(jnp.where(live, jnp.sum(w[None] * new, axis=1), jnp.inf))
         return idx.at[c].set(cand[best]), new[best]
 
-    idx, _ = jax.lax.fori_loop(1, k, body, (idx, dist_to(first[None])[0]))
+    start = (jnp.zeros((k,), jnp.int32), jnp.full((n,), jnp.inf, xx.dtype))
+    idx, _ = jax.lax.fori_loop(0, k, body, start)
     return x[idx], idx
 
 

@@ -119,10 +119,17 @@ class Farthest(NamedTuple):
     label: jax.Array   # (B, m) cluster each candidate belongs to
 
 
+def _take(a, idx):
+    """``take_along_axis(a, idx, axis=1)`` for indices known to be in range
+    (no code to wrap negative or fill out-of-range ones)."""
+    idx = idx.reshape(idx.shape + (1,) * (a.ndim - idx.ndim))
+    return jnp.take_along_axis(a, idx, axis=1, mode="promise_in_bounds")
+
+
 def _top(far: Farthest, m: int) -> Farthest:
-    _, keep = jax.lax.top_k(far.dist, m)
-    return jax.tree.map(lambda a: jnp.take_along_axis(
-        a, keep.reshape(keep.shape + (1,) * (a.ndim - 2)), axis=1), far)
+    """The ``m`` candidates of ``far`` with the largest distances."""
+    dist, keep = jax.lax.top_k(far.dist, m)
+    return Farthest(dist, _take(far.x, keep), _take(far.w, keep), _take(far.label, keep))
 
 
 def _chunk_farthest(centroids, x, w, m: int) -> Farthest:
@@ -175,9 +182,8 @@ def relocate_empty(stats: KMeansStats, centroids, data, mask=None) -> KMeansStat
         rank = jnp.cumsum(empty, axis=1) - 1                          # (B, k)
         valid = jnp.isfinite(far.dist)                                # (B, m)
         pick = jnp.clip(rank, 0, k - 2)
-        take = empty & jnp.take_along_axis(valid, pick, axis=1)       # (B, k)
-        new_w = jnp.take_along_axis(far.w, pick, axis=1)
-        new_x = jnp.take_along_axis(far.x, pick[..., None], axis=1)
+        take = empty & _take(valid, pick)                             # (B, k)
+        new_w, new_x = _take(far.w, pick), _take(far.x, pick)         # (B, k), (B, k, d)
         moved = (jnp.arange(k - 1)[None] < jnp.sum(empty, axis=1, keepdims=True)) & valid
         out = (jax.nn.one_hot(far.label, k, dtype=far.w.dtype)
                * (moved * far.w)[..., None])                          # (B, m, k)

@@ -275,6 +275,68 @@ def test_greedy_kmeans_plusplus_potential_matches_sklearn():
     assert p_plain < 1e-3, (ours.mean(), plain.mean())
 
 
+def _reference_plusplus(key, x, w, k, n_trials):
+    """k-means++ as documented, step by step in float32 numpy: the first
+    centre from ``uniform(fold_in(key, 0))``, candidate ``t`` of centre ``c``
+    from ``uniform(fold_in(fold_in(key, c), t))``; a draw is the first index
+    whose cumulative weight reaches ``total * (1 - u)``. Exact for small
+    integer data (every sum is an integer below 2^24)."""
+    f32 = np.float32
+    x, w = np.asarray(x, f32), np.asarray(w, f32)
+    last_valid = np.flatnonzero(w > 0).max(initial=0)
+
+    def draw(p, key):
+        u = f32(jax.random.uniform(key, (), jnp.float32))
+        cum = np.cumsum(p, dtype=f32)
+        return min(int(np.searchsorted(cum, cum[-1] * (f32(1) - u), side="left")), len(p) - 1)
+
+    idx = [draw(w, jax.random.fold_in(key, 0))]
+    closest = ((x - x[idx[0]]) ** 2).sum(-1)
+    for c in range(1, k):
+        cands = [min(draw(w * closest, jax.random.fold_in(jax.random.fold_in(key, c), t)),
+                     last_valid) for t in range(n_trials)]
+        new = np.minimum(closest[None], ((x[None] - x[cands][:, None]) ** 2).sum(-1))
+        best = int(np.argmin((w[None] * new).sum(1)))
+        idx.append(cands[best])
+        closest = new[best]
+    return idx
+
+
+@pytest.mark.parametrize("typed_key", [False, True])
+def test_kmeans_plusplus_draws_from_the_documented_keys(rng, typed_key):
+    """Seeds equal a plain step-by-step reference of the key scheme and the
+    draw rule (``n_trials`` traced below ``max_trials``, zero weights)."""
+    x = rng.integers(-6, 7, (40, 2)).astype(np.float32)
+    w = rng.integers(0, 4, 40).astype(np.float32)
+    w[-3:] = 0.0
+    seeds = [jax.random.key(s) if typed_key else jax.random.PRNGKey(s) for s in range(4)]
+    run = jax.jit(lambda key, t: kmeans_plusplus(key, jnp.asarray(x), jnp.asarray(w), 5, t, 4)[1])
+    for key in seeds:
+        for t in (1, 3):
+            assert np.asarray(run(key, t)).tolist() == _reference_plusplus(key, x, w, 5, t)
+
+
+def test_kmeans_plusplus_is_prefix_stable_and_ignores_max_trials(rng):
+    x, w = jnp.asarray(rng.normal(size=(300, 3))), jnp.ones(300)
+    keys = jax.random.split(jax.random.PRNGKey(3), 6)
+    run = lambda k, m: np.asarray(jax.jit(jax.vmap(  # noqa: E731
+        lambda key: kmeans_plusplus(key, x, w, k, 3, m)[1]))(keys))
+    three = run(3, 3)
+    np.testing.assert_array_equal(run(7, 3)[:, :3], three)
+    np.testing.assert_array_equal(run(3, 6), three)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 33])
+def test_search_is_the_first_index_reaching_the_target(n):
+    """The bisection equals ``searchsorted(side="left")`` on a non-decreasing
+    array with flat runs, clipped to the last index."""
+    from jaxmix.kmeans.init import _search
+    cum = np.cumsum(np.arange(n) % 3 == 1).astype(np.float32)  # runs of equal values
+    r = np.r_[-1.0, 0.0, np.unique(cum), cum[-1] + 0.5, 0.25].astype(np.float32)
+    want = np.minimum(np.searchsorted(cum, r, side="left"), n - 1)
+    np.testing.assert_array_equal(np.asarray(_search(jnp.asarray(cum), jnp.asarray(r))), want)
+
+
 def test_random_init_draws_distinct_positive_weight_samples(rng):
     x = jnp.asarray(rng.normal(size=(30, 2)))
     w = jnp.asarray(np.r_[np.zeros(10), np.ones(20)])
