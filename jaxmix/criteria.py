@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.compiling import jit
 from jaxmix.data.chunked import Chunked, chunk, chunk_rows
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import log_prob
@@ -53,7 +53,7 @@ def score_chunks(params: GMMParams, data: Chunked):
     return jax.lax.map(lambda x: log_prob(params, x), data.x)
 
 
-@jax.jit
+@jit
 def _score_samples(params: GMMParams, data: Chunked):
     return score_chunks(params, data).reshape(-1)
 

@@ -23,12 +23,12 @@ self-distance set to exactly 0, as sklearn does.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.compiling import jit
 from jaxmix.numerics import HIGHEST
 from jaxmix.data.chunked import chunk
 from jaxmix.validation import check_data, check_int
@@ -48,7 +48,7 @@ def _encode_labels(labels, n: int):
     return codes.astype(np.int32), int(uniq.size)
 
 
-@functools.partial(jax.jit, static_argnames=("n_labels",))
+@jit(static_argnames=("n_labels",))
 def _silhouette(xs, ws, codes, *, n_labels):
     """``s_i`` for the chunked samples ``xs (C, m, d)`` (weights ``ws`` 1/0)."""
     n_chunks, m, _ = xs.shape

@@ -66,6 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.compiling import jit
 from jaxmix.dbscan.tiling import (DEFAULT_BLOCK, Tiles, block_reduce, core_tiles, data_frame,
                                   make_tiles, pad_rows, padded_size, pair_reduce,
                                   resolve_method, row_blocks, subset)
@@ -195,7 +196,7 @@ def _representatives(pts: Tiles, core, r2, method):
     return rep[pts.index], sweeps
 
 
-@partial(jax.jit, static_argnames=("block", "method"))
+@jit(static_argnames=("block", "method"))
 def _dbscan(x, weights, n, eps, min_samples, block: int, method: str):
     """The fit on the first ``n`` rows of ``x`` and ``weights`` (padded to a
     multiple of ``block`` rows); outputs padded likewise (labels -1)."""

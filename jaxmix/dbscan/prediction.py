@@ -18,18 +18,18 @@ recompile).
 
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.compiling import jit
 from jaxmix.dbscan.tiling import (DEFAULT_BLOCK, data_frame, make_tiles, pad_rows, padded_size,
                                   pair_reduce, resolve_method)
 from jaxmix.validation import check_data, check_int, check_nonneg
 
 
-@partial(jax.jit, static_argnames=("block", "tile", "method"))
+@jit(static_argnames=("block", "tile", "method"))
 def _predict(x_new, m, components, c, component_labels, max_distance, block: int,
              tile: int, method: str):
     """:func:`predict` on the first ``m`` rows of ``x_new`` and the first ``c``

@@ -13,12 +13,12 @@ array([-5.,  5.], dtype=float32)
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
@@ -153,7 +153,7 @@ def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
                              reg_covar, mask, rows.trials, max_trials)
 
 
-@functools.partial(jax.jit, static_argnames=(
+@jit(static_argnames=(
     "k_max", "covariance_type", "init", "history", "path", "max_trials", "per_k"))
 def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar, max_iter,
              prior, *, k_max, covariance_type, init, history, path, max_trials,

@@ -14,12 +14,12 @@ array([-5.,  5.], dtype=float32)
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmix.compiling import jit
 from jaxmix.data.source import is_source
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.buckets import history_bucket
@@ -122,7 +122,7 @@ def _raw_key(key):
     return key
 
 
-@functools.partial(jax.jit, static_argnames=(
+@jit(static_argnames=(
     "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"))
 def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter, *,
          k, covariance_type, init, history, optimizer, mini_batch, path) -> FitResult:

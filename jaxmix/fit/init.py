@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxmix.fit.kmeans import park, run_lloyd, seed_centres
+from jaxmix.fit.kmeans import run_lloyd, seed_centres
 from jaxmix.gmm.update import enforce_mask, params_from_resp
 from jaxmix.kmeans.assign import assign
 from jaxmix.kmeans.init import kmeans_plusplus, local_trials, random_rows

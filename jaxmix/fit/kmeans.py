@@ -22,12 +22,12 @@ array([-5.,  5.], dtype=float32)
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.compiling import jit
 from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
@@ -168,7 +168,7 @@ def with_final_inertia(result: FitResult, data, mask=None, usable=None) -> FitRe
                            best=best_restart(-inertia, result.failed, result.params, usable))
 
 
-@functools.partial(jax.jit, static_argnames=("k_max", "init", "history", "max_trials",
+@jit(static_argnames=("k_max", "init", "history", "max_trials",
                                              "per_k"))
 def kmeans_rows(key, rows: Rows, data, sample, offset, centroids0, tol, max_iter, *, k_max,
                 init, history, max_trials, per_k=False) -> FitResult:

@@ -18,12 +18,12 @@
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.compiling import jit
 from jaxmix.data.chunked import Chunked, one_chunk
 from jaxmix.data.source import is_source
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
@@ -117,7 +117,7 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
                                "check the data's scale (squared distances overflow)")
 
 
-@functools.partial(jax.jit, static_argnames=(
+@jit(static_argnames=(
     "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size", "weighted"))
 def _fit(key, data: Chunked, centroids0, config, *, k, n_restarts, init, n, n_steps, batch_size,
          init_size, weighted) -> FitResult:
@@ -146,7 +146,7 @@ def _fit(key, data: Chunked, centroids0, config, *, k, n_restarts, init, n, n_st
     return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)), data)
 
 
-_stream_step = jax.jit(minibatch_step)
+_stream_step = jit(minibatch_step)
 
 
 def _fit_stream(key, batches, n_clusters: int, *, init, init_centroids, tol,

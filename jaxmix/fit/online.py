@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.compiling import jit
 from jaxmix.data.chunked import chunk
 from jaxmix.data.source import Layout, check_chunk, open_source, pad
 from jaxmix.fit.driver import FitResult, raise_if_all_failed
@@ -51,8 +52,8 @@ from jaxmix.validation import as_key, check_int, check_nonneg
 ONLINE_CHUNK_SIZE = 2048
 
 
-_step = jax.jit(stepwise_em_step)
-_initial = jax.jit(starting_params, static_argnames=("k_max", "covariance_type", "init",
+_step = jit(stepwise_em_step)
+_initial = jit(starting_params, static_argnames=("k_max", "covariance_type", "init",
                                                      "max_trials", "per_k"))
 
 

@@ -70,10 +70,9 @@ x, k, n_restarts=R)`` up to float rounding, whatever else is in the grid.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.criteria import criteria, n_parameters
@@ -83,7 +82,8 @@ from jaxmix.fit.gmm import fit_rows
 from jaxmix.fit.init import INIT_METHODS
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import kmeans_rows
-from jaxmix.fit.rows import TRACE_COUNT, restart_rows, to_device, to_host
+from jaxmix.fit.rows import TRACE_COUNT  # noqa: F401 (read by tests and experiments)
+from jaxmix.fit.rows import restart_rows, to_device, to_host
 from jaxmix.fit.selection import InertiaCurve, Selection
 from jaxmix.gmm.stats import PATHS, row_elements as gmm_row_elements
 from jaxmix.gmm.update import first_components

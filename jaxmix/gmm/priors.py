@@ -75,7 +75,6 @@ constant features or ``n < d`` still give a proper prior.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -83,6 +82,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from jaxmix.compiling import jit
 from jaxmix.gmm.covariance import family
 from jaxmix.numerics import HIGHEST, LOG_2PI, safe_log
 from jaxmix.params import GMMParams
@@ -188,7 +188,7 @@ def default_prior(x, n_components: int, covariance_type: str = "full", *, sample
                           mean_precision, nu, covariance_type)
 
 
-@functools.partial(jax.jit, static_argnames="covariance_type")
+@jit(static_argnames="covariance_type")
 def _default_prior(x, w, scale, weight_concentration, mean_precision, nu,
                    covariance_type) -> GMMPrior:
     """:func:`default_prior` in one compiled program (``scale = k^(2/d)``)."""

@@ -10,7 +10,6 @@ The maximum-likelihood M-step follows scikit-learn: ``nk += 10 eps``,
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

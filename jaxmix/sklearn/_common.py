@@ -6,10 +6,10 @@ from __future__ import annotations
 import numbers
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.utils import check_random_state
 
+from jaxmix.compiling import jit
 from jaxmix.fit.buckets import component_bucket
 from jaxmix.gmm.covariance import family
 from jaxmix.numerics import float_dtype
@@ -42,7 +42,7 @@ def _bucket(n: int) -> int:
 def _jit(fn):
     """``jax.jit(fn)``, made once per function."""
     if fn not in _JITTED:
-        _JITTED[fn] = jax.jit(fn)
+        _JITTED[fn] = jit(fn)
     return _JITTED[fn]
 
 

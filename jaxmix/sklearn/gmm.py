@@ -27,7 +27,6 @@ Differences from sklearn, by design:
 
 from __future__ import annotations
 
-import functools
 import numbers
 import time
 import warnings
@@ -40,6 +39,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from jaxmix.compiling import jit
 from jaxmix.criteria import aic as gmm_aic, bic as gmm_bic
 from jaxmix.data import chunk
 from jaxmix.fit.gmm import fit_gmm
@@ -53,7 +53,7 @@ from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtyp
 from jaxmix.sklearn.persist import Persistent, load_as
 
 
-@functools.partial(jax.jit, static_argnames="covariance_type")
+@jit(static_argnames="covariance_type")
 def _covariances_and_precisions(pc, covariance_type):
     fam = family(covariance_type)
     return fam.covariance(pc), fam.precisions(pc)

@@ -32,6 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from jaxmix.compiling import jit
 from jaxmix.data import chunk
 from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
@@ -300,4 +301,4 @@ class MiniBatchKMeans(_BaseKMeans):
         return self
 
 
-_jitted_step = jax.jit(minibatch_step)
+_jitted_step = jit(minibatch_step)
