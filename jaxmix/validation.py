@@ -134,7 +134,10 @@ def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtyp
         raise ValueError(f"{name} has covariance_type={p.covariance_type!r} but "
                          f"{ct!r} is expected; make them agree")
     fam = family(ct)
-    means = jnp.asarray(p.means)
+    on_host = not is_traced(p) and all(
+        not isinstance(a, jax.Array) or a.is_fully_addressable for a in jax.tree.leaves(p))
+    xp = np if on_host else jnp  # concrete params are checked on the host: nothing compiles
+    means = xp.asarray(p.means)
     lead = means.shape[:-2] if batched else ()
     if means.ndim < 2 or (not batched and means.ndim != 2):
         raise ValueError(f"{name}.means must have shape {'(..., k, d)' if batched else '(k, d)'}, "
@@ -149,26 +152,29 @@ def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtyp
                 "precisions_cholesky": lead + fam.pc_shape(k, d)}
     out = {}
     for field, shape in expected.items():
-        a = jnp.asarray(getattr(p, field))
+        a = xp.asarray(getattr(p, field))
         if a.shape != shape:
             raise ValueError(f"{name}.{field} must have shape {shape}, got {a.shape}")
         out[field] = a if dtype is None else a.astype(dtype)
-    checked = GMMParams(out["weights"] / jnp.sum(out["weights"], axis=-1, keepdims=True),
-                        out["means"], out["precisions_cholesky"], ct)
     if not is_traced(out):
-        _check_gmm_values(out, name, fam, d)
-    return checked
+        _check_gmm_values(out, name, ct, xp)
+    checked = GMMParams(out["weights"] / xp.sum(out["weights"], axis=-1, keepdims=True),
+                        out["means"], out["precisions_cholesky"], ct)
+    return jax.tree.map(jax.device_put, checked) if on_host else checked
 
 
-def _check_gmm_values(out, name, fam, d):
-    for field, a in out.items():
-        if not bool(jnp.all(jnp.isfinite(a))):
-            raise ValueError(f"{name}.{field} contains NaN or infinity")
-    if bool(jnp.any(out["weights"] <= 0)):
-        raise ValueError(f"{name}.weights must be positive")
-    if not bool(jnp.all(jnp.isfinite(fam.log_det(out["precisions_cholesky"], d)))):
-        raise ValueError(f"{name}.precisions_cholesky must have a positive diagonal "
-                         "(Cholesky factors of positive-definite precisions)")
+def _check_gmm_values(out, name, covariance_type, xp):
+    with np.errstate(invalid="ignore"):
+        for field, a in out.items():
+            if not bool(xp.all(xp.isfinite(a))):
+                raise ValueError(f"{name}.{field} contains NaN or infinity")
+        if bool(xp.any(out["weights"] <= 0)):
+            raise ValueError(f"{name}.weights must be positive")
+        pc = out["precisions_cholesky"]
+        dense = pc.ndim >= 2 and covariance_type in ("full", "tied")
+        if not bool(xp.all(xp.diagonal(pc, axis1=-2, axis2=-1) > 0 if dense else pc > 0)):
+            raise ValueError(f"{name}.precisions_cholesky must have a positive diagonal "
+                             "(Cholesky factors of positive-definite precisions)")
 
 
 def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:

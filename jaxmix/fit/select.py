@@ -138,7 +138,7 @@ def _best_per_k(out, ks: np.ndarray, n_restarts: int):
     params = []
     for i, k in enumerate(ks):
         p = jax.tree.map(lambda a: a[i * n_restarts + best[i]][None], fit.params)
-        params.append(jax.tree.map(lambda a: a[0], to_device(first_components(p, int(k)))))
+        params.append(to_device(jax.tree.map(lambda a: a[0], first_components(p, int(k)))))
     converged = _grid_rows(fit.converged, g, n_restarts)
     return dict(
         log_likelihood=np.where(failed.all(axis=1), -np.inf, score[rows, best]),
