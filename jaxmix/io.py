@@ -52,6 +52,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxmix.atomic import atomic_write
 from jaxmix._version import __version__
 from jaxmix.validation import check_gmm_params
 
@@ -84,7 +85,7 @@ def _write(path, kind: str, arrays: dict, covariance_type=None, **extra):
                         for name, a in arrays.items()}, **extra)
     payload = {METADATA_KEY: np.array(json.dumps(meta))}
     payload.update(arrays)
-    with open(os.fspath(path), "wb") as f:
+    with atomic_write(path) as f:  # a failed save leaves the previous file intact
         np.savez(f, **payload)
 
 

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from jaxmix.atomic import write_text
 from jaxmix.cli import report
 from jaxmix.cli.fit import best_row, fit_one, make_method, result_row, sweep
 from jaxmix.datasets import seed_blobs
@@ -94,7 +95,7 @@ def run(out: Path, settings: Settings, figures: bool) -> list:
         written += _figures(out, x, rows, chosen, runs)
     text = _markdown(x, rows, chosen, runs, [p.name for p in written[1:]],
                      time.perf_counter() - start, s)
-    (out / "report.md").write_text(text)
+    write_text(out / "report.md", text)
     return [out / "report.md"] + written
 
 

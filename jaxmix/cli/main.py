@@ -25,6 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from jaxmix.atomic import write_text
 from jaxmix.cli.data import UsageError
 from jaxmix.compile_cache import ENV_VAR, default_cache_dir, enable_compilation_cache
 from jaxmix.params import COVARIANCE_TYPES
@@ -213,7 +214,7 @@ def _run_fit(args) -> int:
     print(table)
     print(f"\nbest by {args.criterion.upper()}: {chosen.covariance_type}, k={chosen.k}")
     written = [args.out / "table.md", args.out / "model.npz"]
-    written[0].write_text(table + "\n")
+    write_text(written[0], table + "\n")
     save_params(written[1], chosen.params)
     if args.plot:
         written += _fit_figures(args.out, data.x, rows, chosen, args.criterion, report)

@@ -6,10 +6,12 @@ markdown and figures. Figures need matplotlib (the ``experiments`` extra);
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.atomic import atomic_write
 from jaxmix.gmm import family, predict
 
 MATPLOTLIB_HINT = "pip install matplotlib, or install jaxmix with its 'experiments' extra"
@@ -160,5 +162,8 @@ def _save(fig, path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, dpi=100, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
