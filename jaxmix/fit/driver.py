@@ -149,6 +149,11 @@ def best_restart(objective, failed, params, usable=None):
     return jnp.where(jnp.all(failed), jnp.argmax(usable), jnp.argmax(score))
 
 
+class AllRestartsFailed(ValueError):
+    """Every restart of a fit failed and none has finite parameters to hand
+    back; the message says what to change."""
+
+
 def raise_if_all_failed(result: FitResult, fix: str) -> FitResult:
     """``result``, or a ``ValueError`` saying ``fix`` when every restart failed
     and none has finite parameters to hand back (concrete results only: under
@@ -161,5 +166,5 @@ def raise_if_all_failed(result: FitResult, fix: str) -> FitResult:
         finite &= np.isfinite(np.asarray(leaf)).reshape(finite.size, -1).all(axis=1)
     if finite.any():
         return result
-    raise ValueError("every restart failed and none has finite parameters (the starting "
-                     f"parameters were not finite); {fix}")
+    raise AllRestartsFailed("every restart failed and none has finite parameters (the "
+                            f"starting parameters were not finite); {fix}")

@@ -42,6 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from jaxmix.compiling import jit
 from jaxmix.criteria import aic as gmm_aic, bic as gmm_bic
 from jaxmix.data import chunk
+from jaxmix.fit.driver import AllRestartsFailed
 from jaxmix.fit.gmm import fit_gmm
 from jaxmix.fit.init import initialize, params_from_means
 from jaxmix.gmm import (family, log_prob, predict as gmm_predict, responsibilities,
@@ -51,6 +52,13 @@ from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
                                     key_from_random_state, padded_gmm)
 from jaxmix.sklearn.persist import Persistent, load_as
+
+
+# scikit-learn's message when the fit breaks down (its tests match it).
+SKLEARN_FAILED = ("Fitting the mixture model failed because some components have ill-defined "
+                  "empirical covariance (for instance caused by singleton or collapsed "
+                  "samples). Try to decrease the number of components, increase reg_covar, "
+                  "or scale the input data.")
 
 
 @jit(static_argnames="covariance_type")
@@ -119,9 +127,13 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         init_params = self._params() if warm else self._user_init(key, X)
         n_restarts = 1 if (warm or init_params is not None) else self.n_init
         t0 = time.perf_counter()
-        result = fit_gmm(key, X, self.n_components, covariance_type=self.covariance_type,
-                         n_restarts=n_restarts, init=self.init_params, init_params=init_params,
-                         tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter)
+        try:
+            result = fit_gmm(key, X, self.n_components, covariance_type=self.covariance_type,
+                             n_restarts=n_restarts, init=self.init_params,
+                             init_params=init_params, tol=self.tol, reg_covar=self.reg_covar,
+                             max_iter=self.max_iter)
+        except AllRestartsFailed as err:  # scikit-learn's error, with what jaxmix saw
+            raise ValueError(SKLEARN_FAILED + f" ({err})") from err
         result = jax.device_get(result)
         best = int(result.best)
         if self.verbose:

@@ -225,3 +225,28 @@ def test_check_estimator_subset(check):
 @pytest.mark.slow
 def test_check_estimator_full():
     ec.check_estimator(GaussianMixture(), expected_failed_checks={})
+
+
+@pytest.mark.parametrize("covariance_type", ["full"])
+def test_breakdown_raises_sklearns_value_error(covariance_type):
+    """Collapsed data with reg_covar=0: every restart fails with nothing finite;
+    the estimator raises the ValueError scikit-learn raises (its message first,
+    then jaxmix's), never NaN attributes; the functional fit's error is the
+    ValueError subclass AllRestartsFailed."""
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    from jaxmix import fit_gmm
+    from jaxmix.fit.driver import AllRestartsFailed
+
+    x = np.repeat(np.random.default_rng(0).normal(size=(5, 3)), 20, axis=0)
+    msg = "Fitting the mixture model failed because some components have ill-defined"
+    with pytest.raises(ValueError, match=msg):
+        SkGaussianMixture(3, reg_covar=0, covariance_type=covariance_type,
+                          random_state=0).fit(x)
+    gm = GaussianMixture(3, reg_covar=0, covariance_type=covariance_type, random_state=0)
+    with pytest.raises(ValueError, match=msg + ".*every restart failed"):
+        gm.fit(x)
+    assert not hasattr(gm, "covariances_")
+    with pytest.raises(AllRestartsFailed, match="reg_covar"):
+        fit_gmm(0, x.astype(np.float32), 3, reg_covar=0.0,
+                       covariance_type=covariance_type)
