@@ -175,6 +175,12 @@ def _check_gmm_values(out, name, covariance_type, xp):
         if not bool(xp.all(xp.diagonal(pc, axis1=-2, axis2=-1) > 0 if dense else pc > 0)):
             raise ValueError(f"{name}.precisions_cholesky must have a positive diagonal "
                              "(Cholesky factors of positive-definite precisions)")
+        if dense and bool(xp.any(xp.tril(pc, -1) != 0)):
+            raise ValueError(
+                f"{name}.precisions_cholesky must be upper triangular (P = L @ L.T with L "
+                "upper triangular, as scikit-learn's precisions_cholesky_); build it from "
+                "precisions with jaxmix.gmm.family(covariance_type)"
+                ".precision_cholesky_from_precisions")
 
 
 def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:

@@ -248,3 +248,32 @@ def test_streaming_sources_are_refused_where_unsupported():
         jm.fit_minibatch_kmeans(0, jm.open_source(x), 2)
     with pytest.raises(ValueError, match="not a chunk source"):
         jm.select_k(0, jm.open_source(x), [1, 2])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_a_factor_that_is_not_upper_triangular_is_refused(covariance_type, tmp_path):
+    """A dense precision factor with anything below its diagonal is refused
+    (it would give a log-density that is not that of P = L L^T) by every
+    entry that takes parameters: init_params of a fit, the params checker
+    itself and a model file."""
+    from jaxmix.io import load_params, save_params
+    from jaxmix.validation import check_gmm_params
+
+    rng = np.random.default_rng(0)
+    k, d = 2, 3
+    upper = np.triu(rng.uniform(0.1, 0.5, (d, d))) + np.eye(d)
+    pc = upper if covariance_type == "tied" else np.stack([upper, upper])
+    good = jm.GMMParams(np.full(k, 0.5), rng.normal(size=(k, d)), pc, covariance_type)
+    check_gmm_params(good, "p")  # the upper factor passes
+    bad_pc = pc.copy()
+    bad_pc[..., 2, 0] = 0.3
+    bad = good.replace(precisions_cholesky=bad_pc)
+    with pytest.raises(ValueError, match="p.precisions_cholesky must be upper triangular"):
+        check_gmm_params(bad, "p")
+    x = rng.normal(size=(30, d)).astype(np.float32)
+    with pytest.raises(ValueError, match="init_params.precisions_cholesky must be upper"):
+        jm.fit_gmm(0, x, k, covariance_type=covariance_type, init_params=bad)
+    path = tmp_path / "m.npz"
+    save_params(path, bad)
+    with pytest.raises(ValueError, match="upper triangular"):
+        load_params(path)
