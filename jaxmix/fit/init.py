@@ -13,7 +13,7 @@ and the initial parameters are the M-step on them
 Padded mixtures (``select_k``'s grid, a component ``mask``): every method is
 prefix-stable (:mod:`jaxmix.kmeans.init`; the uniform draws come from one key
 per sample and component), masked components get no data and Lloyd never
-assigns to their parked centroids, so the first ``k`` components of a
+assigns to their centroids (copies of centroid 0), so the first ``k`` components of a
 ``k_max``-component start equal a ``k``-component start with the same key.
 Restart ``r`` of :func:`initialize` starts from ``jax.random.fold_in(key, r)``, as
 restart ``r`` of every fit does (:mod:`jaxmix.fit.rows`).

@@ -22,6 +22,7 @@ array([-5.,  5.], dtype=float32)
 
 from __future__ import annotations
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,8 @@ from jaxmix.kmeans.assign import row_elements
 from jaxmix.kmeans.init import KMEANS_INITS, kmeans_plusplus, local_trials, random_rows
 from jaxmix.numerics import all_finite
 from jaxmix.kmeans.stats import final_stats
-from jaxmix.kmeans.update import LloydState, batched_lloyd_step, lloyd_converged, scaled_tol
+from jaxmix.kmeans.update import (LloydState, batched_lloyd_step, lloyd_converged,
+                                  mask_centroids, scaled_tol)
 from jaxmix.params import KMeansParams
 from jaxmix.validation import as_key, check_choice, check_int, check_nonneg, is_traced
 
@@ -123,18 +125,11 @@ def check_init_centroids(c, k: int, d: int, dtype, n_restarts: int):
     return jnp.broadcast_to(a.astype(dtype), (n_restarts, k, d))
 
 
-def park(centres, real, x):
-    """Centroids outside ``real`` at a sentinel ``(T, ..., T)``, ``T = 4 max|x| + 1``:
-    every sample is farther from it than from any centroid inside the data's
-    hull, so Lloyd never assigns to it and it never moves."""
-    far = 4.0 * jnp.max(jnp.abs(x)) + 1.0
-    return jnp.where(real[..., None], centres, far.astype(centres.dtype))
-
-
 def seed_centres(keys, sample, k: int, mask, n_trials, method: str = "k-means++",
                  max_trials: int | None = None):
     """Seeds of ``B`` restarts (``keys (B,)``) of ``k`` centroids of which
-    ``mask (B, k)`` are real (the others parked): k-means++ with ``n_trials
+    ``mask (B, k)`` are real (the others copies of centroid 0,
+    :func:`jaxmix.kmeans.update.mask_centroids`): k-means++ with ``n_trials
     (B,)`` candidates, or ``"random"`` distinct samples."""
     x, w = sample.flat()
     if method == "k-means++":
@@ -142,7 +137,7 @@ def seed_centres(keys, sample, k: int, mask, n_trials, method: str = "k-means++"
             keys, n_trials)
     else:
         idx = jax.vmap(lambda key: random_rows(key, w, k))(keys)
-    return park(x[idx], mask, x)
+    return mask_centroids(x[idx], mask)
 
 
 def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=None,
@@ -152,8 +147,9 @@ def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=N
     state0 = LloydState(centroids0, jnp.zeros(centroids0.shape[:1], jnp.uint32))
     if usable is not None:
         usable = usable & all_finite(centroids0, batch_dims=1)
+    converged = functools.partial(lloyd_converged, mask=mask)
     result = iterate(batched_lloyd_step(data, relocate, mask), state0, abs_tol, max_iter,
-                     lloyd_converged, usable=usable, history_len=history_len)
+                     converged, usable=usable, history_len=history_len)
     return result._replace(params=KMeansParams(result.params.centroids))
 
 
@@ -183,8 +179,7 @@ def kmeans_rows(key, rows: Rows, data, sample, offset, centroids0, tol, max_iter
                           max_trials)
     else:
         c0 = pad_rows(centroids0 - offset, mask.shape[0])
-        c0 = park(jnp.pad(c0, ((0, 0), (0, k_max - c0.shape[1]), (0, 0))), mask,
-                  sample.flat()[0])
+        c0 = mask_centroids(jnp.pad(c0, ((0, 0), (0, k_max - c0.shape[1]), (0, 0))), mask)
     result = run_lloyd(data, c0, scaled_tol(sample, tol), max_iter, True, mask,
                        usable=rows.active, history_len=history)
     return uncentre(with_final_inertia(result, data, mask, rows.active), offset)

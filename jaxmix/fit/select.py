@@ -30,7 +30,8 @@ components (``j < k``):
   first ``k`` of ``k_max`` starting components are exactly those of a
   ``k``-component start with the same key (k-means++ with sklearn's
   ``2 + int(ln k)`` trials of that ``k``); the unused centroids of the
-  ``"kmeans"`` initialiser are parked where Lloyd never assigns to them;
+  ``"kmeans"`` initialiser are copies of centroid 0, which ties go past
+  (:func:`jaxmix.kmeans.update.mask_centroids`), so Lloyd never assigns to them;
 * the failure / degeneracy flags only look at the real components.
 
 The rows (each one's ``k``, restart and k-means++ trials) are traced
@@ -77,7 +78,7 @@ import numpy as np
 
 from jaxmix.criteria import criteria, n_parameters
 from jaxmix.data.source import is_source
-from jaxmix.fit.buckets import component_bucket, history_bucket
+from jaxmix.fit.buckets import component_bucket, exact_shapes, history_bucket
 from jaxmix.fit.gmm import fit_rows
 from jaxmix.fit.init import INIT_METHODS
 from jaxmix.fit.inputs import placed
@@ -150,19 +151,26 @@ def _best_per_k(out, ks: np.ndarray, n_restarts: int):
 
 def _sweep(fn, key, x, ks: np.ndarray, strategy: str, n_restarts: int, n_local_trials,
            row_elements, chunk_size, sample_weight, mesh):
-    """Run a compiled grid function over ``ks``: once padded, or once per ``k``."""
-    groups = [ks] if strategy == "padded" else [ks[i:i + 1] for i in range(len(ks))]
-    outs = []
-    for group in groups:
-        k_max = component_bucket(int(group.max()))
-        rows = restart_rows(group, n_restarts, n_local_trials)
-        width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
-        with placed(key, x, int(group.max()), row_elements=width, chunk_size=chunk_size,
-                    sample_weight=sample_weight, mesh=mesh) as inp:
-            out = fn(key, rows, inp.data, inp.sample, inp.offset, k_max=k_max,
-                     max_trials=max(int(rows.trials.max()), local_trials(k_max)))
-            outs.append((group, jax.block_until_ready(out), inp))
-    return outs
+    """Run a compiled grid function over ``ks``: once padded, or once per ``k``
+    with its exact shapes."""
+    if strategy == "padded":
+        return [_run_group(fn, key, x, ks, n_restarts, n_local_trials, row_elements,
+                           chunk_size, sample_weight, mesh)]
+    with exact_shapes():
+        return [_run_group(fn, key, x, ks[i:i + 1], n_restarts, n_local_trials, row_elements,
+                           chunk_size, sample_weight, mesh) for i in range(len(ks))]
+
+
+def _run_group(fn, key, x, group, n_restarts, n_local_trials, row_elements, chunk_size,
+               sample_weight, mesh):
+    k_max = component_bucket(int(group.max()))
+    rows = restart_rows(group, n_restarts, n_local_trials)
+    width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
+    with placed(key, x, int(group.max()), row_elements=width, chunk_size=chunk_size,
+                sample_weight=sample_weight, mesh=mesh) as inp:
+        out = fn(key, rows, inp.data, inp.sample, inp.offset, k_max=k_max,
+                 max_trials=max(int(rows.trials.max()), local_trials(k_max)))
+        return group, jax.block_until_ready(out), inp
 
 
 def _check_sweep(key, x, ks, n_restarts, max_iter, strategy, chunk_size, tol, n_local_trials):
@@ -247,7 +255,7 @@ def inertia_curve(key, x, ks: Sequence[int], *, n_restarts: int = 10, tol: float
                   sample_weight=None, mesh=None) -> InertiaCurve:
     """K-Means (k-means++ then Lloyd, sklearn's tol and defaults) for every
     ``k`` in ``ks`` with ``n_restarts`` each, padded like :func:`select_k`
-    (unused centroids are parked where no sample is ever assigned). ``key``,
+    (unused centroids are copies of centroid 0 that never take a sample). ``key``,
     ``strategy``, ``n_local_trials``, ``sample_weight`` and ``mesh`` as in
     :func:`select_k`."""
     key, grid, n_restarts, max_iter, tol, trials = _check_sweep(

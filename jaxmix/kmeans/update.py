@@ -52,9 +52,21 @@ def batched_lloyd_step(data, relocate: bool = True, mask=None):
         stats = kmeans_stats(c, data)
         if relocate:
             stats = relocate_empty(stats, c, data, mask)
-        return LloydState(centroids_from_stats(stats, c), stats.labels_hash), -stats.inertia
+        new = mask_centroids(centroids_from_stats(stats, c), mask)
+        return LloydState(new, stats.labels_hash), -stats.inertia
 
     return step
+
+
+def mask_centroids(centroids, mask=None):
+    """Padded K-Means: centroids outside ``mask (B, k)`` replaced by copies of
+    centroid 0. A copy ties exactly with centroid 0 and ties go to the lower
+    index, so a masked centroid never takes a sample, wherever the data or
+    the real centroids lie; re-applied after every update so the copies
+    follow centroid 0. ``mask=None`` leaves ``centroids (B, k, d)`` as they are."""
+    if mask is None:
+        return centroids
+    return jnp.where(mask[..., None], centroids, centroids[:, :1])
 
 
 def lloyd_step(params: KMeansParams, data, relocate_empty: bool = False):
@@ -68,13 +80,17 @@ def lloyd_step(params: KMeansParams, data, relocate_empty: bool = False):
     return KMeansParams(new.centroids[0]), obj[0]
 
 
-def center_shift_below_tol(old, new, prev_objective, objective, tol):
-    """sklearn's Lloyd rule: total squared centroid shift ``<= tol``."""
-    shift = (new.centroids - old.centroids) ** 2
+def center_shift_below_tol(old, new, prev_objective, objective, tol, mask=None):
+    """sklearn's Lloyd rule: total squared shift of the real centroids
+    (``mask (B, k)``, default all) ``<= tol``."""
+    shift = jnp.sum((new.centroids - old.centroids) ** 2, axis=-1)
+    if mask is not None:
+        shift = jnp.where(mask, shift, 0.0)
     return jnp.sum(shift, axis=tuple(range(1, shift.ndim))) <= tol
 
 
-def lloyd_converged(old: LloydState, new: LloydState, prev_objective, objective, tol):
+def lloyd_converged(old: LloydState, new: LloydState, prev_objective, objective, tol,
+                    mask=None):
     """sklearn's stopping rule: the assignment did not change ("strict
     convergence"), or the total squared centroid shift is ``<= tol``.
 
@@ -83,7 +99,7 @@ def lloyd_converged(old: LloydState, new: LloydState, prev_objective, objective,
     ones by rounding when XLA contracts the division into the comparison.
     """
     same = (new.labels_hash == old.labels_hash) & (old.labels_hash != 0)
-    return same | center_shift_below_tol(old, new, prev_objective, objective, tol)
+    return same | center_shift_below_tol(old, new, prev_objective, objective, tol, mask)
 
 
 def scaled_tol(data, tol):

@@ -98,12 +98,44 @@ def test_padded_kmeans_equals_unpadded(init):
     padded = jaxmix.fit_kmeans(0, X, 3, n_restarts=5, init=init)
     with exact_shapes():
         exact = jaxmix.fit_kmeans(0, X, 3, n_restarts=5, init=init)
-    _same(padded, exact, atol=1e-2)
+    _same(padded, exact, atol=1e-3)
     c0 = X[:3]
     padded = jaxmix.fit_kmeans(0, X, 3, init_centroids=c0, n_restarts=2)
     with exact_shapes():
         exact = jaxmix.fit_kmeans(0, X, 3, init_centroids=c0, n_restarts=2)
     _same(padded, exact, atol=1e-3)
+
+
+def test_padded_kmeans_from_centroids_outside_the_data():
+    """Masked centroids are copies of centroid 0, not parked far away: real
+    starting centroids far outside the data must not let a masked one take
+    samples (sklearn's and the unpadded fit's solution, true inertia)."""
+    from sklearn.cluster import KMeans
+
+    x = np.concatenate([RNG.normal(3, 0.5, (50, 2)), RNG.normal(-3, 0.5, (50, 2))])
+    c0 = np.array([[200.0, 200.0], [300.0, 300.0]])
+    padded = jaxmix.fit_kmeans(0, x, 2, init_centroids=c0)
+    with exact_shapes():
+        exact = jaxmix.fit_kmeans(0, x, 2, init_centroids=c0)
+    sk = KMeans(2, init=c0, n_init=1, algorithm="lloyd").fit(x)
+    cents = np.asarray(padded.best_params.centroids)
+    true = np.sum(np.min(((x[:, None] - cents[None]) ** 2).sum(-1), axis=1))
+    np.testing.assert_allclose(-float(padded.objective[0]), true, rtol=1e-5)
+    np.testing.assert_allclose(-float(padded.objective[0]), sk.inertia_, rtol=1e-5)
+    _same(padded, exact, atol=1e-3)
+
+
+def test_padded_streamed_kmeans_keeps_samples_beyond_the_init_sample(tmp_path):
+    """A streamed fit seeds on init_size rows; samples beyond them (far
+    outliers) still belong to real clusters: equal to the in-memory fit."""
+    x = np.concatenate([RNG.normal(3, 0.5, (300, 2)), RNG.normal(-3, 0.5, (300, 2)),
+                        np.full((3, 2), 60.0)]).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x[RNG.permutation(len(x))])
+    streamed = jaxmix.fit_kmeans(0, str(path), 2, init_size=200)
+    cents = np.asarray(streamed.best_params.centroids)
+    true = np.sum(np.min(((x[:, None] - cents[None]) ** 2).sum(-1), axis=1))
+    np.testing.assert_allclose(-float(streamed.objective[0]), true, rtol=1e-4)
 
 
 def test_padded_gradient_fit_equals_unpadded():

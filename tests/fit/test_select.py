@@ -288,7 +288,7 @@ def test_inertia_curve_matches_sklearn_and_is_consistent(curve):
     assert len(np.unique(np.asarray(curve.labels(x, 4)))) == 4
 
 
-def test_inertia_curve_parked_centroids_change_nothing(curve):
+def test_inertia_curve_masked_centroids_change_nothing(curve):
     """Same seeds without padding give the same k=2 solution."""
     x, curve = curve
     alone = inertia_curve(0, x, [2], n_restarts=5, n_local_trials=sel_mod.local_trials(6))

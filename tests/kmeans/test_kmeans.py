@@ -209,7 +209,7 @@ def test_more_clusters_than_distinct_points_stays_finite():
 
 
 def test_low_level_lloyd_keeps_empty_centroids_unless_asked():
-    """jaxmix.fit.select parks unused centroids far away and relies on this default."""
+    """Empty centroids stay where they are unless relocation is asked for."""
     data = chunk(X, None)
     init = X[[0, 1, 2, 5]] + 0.3
     init[2] = 1e3
