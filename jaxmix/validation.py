@@ -26,7 +26,18 @@ def is_traced(*values) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
 
 
+def _on_host_cpu(x) -> bool:
+    """A concrete JAX array held whole by one CPU device: NumPy can view it
+    without a copy, so it is checked and cut on the host like NumPy input."""
+    if not isinstance(x, jax.Array) or is_traced(x) or not x.is_fully_addressable:
+        return False
+    devices = x.devices()
+    return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+
+
 def _as_array(x, name: str):
+    if _on_host_cpu(x):
+        return np.asarray(x)
     if isinstance(x, (np.ndarray, jax.Array)):
         return x
     try:
@@ -93,6 +104,8 @@ def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = No
     weights stay NumPy (checked on the host)."""
     if sample_weight is None:
         return None
+    if _on_host_cpu(sample_weight):
+        sample_weight = np.asarray(sample_weight)
     on_host = not isinstance(sample_weight, jax.Array)
     xp = np if on_host else jnp
     w = xp.asarray(sample_weight)
@@ -171,7 +184,7 @@ def _check_gmm_values(out, name, covariance_type, xp):
         if bool(xp.any(out["weights"] <= 0)):
             raise ValueError(f"{name}.weights must be positive")
         pc = out["precisions_cholesky"]
-        dense = pc.ndim >= 2 and covariance_type in ("full", "tied")
+        dense = family(covariance_type).dense_factor
         if not bool(xp.all(xp.diagonal(pc, axis1=-2, axis2=-1) > 0 if dense else pc > 0)):
             raise ValueError(f"{name}.precisions_cholesky must have a positive diagonal "
                              "(Cholesky factors of positive-definite precisions)")

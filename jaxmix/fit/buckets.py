@@ -18,6 +18,11 @@ changes shapes is static, and each such size is rounded up to a *bucket*:
   (powers of two, at least 1024, so the default caps of every fit, 100, 300 and 1000,
   share one); the cap itself is a traced value.
 
+Every EM and K-Means fit pads all four (``fit_gmm``, ``select_k``,
+``fit_kmeans``, ``inertia_curve``, streamed or not); ``fit_gradient`` pads
+``R``, ``n`` and ``max_iter`` but not ``k`` (its loss has no component mask
+yet), so a k-sweep by gradient compiles once per ``k``.
+
 ``tol``, ``reg_covar``, ``max_iter`` and prior strengths are traced, so a
 refit that changes them, or ``R`` and ``k`` within their buckets, compiles
 nothing. The price is the padded work: a ``k = 3`` fit evaluates 8

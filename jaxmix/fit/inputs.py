@@ -65,7 +65,8 @@ class Placement(NamedTuple):
 
 def weighted_mean(x, w):
     """``sum_n w_n x_n / sum_n w_n`` (``w=None``: the plain mean); NumPy data
-    on the host, accumulated in float64 and returned in ``x``'s dtype."""
+    on the host (the plain mean accumulated in float64, the weighted one in
+    the data's dtype), returned in ``x``'s dtype."""
     if isinstance(x, np.ndarray) and not isinstance(w, jax.Array):
         mean = np.average(x, axis=0, weights=w) if w is not None else np.mean(
             x, axis=0, dtype=np.float64)

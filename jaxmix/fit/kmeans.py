@@ -112,7 +112,9 @@ def check_init_centroids(c, k: int, d: int, dtype, n_restarts: int):
     """``(R, k, d)`` starting centroids from ``(k, d)`` or ``(R, k, d)`` (``None`` stays)."""
     if c is None:
         return None
-    a = jnp.asarray(c)
+    a = c if is_traced(c) or not isinstance(c, jax.Array) else np.asarray(c)
+    xp = jnp if is_traced(a) else np  # concrete centroids are checked on the host
+    a = xp.asarray(a)
     if a.ndim not in (2, 3) or a.shape[-2:] != (k, d):
         raise ValueError(f"init_centroids must have shape ({k}, {d}) or (n_restarts, {k}, {d}), "
                          f"got {a.shape}")
@@ -120,9 +122,10 @@ def check_init_centroids(c, k: int, d: int, dtype, n_restarts: int):
         raise ValueError(f"init_centroids holds {a.shape[0]} restarts but "
                          f"n_restarts={n_restarts}; make them agree")
     if not jnp.issubdtype(a.dtype, jnp.number) or (
-            not is_traced(a) and not bool(jnp.all(jnp.isfinite(a)))):
+            not is_traced(a) and not bool(np.all(np.isfinite(a)))):
         raise ValueError("init_centroids must be finite numbers")
-    return jnp.broadcast_to(a.astype(dtype), (n_restarts, k, d))
+    out = xp.broadcast_to(a.astype(dtype), (n_restarts, k, d))
+    return out if is_traced(out) else jax.device_put(np.ascontiguousarray(out))
 
 
 def seed_centres(keys, sample, k: int, mask, n_trials, method: str = "k-means++",

@@ -56,6 +56,7 @@ def _is_spd(mats) -> bool:
 class Full(Family):
     """One dense covariance per component."""
 
+    dense_factor = True
     name = "full"
 
     @staticmethod

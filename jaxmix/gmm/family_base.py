@@ -14,6 +14,7 @@ class Family:
 
     name: str = ""
     per_component: bool = True  # the precision factor has a leading component axis
+    dense_factor: bool = False  # the factor is a triangular (d, d) matrix (full, tied)
 
     @classmethod
     def component_max_precision(cls, pc, k: int):
