@@ -27,11 +27,13 @@ import jax.numpy as jnp
 from jaxmix.fit.kmeans import run_lloyd, seed_centres
 from jaxmix.gmm.update import enforce_mask, params_from_resp
 from jaxmix.kmeans.assign import assign
-from jaxmix.kmeans.init import kmeans_plusplus, local_trials, random_rows
+from jaxmix.kmeans.init import local_trials, seed
 from jaxmix.kmeans.update import scaled_tol
 from jaxmix.params import GMMParams
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+# The initialisers that start one-hot on seeds, and the seeding they use.
+SEEDED = {"k-means++": "k-means++", "random_from_data": "random"}
 
 # Lloyd settings of the "kmeans" initialiser (sklearn KMeans defaults).
 KMEANS_INIT_TOL = 1e-4
@@ -86,15 +88,12 @@ def _resp_makers(method, keys, sample, k, mask, n_trials, max_trials):
     if method == "kmeans":
         return (seed_kmeans(keys, sample, k, mask, n_trials, max_trials=max_trials)
                 .params.centroids, onehot_nearest)
-    if method == "k-means++":
-        idx = jax.vmap(lambda key, t: kmeans_plusplus(key, x, w, k, t, max_trials)[1])(
-            keys, n_trials)
-    elif method == "random_from_data":
-        idx = jax.vmap(lambda key: random_rows(key, w, k))(keys)
-    elif method == "random":
+    if method == "random":
         return (keys, mask), lambda a: uniform_resp(*a)
-    else:
+    if method not in SEEDED:
         raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}")
+    idx = jax.vmap(lambda key, t: seed(SEEDED[method], key, x, w, k, t, max_trials)[1])(
+        keys, n_trials)
     return jnp.where(mask, idx, -1), lambda ind: onehot_at(ind, k)
 
 

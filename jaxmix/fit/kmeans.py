@@ -34,7 +34,7 @@ from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_fai
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys, row_mask
 from jaxmix.kmeans.assign import row_elements
-from jaxmix.kmeans.init import KMEANS_INITS, kmeans_plusplus, local_trials, random_rows
+from jaxmix.kmeans.init import KMEANS_INITS, local_trials, seed
 from jaxmix.numerics import all_finite
 from jaxmix.kmeans.stats import final_stats
 from jaxmix.kmeans.update import (LloydState, batched_lloyd_step, lloyd_converged,
@@ -135,12 +135,9 @@ def seed_centres(keys, sample, k: int, mask, n_trials, method: str = "k-means++"
     :func:`jaxmix.kmeans.update.mask_centroids`): k-means++ with ``n_trials
     (B,)`` candidates, or ``"random"`` distinct samples."""
     x, w = sample.flat()
-    if method == "k-means++":
-        idx = jax.vmap(lambda key, t: kmeans_plusplus(key, x, w, k, t, max_trials)[1])(
-            keys, n_trials)
-    else:
-        idx = jax.vmap(lambda key: random_rows(key, w, k))(keys)
-    return mask_centroids(x[idx], mask)
+    centres = jax.vmap(lambda key, t: seed(method, key, x, w, k, t, max_trials)[0])(
+        keys, n_trials)
+    return mask_centroids(centres, mask)
 
 
 def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=None,
