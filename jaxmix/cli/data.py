@@ -1,15 +1,28 @@
 """Loading and checking the data files the ``jaxmix`` command reads.
 
 ``.npy`` (one 2-D or 1-D numeric array), ``.npz`` (one array, or the one
-named by ``--key``) and ``.csv`` (comma-separated numbers, an optional header
-line, ``#`` comments; an empty field or ``nan``/``NA``/``null`` is missing).
+named by ``--key``) and ``.csv``: UTF-8 text (a UTF-8, UTF-16 or UTF-32
+byte-order mark is honoured), one record a line, ``--delimiter``-separated,
+quotes as in the :mod:`csv` module. Blank lines and lines starting with ``#``
+are skipped. A field is a plain decimal number (``-1``, ``2.5``, ``.5e-3``,
+spaces around it allowed), ``inf``/``infinity`` with a sign or none, or missing
+(empty, ``nan``, ``NA``, ``n/a``, ``null``, ``none``); anything else, such as
+``1_000``, ``0x1p3``, ``1,5`` or non-ASCII digits, is not a number. The first
+record is a header when none of its fields is a number or a missing value (a
+row of ``NA`` is data), or always with ``header=True`` (``--header``), never
+with ``header=False`` (``--no-header``); a header is named in the notes.
+A row that is not numbers, or has a different number of fields than the first
+record, is never skipped: all of them are counted in one error.
 Every problem raises :class:`UsageError` with the file, the place and the fix.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
+import re
 import zipfile
 from typing import NamedTuple
 
@@ -17,6 +30,13 @@ import numpy as np
 
 SUFFIXES = (".npy", ".npz", ".csv")
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+INFINITE = re.compile(r"([+-]?)inf(?:inity)?", re.IGNORECASE)
+BLANKS = " \t\r\n\f\v"  # ASCII spaces only: a no-break space is not a blank
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"))  # UTF-32 LE first: it starts like UTF-16 LE
+SHOWN = 5  # rows listed in a message
 
 
 class UsageError(ValueError):
@@ -26,12 +46,16 @@ class UsageError(ValueError):
 class Data(NamedTuple):
     """A loaded data set."""
     x: np.ndarray        # (n, d) float64, finite
-    notes: list          # things the user should know (dropped rows, reshapes)
+    notes: list          # things the user should know (header, dropped rows, reshapes)
 
 
-def load(path, *, key: str | None = None, delimiter: str = ",",
+def load(path, *, key: str | None = None, delimiter: str = ",", header: bool | None = None,
          drop_nan: bool = False) -> Data:
-    """Read ``path`` into a finite ``(n, d)`` float64 array (see the module docstring)."""
+    """Read ``path`` into a finite ``(n, d)`` float64 array (see the module docstring).
+
+    ``header`` (``.csv`` only): True, the first record is a header; False, it is
+    data; None (default), a header when none of its fields is a number or missing.
+    """
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in SUFFIXES:
@@ -42,7 +66,9 @@ def load(path, *, key: str | None = None, delimiter: str = ",",
     if os.path.isdir(path):
         raise UsageError(f"DATA {path!r} is a directory; give a data file")
     if suffix == ".csv":
-        (x, lines), notes = _read_csv(path, delimiter), []
+        x, lines, notes = _read_csv(path, delimiter, header)
+    elif header is not None:
+        raise UsageError("--header/--no-header apply to .csv files only; drop it")
     else:
         x, notes = _as_matrix(path, _read_array(path, suffix, key))
         lines = None
@@ -92,61 +118,152 @@ def _as_matrix(path: str, a: np.ndarray):
     return np.asarray(a, np.float64), notes
 
 
-def _cell(text: str) -> float:
-    """A CSV field as a float (NaN when missing); ``ValueError`` if it is not a number."""
-    text = text.strip()
+def _encoding(raw: bytes):
+    """``(codec, bytes after the byte-order mark)``: UTF-8 unless a BOM says otherwise."""
+    for bom, codec in BOMS:
+        if raw.startswith(bom):
+            return codec, raw[len(bom):]
+    return "utf-8", raw
+
+
+def _text(path: str) -> str:
+    """The file decoded (UTF-8, or the UTF-8/16/32 its byte-order mark names)."""
+    with open(path, "rb") as f:
+        codec, body = _encoding(f.read())
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as err:
+        line = body[:err.start].decode(codec, "replace").count("\n") + 1
+        raise UsageError(f"DATA {path!r}, line {line}: not {codec} text ({err.reason}); save "
+                         "the file as UTF-8, or the array with numpy.save as .npy") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise UsageError(f"DATA {path!r}, line {line}: NUL characters, so not a UTF-8 text "
+                         "file (UTF-16 without a byte-order mark, or binary); save it as "
+                         "UTF-8")
+    return text
+
+
+def _lines(text: str):
+    """The physical lines, a ``#`` comment line blanked (so that a quote in it opens nothing)."""
+    for line in io.StringIO(text, newline=""):
+        yield "\n" if line.lstrip().startswith("#") else line
+
+
+def _check_delimiter(delimiter: str) -> None:
+    if len(delimiter) != 1 or delimiter in "\"\r\n#":
+        raise UsageError(f"--delimiter {delimiter!r}: give one character other than a quote, "
+                         "'#' or a line break (a tab: --delimiter $'\\t')")
+
+
+def _records(path: str, delimiter: str):
+    """``(line number, fields)`` of each CSV record; blank and comment lines left out."""
+    _check_delimiter(delimiter)
+    reader = csv.reader(_lines(_text(path)), delimiter=delimiter)
+    start = 1
+    try:
+        for fields in reader:
+            if fields and not (len(fields) == 1 and not fields[0].strip(BLANKS)):
+                yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise UsageError(f"DATA {path!r}, line {start}: could not be parsed as CSV ({err}); "
+                         "check the quotes") from None
+
+
+def _number(text: str):
+    """A CSV field as a float (NaN when missing, +-inf spelled out), or None if it is none."""
+    text = text.strip(BLANKS)
+    if NUMBER.fullmatch(text):
+        return float(text)
     if text.lower() in MISSING:
         return np.nan
-    return float(text)
+    infinite = INFINITE.fullmatch(text)
+    return None if infinite is None else float(infinite.group(1) + "inf")
 
 
-def _numeric_row(fields) -> list | None:
-    try:
-        return [_cell(f) for f in fields]
-    except ValueError:
+def _shown(text: str) -> str:
+    text = text.strip(BLANKS)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _some(labels, total: int) -> str:
+    """The first few of ``total`` labels, comma-separated."""
+    return ", ".join(labels[:SHOWN]) + (", ..." if total > SHOWN else "")
+
+
+class _Sheet:
+    """The records of one CSV file as they are read: numbers kept, every other row counted.
+
+    ``header``: True (the first record is the header), False (it is data) or None
+    (a header when none of its fields is a number or a missing value).
+    """
+
+    def __init__(self, path: str, header: bool | None):
+        self.path, self.header = path, header
+        self.rows, self.lines, self.notes = [], [], []
+        self.width = self.first = None       # fields per record, as on line ``first``
+        self.rejected, self.reasons = 0, []  # count, and the first few reasons
+
+    def add(self, line_no: int, fields) -> None:
+        values = [_number(f) for f in fields]
+        if self.first is None:
+            self.width, self.first = len(fields), line_no
+            if self.header or (self.header is None and all(v is None for v in values)):
+                self.notes.append(self._header_note(fields))
+                return
+        reason = self._problem(line_no, fields, values)
+        if reason is None:
+            self.rows.append(values)
+            self.lines.append(line_no)
+            return
+        self.rejected += 1
+        if len(self.reasons) < SHOWN:
+            self.reasons.append((line_no, reason))
+
+    def _header_note(self, fields) -> str:
+        names = [f.strip(BLANKS) for f in fields]
+        flag = ", --header" if self.header else ""
+        return f"{self.path}: header (line {self.first}{flag}): {_some(names, len(names))}"
+
+    def _problem(self, line_no: int, fields, values) -> str | None:
+        if len(fields) != self.width:
+            return (f"line {line_no}: {len(fields)} fields, expected {self.width} "
+                    f"(as on line {self.first})")
+        for column, (text, value) in enumerate(zip(fields, values), start=1):
+            if value is None:
+                quote = " (a quote left open runs over line ends)" if "\n" in text else ""
+                return f"line {line_no}, column {column}: {_shown(text)} is not a number{quote}"
         return None
 
+    def result(self, delimiter: str):
+        """``(x, line numbers, notes)``; every rejected row counted in one :class:`UsageError`."""
+        if self.rejected:
+            raise UsageError(self._rejection(delimiter))
+        if not self.rows:
+            header = f" after the header on line {self.first}" if self.notes else ""
+            raise UsageError(f"DATA {self.path!r} has no data rows{header}; it needs at least "
+                             f"one line of numbers separated by {delimiter!r}")
+        return np.array(self.rows, np.float64), self.lines, self.notes
 
-def _read_csv(path: str, delimiter: str):
-    rows, lines, width = [], [], None
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for line_no, fields in enumerate(csv.reader(f, delimiter=delimiter), start=1):
-                if not fields or (len(fields) == 1 and not fields[0].strip()) or \
-                        fields[0].lstrip().startswith("#"):
-                    continue
-                values = _numeric_row(fields)
-                if values is None and not rows and width is None:
-                    width = len(fields)  # a header line: names, no numbers
-                    continue
-                if values is None:
-                    raise UsageError(_bad_cell(path, line_no, fields))
-                if width is not None and len(values) != width:
-                    raise UsageError(f"DATA {path!r}, line {line_no}: {len(values)} fields, "
-                                     f"expected {width} (as on the first line); fix the row")
-                width = len(values)
-                rows.append(values)
-                lines.append(line_no)
-    except UnicodeDecodeError as err:
-        raise UsageError(f"DATA {path!r} is not a UTF-8 text file ({err}); give a CSV "
-                         "file, or save the array with numpy.save as .npy") from None
-    except csv.Error as err:
-        raise UsageError(f"DATA {path!r} could not be parsed as CSV: {err}") from None
-    if not rows:
-        raise UsageError(f"DATA {path!r} has no data rows; it needs at least one line of "
-                         f"numbers separated by {delimiter!r}")
-    return np.array(rows, np.float64), lines
+    def _rejection(self, delimiter: str) -> str:
+        total = self.rejected + len(self.rows)
+        lines = _some([str(n) for n, _ in self.reasons], self.rejected)
+        hint = ""
+        if self.reasons[0][0] == self.first:
+            hint = ("; with --no-header the first line is data" if self.header is False else
+                    f"; line {self.first} is data because some of its fields are numbers or "
+                    "missing values: pass --header if it is a header")
+        return (f"DATA {self.path!r}: {self.rejected} of {total} row(s) rejected, at line(s) "
+                f"{lines}: " + "; ".join(r for _, r in self.reasons[:3]) +
+                f"; fix or delete those rows, or check --delimiter (now {delimiter!r})" + hint)
 
 
-def _bad_cell(path: str, line_no: int, fields) -> str:
-    for column, text in enumerate(fields, start=1):
-        try:
-            _cell(text)
-        except ValueError:
-            return (f"DATA {path!r}, line {line_no}, column {column}: {text.strip()!r} is not "
-                    "a number; fix the value (only the first line may be a header), or check "
-                    "--delimiter")
-    return f"DATA {path!r}, line {line_no} could not be parsed"
+def _read_csv(path: str, delimiter: str, header: bool | None):
+    sheet = _Sheet(path, header)
+    for line_no, fields in _records(path, delimiter):
+        sheet.add(line_no, fields)
+    return sheet.result(delimiter)
 
 
 def _finite_rows(path: str, x: np.ndarray, lines, drop_nan: bool):
@@ -155,8 +272,8 @@ def _finite_rows(path: str, x: np.ndarray, lines, drop_nan: bool):
     if ok.all():
         return x, []
     bad = np.flatnonzero(~ok)
-    shown = [f"line {lines[i]}" if lines else f"row {i}" for i in bad[:5]]
-    listed = ", ".join(shown) + (", ..." if bad.size > 5 else "")
+    listed = _some([f"line {lines[i]}" if lines else f"row {i}" for i in bad[:SHOWN]],
+                   bad.size)
     if not drop_nan:
         raise UsageError(f"DATA {path!r} has {bad.size} row(s) with missing, NaN or infinite "
                          f"values ({listed}); drop them with --drop-nan, or fix the file")

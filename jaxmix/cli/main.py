@@ -126,6 +126,10 @@ def _add_fit(sub) -> None:
                           "gradient)")
     fit.add_argument("--key", help=".npz files: the array to read")
     fit.add_argument("--delimiter", default=",", help=".csv files: field separator")
+    fit.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                     help=".csv files: the first row is a header (--header) or data "
+                          "(--no-header); default: a header when none of its fields is a "
+                          "number or a missing value")
     fit.add_argument("--drop-nan", action="store_true",
                      help="drop rows with missing, NaN or infinite values instead of failing")
     fit.add_argument("--plot", action="store_true",
@@ -199,7 +203,8 @@ def _run_fit(args) -> int:
     if args.x64:
         import jax
         jax.config.update("jax_enable_x64", True)
-    data = load(args.data, key=args.key, delimiter=args.delimiter, drop_nan=args.drop_nan)
+    data = load(args.data, key=args.key, delimiter=args.delimiter, header=args.header,
+                drop_nan=args.drop_nan)
     args.out.mkdir(parents=True, exist_ok=True)  # fail before fitting, not after
     say = (lambda line: None) if args.quiet else report.progress
     for note in data.notes:
