@@ -149,10 +149,10 @@ def child_fit(args) -> dict:
 
     pass_starts = []
 
-    def read(src, layout, i):
+    def read(src, info, i):
         if i == 0:
             pass_starts.append(time.perf_counter())
-        return read_chunk(src, layout, i)
+        return read_chunk(src, info, i)
 
     inputs.survey = timed("validating pass", inputs.survey)
     inputs.sample_rows = timed("init sample", inputs.sample_rows)
@@ -162,7 +162,7 @@ def child_fit(args) -> dict:
     if args.start:
         kw["init_params"] = start_params(args.k, args.d, args.seed)
     t0 = time.perf_counter()
-    gmm_fit._fit = timed("EM", gmm_fit._fit)   # initialiser and EM: one compiled call
+    gmm_fit.fit_rows = timed("EM", gmm_fit.fit_rows)   # initialiser and EM: one compiled call
     result = gmm_fit.fit_gmm(0, args.path, args.k, chunk_size=args.chunk, **kw)
     jax.block_until_ready(result)
     end = time.perf_counter()

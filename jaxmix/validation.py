@@ -97,11 +97,13 @@ def check_data(x, name: str = "X"):
     return out
 
 
-def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = None):
+def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = None, *,
+                        name: str = "sample_weight", allow_zero: bool = False):
     """``(n,)`` weights in the compute ``dtype``: finite there (a weight or a
-    sum that overflows ``dtype`` is refused), non-negative, not all zero, and
-    (given ``k``) at least ``k`` positive. ``None`` stays ``None``; NumPy
-    weights stay NumPy (checked on the host)."""
+    sum that overflows ``dtype`` is refused), non-negative, not all zero
+    (unless ``allow_zero``), and (given ``k``) at least ``k`` positive.
+    ``None`` stays ``None``; NumPy weights stay NumPy (checked on the host).
+    Errors name the argument ``name``."""
     if sample_weight is None:
         return None
     if _on_host_cpu(sample_weight):
@@ -110,7 +112,9 @@ def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = No
     xp = np if on_host else jnp
     w = xp.asarray(sample_weight)
     if w.shape != (n_samples,):
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
+        raise ValueError(f"{name} must have shape ({n_samples},), got {w.shape}")
+    if np.dtype(w.dtype).kind not in "biuf" and not jnp.issubdtype(w.dtype, jnp.floating):
+        raise ValueError(f"{name} must be numeric, got dtype {w.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
         w = w.astype(dtype)
         if is_traced(w):
@@ -118,14 +122,52 @@ def check_sample_weight(sample_weight, n_samples: int, dtype, k: int | None = No
         total = float(xp.sum(w))
         finite = bool(xp.all(xp.isfinite(w)))
     if not finite or not np.isfinite(total):
-        raise ValueError(f"sample_weight must be finite in {np.dtype(dtype).name}, and so must "
+        raise ValueError(f"{name} must be finite in {np.dtype(dtype).name}, and so must "
                          "its sum; rescale the weights (only their ratios matter)")
-    if bool(xp.any(w < 0)) or total <= 0:
-        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    if bool(xp.any(w < 0)) or (total <= 0 and not allow_zero):
+        raise ValueError(f"{name} must be finite, non-negative and not all zero")
     if k is not None and int(xp.sum(w > 0)) < k:
-        raise ValueError(f"sample_weight has fewer positive entries than the {k} components; "
+        raise ValueError(f"{name} has fewer positive entries than the {k} components; "
                          "give at least that many samples a positive weight")
     return w
+
+
+# Headroom below the dtype's largest value for the fits' sums of squares (a
+# k-means inertia, a scatter matrix, a quadratic form's partial sums).
+SPREAD_HEADROOM = 2.0 ** -8
+
+
+def check_spread(x, w, name: str = "X"):
+    """``ValueError`` naming the argument unless the fit's weighted sums of
+    squares stay finite in ``x``'s dtype (see :func:`check_range`). Checked
+    data, concrete values (host data stay on the host)."""
+    xp = np if isinstance(x, np.ndarray) else jnp
+    total = x.shape[0] if w is None else float(xp.sum(xp.asarray(w, np.float64)
+                                                       if xp is np else w))
+    check_range(np.asarray(xp.min(x, axis=0)), np.asarray(xp.max(x, axis=0)), total,
+                x.dtype, weighted=w is not None, name=name)
+
+
+def check_range(lo, hi, total_weight, dtype, *, weighted: bool, name: str = "X"):
+    """``ValueError`` unless total weight x the squared range of the rows
+    (summed over features; it bounds every sum of ``w_n ||x_n - c||^2`` with
+    ``c`` among the data) stays below ``dtype``'s largest value by
+    :data:`SPREAD_HEADROOM`. ``lo``, ``hi``: per-feature minimum and maximum.
+    Values that are finite in ``dtype`` one by one can still overflow there
+    in these sums (weights of 1e36, or one row at 1e20, in float32)."""
+    with np.errstate(over="ignore"):
+        square = float(np.sum(np.square(np.asarray(hi, np.float64) - np.asarray(lo, np.float64))))
+        bound = float(total_weight) * square
+    limit = float(jnp.finfo(dtype).max) * SPREAD_HEADROOM
+    if bound < limit:
+        return
+    blame = "sample_weight" if weighted and total_weight > 1 and square < limit else name
+    raise ValueError(
+        f"{blame}: the fit's weighted sums of squares would overflow {np.dtype(dtype).name} "
+        f"(total weight {float(total_weight):.3g} x squared range of {name} {square:.3g} "
+        f"= {bound:.3g}, above {limit:.3g}); rescale {name} (standardise it, say)"
+        + (" or sample_weight" if weighted else "")
+        + ", or compute in float64 (jax.config.update('jax_enable_x64', True))")
 
 
 def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtype=None,

@@ -12,7 +12,10 @@ A source is one of
 Chunks are cut (or re-cut) into pieces of at most ``chunk_size`` rows and
 padded with zero-weight rows to exactly ``chunk_size``, so one compiled shape
 serves every chunk. A first pass (:func:`survey`) validates every chunk (errors
-name the chunk and row) and counts the samples. Rows copied out of a
+name the chunk and row, values are checked in the dtype the fit computes in)
+and counts the samples; every later pass (:func:`read_chunk`) is checked
+against it: the same rows per chunk, the same number of chunks, finite
+values, and an unchanged file behind a memory map. Rows copied out of a
 read-only memory map are released from the process right away
 (``madvise(MADV_DONTNEED)``; they stay in the page cache), so the resident
 memory of a pass is about one chunk, not the file.
@@ -22,7 +25,7 @@ memory of a pass is about one chunk, not the file.
 >>> s = survey(src, 2)
 >>> s.n_samples, s.n_chunks, s.layout.chunk_size
 (5, 3, 2)
->>> x, w = read_chunk(src, s.layout, 2)
+>>> x, w = read_chunk(src, s, 2)
 >>> x.tolist(), w.tolist()
 ([[8.0, 9.0], [0.0, 0.0]], [1.0, 0.0])
 """
@@ -46,12 +49,15 @@ class Layout(NamedTuple):
 
 
 class Survey(NamedTuple):
-    """What the first pass learns."""
+    """What the first pass learns (later passes are checked against it)."""
     layout: Layout
     n_samples: int      # rows
     n_chunks: int       # chunks per pass
     total_weight: float
     n_positive: int     # rows with positive weight
+    lo: np.ndarray      # (d,) per-feature minimum
+    hi: np.ndarray      # (d,) per-feature maximum
+    starts: tuple       # first row of every chunk, and n at the end
 
 
 class ArraySource:
@@ -73,6 +79,7 @@ class ArraySource:
                 raise ValueError(f"sample_weight must have shape ({x.shape[0]},), got {w.shape}")
             self.w = w
         self.x_pages, self.w_pages = _MappedPages.of(x), _MappedPages.of(self.w)
+        self.files = [(f, _stamp(f)) for f in {_file_of(x), _file_of(self.w)} - {None}]
 
     @property
     def n_features(self) -> int:
@@ -84,13 +91,42 @@ class ArraySource:
 
     def rows(self, index) -> tuple:
         """``(x[index], w[index] or None)`` copied out of the array; pages of
-        a read-only memory map are released after the copy."""
+        a read-only memory map are released after the copy. A memory-mapped
+        file is first checked to be as it was when the source was opened (a
+        file truncated under its map would kill the process on access)."""
+        self.check_unchanged()
         out = []
         for a, pages in ((self.x, self.x_pages), (self.w, self.w_pages)):
             out.append(None if a is None else np.array(a[index]))
             if pages is not None:
                 pages.release(a, index)
         return tuple(out)
+
+
+    def check_unchanged(self):
+        """``ValueError`` if a file behind the arrays changed size or
+        modification time since the source was opened."""
+        for path, stamp in self.files:
+            now = _stamp(path)
+            if now != stamp:
+                raise ValueError(
+                    f"{self.name}: the file {path!r} changed while the fit was reading it "
+                    f"(size, modification time {stamp} -> {now}); a memory-mapped file must "
+                    "stay unchanged until the fit returns")
+
+
+def _file_of(a):
+    """The file behind a ``np.memmap`` (``None`` for other arrays)."""
+    return getattr(a, "filename", None) if isinstance(a, np.memmap) else None
+
+
+def _stamp(path):
+    """``(size, modification time in ns)`` of ``path``; ``None`` if it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 class CallableSource:
@@ -201,42 +237,63 @@ def survey(src, chunk_size: int | None) -> Survey:
     largest sets the size); array sources need a size.
     """
     size = chunk_size or 2 ** 62
-    n = n_pos = n_chunks = longest = 0
-    total = 0.0
+    n = n_pos = longest = 0
+    total, starts, lo, hi = 0.0, [], None, None
     d, dtype = src.n_features, None
     for i, (x, w) in enumerate(src.pieces(size)):
         d = check_chunk(x, w, i, d, n, src.name)
         dtype = x.dtype if dtype is None else np.result_type(dtype, x.dtype)
+        starts.append(n)
         n += x.shape[0]
-        n_chunks += 1
         longest = max(longest, x.shape[0])
         total += float(x.shape[0] if w is None else np.sum(w, dtype=np.float64))
         n_pos += x.shape[0] if w is None else int(np.count_nonzero(w))
+        lo = _fold(np.minimum, lo, x.min(axis=0))
+        hi = _fold(np.maximum, hi, x.max(axis=0))
     if n == 0:
         raise ValueError(f"{src.name} yielded no samples")
     if total <= 0:
         raise ValueError("sample weights are all zero; give some samples a positive weight")
     layout = Layout(int(chunk_size or longest), int(d), float_dtype(dtype).name)
-    return Survey(layout, n, n_chunks, total, n_pos)
+    return Survey(layout, n, len(starts), total, n_pos, lo, hi, tuple(starts) + (n,))
 
 
-def check_chunk(x, w, i: int, d, first_row: int, name: str) -> int:
-    """Validate chunk ``i`` (rows from ``first_row``); returns ``d``."""
+def _fold(op, acc, value):
+    value = np.asarray(value, np.float64)
+    return value if acc is None else op(acc, value)
+
+
+def check_chunk(x, w, i: int, d, first_row: int, name: str, dtype=None) -> int:
+    """Validate chunk ``i`` (rows from ``first_row``) in the compute ``dtype``
+    (default: the one its own dtype computes in); returns ``d``."""
     where = f"{name}: chunk {i} (rows {first_row}..{first_row + len(x) - 1})"
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"{where} must be a non-empty 2-D array, got shape {x.shape}")
     if d is not None and x.shape[1] != d:
         raise ValueError(f"{where} has {x.shape[1]} features, the data {d}")
     _check_dtype(x.dtype, where)
-    bad = ~np.all(np.isfinite(x), axis=1)
+    dtype = float_dtype(x.dtype) if dtype is None else dtype
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.all(np.isfinite(x.astype(dtype)), axis=1)
     if bad.any():
-        raise ValueError(f"{where} contains NaN or infinity in row {first_row + int(np.argmax(bad))}"
-                         "; drop or impute such rows first")
-    if w is not None and (w.shape != (x.shape[0],) or not np.all(np.isfinite(w))
-                          or np.any(w < 0)):
-        raise ValueError(f"{where}: sample_weight must be finite, non-negative, of shape "
-                         f"({x.shape[0]},), got shape {w.shape}")
+        raise ValueError(f"{where} contains NaN or infinity (in {np.dtype(dtype).name}) in row "
+                         f"{first_row + int(np.argmax(bad))}; drop or impute such rows first")
+    if w is not None:
+        _check_chunk_weights(w, x.shape[0], where, dtype)
     return x.shape[1]
+
+
+def _check_chunk_weights(w, m: int, where: str, dtype):
+    if w.shape != (m,) or w.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: sample_weight must be numbers of shape ({m},), got shape "
+                         f"{w.shape} dtype {w.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = w.astype(dtype)
+        finite = bool(np.all(np.isfinite(cast))) and bool(np.isfinite(np.sum(cast)))
+    if not finite or np.any(w < 0):
+        raise ValueError(f"{where}: sample_weight must be finite, non-negative (finite in "
+                         f"{np.dtype(dtype).name}, and so must its sum); rescale the weights "
+                         "if they are finite but large")
 
 
 def pad(x, w, layout: Layout) -> tuple:
@@ -250,19 +307,37 @@ def pad(x, w, layout: Layout) -> tuple:
     return xp, wp
 
 
-def read_chunk(src, layout: Layout, i: int) -> tuple:
-    """Chunk ``i`` padded (array sources: random access; callables: in order)."""
-    if not src.sequential:
-        size = layout.chunk_size
-        return pad(*src.rows(slice(i * size, (i + 1) * size)), layout)
+def read_chunk(src, info: Survey, i: int) -> tuple:
+    """Chunk ``i`` of a later pass, checked against the first pass (its rows,
+    values and features; for memory maps, the file) and padded. Array sources
+    are read by random access, callables in order."""
+    layout = info.layout
+    start, stop = info.starts[i], info.starts[i + 1]
+    if src.sequential:
+        x, w = _next_piece(src, info, i)
+    else:
+        x, w = src.rows(slice(start, stop))
+    if x.shape[0] != stop - start:
+        raise ValueError(f"{src.name}: chunk {i} has {x.shape[0]} rows on this pass, "
+                         f"{stop - start} on the first; it must yield the same data on every "
+                         "pass")
+    check_chunk(x, w, i, layout.n_features, start, src.name, layout.dtype)
+    return pad(x, w, layout)
+
+
+def _next_piece(src, info: Survey, i: int) -> tuple:
     if i == 0:
-        src.cursor = src.pieces(layout.chunk_size)
+        src.cursor = src.pieces(info.layout.chunk_size)
     try:
-        return pad(*next(src.cursor), layout)
+        piece = next(src.cursor)
     except StopIteration:
         raise ValueError(f"{src.name} yielded fewer chunks than on its first pass "
                          f"(ended before chunk {i}); it must yield the same data on every "
                          "pass") from None
+    if i == info.n_chunks - 1 and next(src.cursor, None) is not None:
+        raise ValueError(f"{src.name} yielded more than the {info.n_chunks} chunks of its "
+                         "first pass; it must yield the same data on every pass")
+    return piece
 
 
 def sample_rows(src, rows, chunk_size: int) -> tuple:

@@ -14,7 +14,7 @@ time.
 >>> from jaxmix.data.source import open_source, survey
 >>> src = open_source(np.arange(10.0).reshape(5, 2))
 >>> info = survey(src, 2)
->>> with registered(src) as token:
+>>> with registered(src, info) as token:
 ...     s = Stream(token, np.int32(info.n_chunks), jnp.zeros(2), info.total_weight,
 ...                layout=info.layout)
 ...     float(s.reduce(lambda x, w, c: jnp.sum(w[:, None] * x)))
@@ -37,23 +37,49 @@ from jaxmix.data.reduce import add, zeros
 from jaxmix.data.source import Layout, read_chunk
 
 _SOURCES: dict = {}
+_ERRORS: dict = {}   # token -> the first exception a read of that source raised
 _TOKENS = itertools.count(1)
 
 
 @contextlib.contextmanager
-def registered(src):
-    """Make ``src`` readable by compiled passes; yields its ``int32`` token.
-    Block on the fit's result before leaving (dispatch is asynchronous)."""
+def registered(src, info):
+    """Make ``src`` (surveyed as ``info``) readable by compiled passes; yields
+    its ``int32`` token. Block on the fit's result before leaving (dispatch is
+    asynchronous).
+
+    A read that raises (a check of a later pass, or the user's own iterator)
+    does not raise inside the compiled computation, where XLA would replace
+    the error by an opaque runtime error and keep it for the next ordered
+    callback: the exception is kept, the pass goes on with empty chunks, and
+    leaving the block raises the exception itself, type and message intact.
+    """
     token = next(_TOKENS) % (2 ** 31 - 1)
-    _SOURCES[token] = src
+    _SOURCES[token] = (src, info)
     try:
         yield np.int32(token)
     finally:
         _SOURCES.pop(token, None)
+        error = _ERRORS.pop(token, None)
+        if error is not None:
+            raise error
 
 
 def _read(token, i, layout: Layout):
-    return read_chunk(_SOURCES[int(token)], layout, int(i))
+    token, i = int(token), int(i)
+    if token not in _ERRORS:
+        src, info = _SOURCES[token]
+        try:
+            return read_chunk(src, info, i)
+        except Exception as err:  # noqa: BLE001 -- re-raised by registered()
+            _note(err, f"raised while reading chunk {i} of {src.name} in a streamed pass")
+            _ERRORS[token] = err
+    return (np.zeros((layout.chunk_size, layout.n_features), layout.dtype),
+            np.zeros((layout.chunk_size,), layout.dtype))
+
+
+def _note(err, text: str):
+    if hasattr(err, "add_note"):  # Python >= 3.11
+        err.add_note(text)
 
 
 @jax.tree_util.register_dataclass

@@ -6,13 +6,13 @@ Every entry point (``fit_gmm``, ``fit_kmeans``, ``fit_gradient``,
 :class:`Placement`:
 
 * in memory (an array, possibly sharded over a mesh): validated once,
-  centred on its weighted mean, cut into chunks by the one chunk rule
+  centred on its median (:func:`centre`), cut into chunks by the one chunk rule
   (:func:`jaxmix.data.chunked.chunk_rows`) and placed on the mesh;
 * streamed (a ``.npy`` path, an ``np.memmap``, a callable yielding chunks, or
   :func:`jaxmix.data.source.open_source` of anything): every chunk validated
   by a first pass, the initialiser's sample drawn (all rows up to
   ``init_size``, default :data:`INIT_SIZE`, else a uniform sample), the data
-  centred on that sample's weighted mean on the device as chunks are read.
+  centred on that sample's median on the device as chunks are read.
 
 Fits run on ``placement.data`` (any placement, :mod:`jaxmix.data.reduce`) and
 initialise on ``placement.sample`` (in memory), then :func:`uncentre`.
@@ -34,7 +34,8 @@ from jaxmix.data.stream import Stream, registered
 from jaxmix.fit.buckets import sample_bucket
 from jaxmix.fit.programs import guard
 from jaxmix.validation import (check_data, check_int, check_n_components,
-                               check_sample_weight)
+                               check_range, check_sample_weight, check_spread,
+                               is_traced)
 
 # Rows the initialiser of a streamed fit sees: all of them up to this many,
 # else a uniform sample without replacement.
@@ -49,7 +50,7 @@ class Placement(NamedTuple):
         possibly sharded) or :class:`~jaxmix.data.stream.Stream`.
       sample: centred in-memory rows the initialisers see (``data`` itself
         when it is in memory).
-      offset: ``(d,)`` the centring offset (weighted mean).
+      offset: ``(d,)`` the centring offset (:func:`centre`).
       n_samples: rows of the data.
     """
 
@@ -63,15 +64,31 @@ class Placement(NamedTuple):
         return self.sample.n_features
 
 
-def weighted_mean(x, w):
-    """``sum_n w_n x_n / sum_n w_n`` (``w=None``: the plain mean); NumPy data
-    on the host (the plain mean accumulated in float64, the weighted one in
-    the data's dtype), returned in ``x``'s dtype."""
-    if isinstance(x, np.ndarray) and not isinstance(w, jax.Array):
-        mean = np.average(x, axis=0, weights=w) if w is not None else np.mean(
-            x, axis=0, dtype=np.float64)
-        return np.asarray(mean, x.dtype)
-    return jnp.mean(x, axis=0) if w is None else jnp.average(x, axis=0, weights=w)
+# Rows the centre is taken from: an evenly strided subsample of at most this many.
+CENTRE_ROWS = 2 ** 14
+
+
+def centre(x, w):
+    """The centring offset ``(d,)``: the coordinate-wise median of the rows
+    with positive weight, over an evenly strided subsample of at most
+    :data:`CENTRE_ROWS` rows.
+
+    Any offset gives the same fit up to rounding (results are moved back by
+    it); the median, unlike the mean, stays in the bulk of the data when a
+    few rows lie far away, so in float32 the bulk keeps its resolution (one
+    row at 1e12 among unit-scale rows moves the mean to 5e9, where float32's
+    spacing is 512). NumPy data on the host, JAX arrays on their device; the
+    result has ``x``'s dtype.
+    """
+    xp = np if isinstance(x, np.ndarray) and not isinstance(w, jax.Array) else jnp
+    step = -(-x.shape[0] // CENTRE_ROWS)
+    rows = x[::step]
+    if w is not None:
+        rows = xp.where((w[::step] > 0)[:, None], rows, xp.nan)
+        if not bool(xp.any(w[::step] > 0)):  # every sampled row weightless: use them all
+            rows = xp.where((w > 0)[:, None], x, xp.nan)
+    with np.errstate(invalid="ignore"):
+        return xp.asarray(xp.nanmedian(rows, axis=0), x.dtype)
 
 
 @contextlib.contextmanager
@@ -104,8 +121,10 @@ def _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name) -> P
     n, d = x.shape
     check_n_components(k, n, k_name)
     w = check_sample_weight(sample_weight, n, x.dtype, k)
+    if not is_traced(x, w):
+        check_spread(x, w)
     size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
-    offset = weighted_mean(x, w)
+    offset = centre(x, w)
     data = placed_chunks(x, w, offset, mesh, row_elements(d), size, sample_bucket(n))
     return Placement(data, data, offset, n)
 
@@ -126,9 +145,11 @@ def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_n
     sx, sw = sample_rows(src, rows, info.layout.chunk_size)
     sx = check_data(sx)
     sw = check_sample_weight(sw, sx.shape[0], sx.dtype)
-    offset = weighted_mean(sx, sw)
+    offset = centre(sx, sw)
     sample = chunk(sx - offset, info.layout.chunk_size, sw)
-    with registered(src) as token:
+    check_range(info.lo, info.hi, info.total_weight, info.layout.dtype,
+                weighted=info.total_weight != info.n_samples)
+    with registered(src, info) as token:
         data = Stream(token, np.int32(info.n_chunks), offset,
                       np.asarray(info.total_weight, info.layout.dtype), layout=info.layout)
         yield Placement(data, sample, offset, info.n_samples)

@@ -33,7 +33,8 @@ from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
 from jaxmix.kmeans.update import scaled_tol
 from jaxmix.params import KMeansParams
-from jaxmix.validation import as_key, check_choice, check_data, check_int, check_nonneg
+from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_nonneg,
+                               check_sample_weight)
 
 # EWA window of a stream when the data set size is unknown: 100 batches.
 STREAM_WINDOW_BATCHES = 100
@@ -200,26 +201,26 @@ def _run_stream(state, batch, it, offset, config, max_steps, shape):
         if bool(state.stop) or (max_steps is not None and len(history) >= max_steps):
             break
         try:
-            batch = _batch(next(it), shape, batch[0].dtype, offset)
+            batch = _batch(next(it), shape, batch[0].dtype, offset, len(history))
         except StopIteration:
             break
     return state, jnp.stack(history)[None]
 
 
-def _batch(item, shape, dtype, offset):
-    """``(x - offset, w)`` of one later stream item, padded to ``shape`` with
-    zero-weight rows."""
+def _batch(item, shape, dtype, offset, i: int):
+    """``(x - offset, w)`` of batch ``i`` (from 0) of the stream, checked in
+    ``dtype`` and padded to ``shape`` with zero-weight rows."""
     x, w = item if isinstance(item, tuple) else (item, None)
-    x = check_data(x, "batch")
+    name = f"batch {i}"
+    x = check_data(np.asarray(x) if not isinstance(x, jax.Array) else x, name)
     b, d = shape
     if x.shape[1] != d or x.shape[0] > b:
-        raise ValueError(f"each batch must have at most {b} rows and {d} columns (as the "
-                         f"first batch), got shape {x.shape}")
+        raise ValueError(f"{name} must have at most {b} rows and {d} columns (as the first "
+                         f"batch), got shape {x.shape}")
+    w = None if w is None else check_sample_weight(
+        w, x.shape[0], dtype, name=f"sample_weight of {name}", allow_zero=True)
     w = jnp.ones((x.shape[0],), dtype) if w is None else jnp.asarray(w, dtype)
-    if w.shape != (x.shape[0],) or not bool(jnp.all(jnp.isfinite(w) & (w >= 0))):
-        raise ValueError(f"a batch's sample_weight must be finite, non-negative, of shape "
-                         f"({x.shape[0]},)")
-    x = x.astype(dtype) - offset
+    x = jnp.asarray(x, dtype) - offset
     pad = b - x.shape[0]
     if pad:
         x = jnp.concatenate([x, jnp.zeros((pad, d), dtype)])

@@ -140,7 +140,7 @@ def _run(params, pieces, layout: Layout, offset, reg_covar, name, kappa, t0) -> 
     reg_covar = jnp.asarray(reg_covar, dtype)
     history, oks, first_row, total = [], [], 0, 0.0
     for i, (x, w) in pieces:
-        check_chunk(x, w, i, layout.n_features, first_row, name)
+        check_chunk(x, w, i, layout.n_features, first_row, name, dtype)
         first_row += x.shape[0]
         if w is not None and not np.any(w > 0):
             continue  # nothing to learn from an all-zero-weight chunk

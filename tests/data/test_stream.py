@@ -9,6 +9,8 @@ against full-data EM at the accuracy one pass can reach.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -227,5 +229,125 @@ def test_memmap_pages_are_released_after_each_chunk(tmp_path):
     info = survey(src, 1 << 15)
     before = rss_file_mib()
     for i in range(info.n_chunks):
-        read_chunk(src, info.layout, i)
+        read_chunk(src, info, i)
     assert rss_file_mib() - before < 8
+
+
+# ---------------------------------------------------------------------------
+# Every pass is checked (issue 16, class 7)
+
+class Passes:
+    """A callable source whose pass ``p`` (from 0) yields ``change(p, chunks)``."""
+
+    def __init__(self, chunks, change):
+        self.chunks, self.change, self.calls = chunks, change, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.change(self.calls - 1, [c.copy() for c in self.chunks])
+
+
+def nan_in_chunk_1(p, chunks):
+    if p >= 2:  # pass 0: survey; pass 1: initialiser sample; then the fit
+        chunks[1][3, 0] = np.nan
+    return chunks
+
+
+def wider_chunk(p, chunks):
+    return chunks if p < 2 else chunks[:1] + [np.ones((10, 3))] + chunks[2:]
+
+
+def fewer_chunks(p, chunks):
+    return chunks if p < 2 else chunks[:-1]
+
+
+def more_chunks(p, chunks):
+    return chunks if p < 2 else chunks + chunks[:1]
+
+
+def shorter_chunk(p, chunks):
+    return chunks if p < 2 else chunks[:1] + [chunks[1][:5]] + chunks[2:]
+
+
+def own_error(p, chunks):
+    if p < 2:
+        return chunks
+
+    def gen():
+        yield chunks[0]
+        raise KeyError("the user's own error")
+    return gen()
+
+
+CHUNKS = [np.random.default_rng(1).normal(size=(10, 2)) + 3 * i for i in range(3)]
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (nan_in_chunk_1, ValueError, r"chunk 1 \(rows 10..19\) contains NaN .* row 13"),
+    (wider_chunk, ValueError, "chunk 1 .* has 3 features, the data 2"),
+    (fewer_chunks, ValueError, "fewer chunks than on its first pass"),
+    (more_chunks, ValueError, "more than the 3 chunks of its first pass"),
+    (shorter_chunk, ValueError, "chunk 1 has 5 rows on this pass, 10 on the first"),
+    (own_error, KeyError, "the user's own error"),
+], ids=lambda v: getattr(v, "__name__", None))
+@pytest.mark.parametrize("fit", [fit_gmm, fit_kmeans], ids=["gmm", "kmeans"])
+def test_every_pass_is_checked_and_the_error_kept(fit, change, error, match):
+    """A later pass that differs from the first raises at the fit, with its
+    own type and a message naming the chunk: not an opaque XLA runtime error,
+    and not a silently failed fit. The next valid streamed fit in the same
+    thread is not affected."""
+    with pytest.raises(error, match=match) as info:
+        fit(0, open_source(Passes(CHUNKS, change)), 2, max_iter=3)
+    if error is KeyError:
+        assert any("chunk 1" in note for note in getattr(info.value, "__notes__", ["chunk 1"]))
+    fresh = fit(0, open_source(list(CHUNKS)), 2, max_iter=3)
+    again = fit(0, open_source(list(CHUNKS)), 2, max_iter=3)
+    assert not bool(np.asarray(fresh.failed).any())
+    np.testing.assert_array_equal(np.asarray(fresh.objective), np.asarray(again.objective))
+
+
+def test_a_file_changed_under_its_memory_map_is_refused(tmp_path):
+    """A .npy truncated (or rewritten) after its source was opened raises a
+    ValueError naming the file before the map is touched (reading a truncated
+    map would kill the process with SIGBUS)."""
+    path = tmp_path / "x.npy"
+    np.save(path, np.ones((4096, 4)))
+    src = open_source(path)
+    info = survey(src, 1024)
+    read_chunk(src, info, 3)
+    os.truncate(path, 4096)
+    with pytest.raises(ValueError, match="x.npy' changed while the fit was reading it"):
+        read_chunk(src, info, 3)
+    np.save(path, np.zeros((4096, 4)))  # same size, new contents
+    with pytest.raises(ValueError, match="changed while the fit was reading it"):
+        read_chunk(src, info, 0)
+
+
+def test_a_file_changed_between_passes_fails_the_fit(tmp_path, monkeypatch):
+    import jaxmix.data.stream as stream
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(300, 2)))
+    calls = []
+
+    def truncating(src, info, i):
+        calls.append(i)
+        if len(calls) == info.n_chunks + 1:  # the second pass of the fit
+            os.truncate(path, 1024)
+        return read_chunk(src, info, i)
+
+    monkeypatch.setattr(stream, "read_chunk", truncating)
+    with pytest.raises(ValueError, match="changed while the fit was reading it"):
+        fit_gmm(0, path, 2, chunk_size=100, max_iter=3)
+
+
+def test_chunk_values_are_checked_in_the_compute_dtype():
+    """float64 chunks of a float32 fit: 1e300 is finite in float64 only, and
+    weights of 1e38 sum beyond float32."""
+    from jaxmix.data.source import check_chunk
+    with pytest.raises(ValueError, match=r"chunk 4 .* contains NaN or infinity \(in float32\)"):
+        check_chunk(np.array([[1.0], [1e300]]), None, 4, 1, 0, "src", np.float32)
+    with pytest.raises(ValueError, match="chunk 0 .* sample_weight must be finite.*float32"):
+        check_chunk(np.ones((8, 1)), np.full(8, 1e38), 0, 1, 0, "src", np.float32)
+    x = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="sample_weight: the fit's weighted sums of squares"):
+        fit_gmm(0, open_source(x, np.full(100, 1e36, np.float32)), 2)

@@ -157,8 +157,11 @@ def test_stream_bad_input():
         fit_minibatch_kmeans(0, iter([]), K)
     with pytest.raises(ValueError, match="n_clusters=5 is larger"):
         fit_minibatch_kmeans(0, iter([X[:3]]), K)
-    with pytest.raises(ValueError, match="each batch must have at most 64 rows and 3 columns"):
+    with pytest.raises(ValueError, match="batch 1 must have at most 64 rows and 3 columns"):
         fit_minibatch_kmeans(0, iter([X[:64], X[:65]]), K, max_no_improvement=None)
-    with pytest.raises(ValueError, match="batch contains NaN"):
-        fit_minibatch_kmeans(0, iter([X[:64], np.full((8, 3), np.nan)]), K,
-                                max_no_improvement=None)
+    with pytest.raises(ValueError, match="batch 2 contains NaN or infinity in 8 row"):
+        fit_minibatch_kmeans(0, iter([X[:64], X[:8], np.full((8, 3), np.nan)]), K,
+                             max_no_improvement=None)
+    with pytest.raises(ValueError, match="sample_weight of batch 1 must be finite in float(32|64), and so must its sum"):
+        fit_minibatch_kmeans(0, iter([X[:64], (X[:8], np.full(8, 1e308))]), K,
+                             max_no_improvement=None)
