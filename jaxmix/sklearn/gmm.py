@@ -28,6 +28,7 @@ Differences from sklearn, by design:
 from __future__ import annotations
 
 import numbers
+import os
 import time
 import warnings
 
@@ -51,7 +52,7 @@ from jaxmix.io import check_loaded_gmm
 from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
                                     key_from_random_state, padded_gmm)
-from jaxmix.sklearn.persist import Persistent, load_as
+from jaxmix.sklearn.persist import Persistent, check_scalars, load_as
 
 
 # scikit-learn's message when the fit breaks down (its tests match it).
@@ -290,7 +291,24 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         return load_as(path, (cls,), covariance_type)
 
     def _check_loaded(self, path):
-        """After loading: ``lower_bounds_`` back to a list, shapes that fit."""
+        """After loading: typed scalars; float factors checked by the one params
+        checker under ``covariance_type`` (the file's one type) against
+        ``n_components`` and ``n_features_in_``, weights summing to one;
+        ``lower_bounds_`` a list of floats; covariances and precisions
+        recomputed from the factors (the file's copies are not a second source)."""
+        where = os.fspath(path)
+        check_scalars(path, self, dict(converged_=bool, n_iter_=int, lower_bound_=float,
+                                       n_features_in_=int))
+        p = self._params()
+        if any(np.asarray(a).dtype.kind != "f" for a in (p.weights, p.means,
+                                                          p.precisions_cholesky)):
+            raise ValueError(f"{where}: weights_, means_ and precisions_cholesky_ must be float")
+        check_loaded_gmm(path, p, k=self.n_components, d=self.n_features_in_)
+        if abs(float(np.sum(p.weights, dtype=np.float64)) - 1.0) > 1e-3:
+            raise ValueError(f"{where}: weights_ must sum to 1, got {np.sum(p.weights):.6g}")
+        bounds = np.asarray(getattr(self, "lower_bounds_", []), dtype=float)
+        if bounds.ndim != 1:
+            raise ValueError(f"{where}: lower_bounds_ must be 1-D, got shape {bounds.shape}")
         if hasattr(self, "lower_bounds_"):
-            self.lower_bounds_ = [float(v) for v in self.lower_bounds_]
-        check_loaded_gmm(path, self._params())
+            self.lower_bounds_ = bounds.tolist()
+        self._set_params_attrs(p)

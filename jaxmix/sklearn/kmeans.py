@@ -19,6 +19,7 @@ run batched in one compiled call. Differences from sklearn, by design:
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -42,7 +43,8 @@ from jaxmix.kmeans.minibatch import make_config
 from jaxmix.params import KMeansParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
                                     key_from_random_state)
-from jaxmix.sklearn.persist import Persistent
+from jaxmix.io import check_loaded_centroids
+from jaxmix.sklearn.persist import Persistent, check_scalars
 
 
 class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
@@ -109,6 +111,24 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                           f"n_clusters ({self.n_clusters}). Possibly due to duplicate points "
                           "in X.", ConvergenceWarning, stacklevel=3)
         return result, best
+
+    def _check_loaded(self, path):
+        """After loading: typed scalars; finite centres of shape
+        ``(n_clusters, n_features_in_)``; labels that are cluster indices."""
+        check_scalars(path, self, dict(inertia_=float, n_iter_=int, n_steps_=int,
+                                       n_features_in_=int, _n_features_out=int))
+        k = self.n_clusters
+        check_loaded_centroids(path, self.cluster_centers_, "cluster_centers_",
+                               shape=(k, self.n_features_in_))
+        if getattr(self, "_n_features_out", k) != k:
+            raise ValueError(f"{os.fspath(path)}: _n_features_out must be n_clusters={k}, got "
+                             f"{self._n_features_out}")
+        labels = getattr(self, "labels_", np.zeros(0, np.int64))
+        if labels.ndim != 1 or labels.dtype.kind not in "iu" or np.any(labels < 0) or \
+                np.any(labels >= k):
+            raise ValueError(f"{os.fspath(path)}: labels_ must be a 1-D integer array of "
+                             f"cluster indices in [0, {k}), got dtype {labels.dtype} shape "
+                             f"{labels.shape}")
 
     def _params(self):
         check_is_fitted(self, "cluster_centers_")

@@ -2,21 +2,28 @@
 
 :mod:`jaxmix.io` writes an estimator from the attributes its class names and
 reads a file back as a :class:`~jaxmix.io.StoredEstimator`; :func:`load_as`
-makes the estimator from it. :class:`Persistent` gives the estimators their
-``save(path)`` and ``Class.load(path)``; :func:`jaxmix.sklearn.load_estimator`
-reads whichever estimator a file holds.
+makes the estimator from it, setting only the names the class declares.
+:class:`Persistent` gives the estimators their ``save(path)`` and
+``Class.load(path)``; :func:`jaxmix.sklearn.load_estimator` reads whichever
+estimator a file holds.
 """
 
 from __future__ import annotations
 
 import os
 
-from jaxmix.io import read_estimator, require_arrays, save_estimator
+from jaxmix.io import check_names, read_estimator, save_estimator
 
 
 def load_as(path, classes, covariance_type: str | None = None):
     """The estimator in ``path``, which must hold one of ``classes`` (matched
     by class name); ``ValueError`` naming the file otherwise.
+
+    Only the names the class declares are set: constructor parameters of its
+    ``get_params`` (checked by its parameter constraints), arrays of its
+    ``_saved_arrays`` (all required) and ``_saved_optional_arrays``, scalars of
+    its ``_saved_scalars``; any other name in the file is refused. The class's
+    ``_check_loaded`` then checks the values.
 
     Args:
       classes: the estimator classes accepted.
@@ -25,16 +32,42 @@ def load_as(path, classes, covariance_type: str | None = None):
     by_kind = {cls.__name__: cls for cls in classes}
     stored = read_estimator(path, tuple(by_kind), covariance_type)
     cls = by_kind[stored.kind]
+    est = cls()
+    check_names(path, "parameters", stored.params, est.get_params(deep=False))
+    check_names(path, "arrays", stored.arrays, cls._saved_arrays + cls._saved_optional_arrays,
+                required=cls._saved_arrays)
+    check_names(path, "attributes", stored.attributes, cls._saved_scalars)
+    est.set_params(**stored.params)
     try:
-        est = cls(**stored.params)
-    except TypeError as err:
-        raise ValueError(f"{os.fspath(path)}: parameters do not fit {cls.__name__}: "
-                         f"{err}") from None
-    require_arrays(path, stored.arrays, cls._saved_arrays)
+        est._validate_params()  # scikit-learn's constraints, as fit checks them
+    except ValueError as err:
+        raise ValueError(f"{os.fspath(path)}: params: {err}") from None
     for name, value in {**stored.arrays, **stored.attributes}.items():
         setattr(est, name, value)
     est._check_loaded(path)
     return est
+
+
+def check_scalars(path, est, types: dict, required=("n_features_in_",)) -> None:
+    """``ValueError`` naming the file unless each of the class's
+    ``_saved_scalars`` that ``est`` has is of its type in ``types`` (``bool``,
+    ``int`` >= 0, or ``float``: an int is made a float) and each of
+    ``required`` is there."""
+    for name in type(est)._saved_scalars:
+        kind = types[name]
+        if not hasattr(est, name):
+            if name in required:
+                raise ValueError(f"{os.fspath(path)} is corrupt: attribute {name!r} is missing")
+            continue
+        value = getattr(est, name)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {bool: isinstance(value, bool), float: numeric,
+              int: numeric and isinstance(value, int) and value >= 0}[kind]
+        if not ok:
+            want = {bool: "a bool", int: "an integer >= 0", float: "a number"}[kind]
+            raise ValueError(f"{os.fspath(path)}: attribute {name!r} must be {want}, got "
+                             f"{value!r}")
+        setattr(est, name, kind(value))
 
 
 class Persistent:
