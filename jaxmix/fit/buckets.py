@@ -43,6 +43,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import jax
+
 MIN_COMPONENTS = 8
 MIN_SAMPLES = 256
 MIN_HISTORY = 1024
@@ -94,3 +96,20 @@ def sample_bucket(n: int) -> int:
 def history_bucket(max_iter: int) -> int:
     """Length of the compiled ``history`` array for an iteration cap ``max_iter``."""
     return bucket(max_iter, MIN_HISTORY, 1) if padding() else int(max_iter)
+
+
+# Restarts stepped at once by the fit driver on a CPU: more restarts run in
+# this many slots, each refilled as its restart stops
+# (jaxmix.fit.driver.iterate). Measured by experiments/bench_restarts.py: 200
+# restarts on digits (PCA 10, k=10) take 3.4 s in one batch and 0.97 s in 16
+# slots; 16 restarts at n=5e4, d=16 run 1.45x slower in 8 slots than in 16
+# (each pass's per-chunk work is shared by fewer restarts).
+RESTART_SLOTS = 16
+# On accelerators wider batches stay cheap per restart.
+ACCELERATOR_SLOTS = 64
+
+
+def restart_slots(n_rows: int) -> int:
+    """The driver's batch width for ``n_rows`` restart rows (static)."""
+    width = RESTART_SLOTS if jax.default_backend() == "cpu" else ACCELERATOR_SLOTS
+    return min(n_rows, width)

@@ -60,8 +60,9 @@ class FitResult(NamedTuple):
         return jax.tree.map(lambda leaf: leaf[self.best], self.params)
 
 
-def change_below_tol(old_params, new_params, prev_objective, objective, tol):
-    """sklearn's EM rule: ``|objective - previous objective| < tol``."""
+def change_below_tol(old_params, new_params, prev_objective, objective, tol, rows=None):
+    """sklearn's EM rule: ``|objective - previous objective| < tol`` (``rows``:
+    the restarts' constants, unused)."""
     return jnp.abs(objective - prev_objective) < tol
 
 
@@ -73,70 +74,126 @@ def _select(mask, new, old):
 
 
 class _State(NamedTuple):
-    params: Any
+    slot_params: Any      # (B, ...) the restarts now in the batch's slots
+    slot: jax.Array       # (B,) the restart each slot runs; R when empty
+    order: jax.Array      # (R,) the queue: usable restarts first, in index order
+    queued: jax.Array     # () entries of the queue handed to slots so far
+    n_usable: jax.Array   # () usable restarts (the queue's useful length)
+    params: Any           # (R, ...) every restart's latest parameters
     objective: jax.Array
     n_iter: jax.Array
     converged: jax.Array
     failed: jax.Array
     history: jax.Array
-    it: jax.Array
 
 
 def iterate(step: Callable, params0, tol, max_iter,
             converged_fn: Callable = change_below_tol, usable=None,
-            history_len: int | None = None) -> FitResult:
+            history_len: int | None = None, *, rows=None, slots: int | None = None
+            ) -> FitResult:
     """Run ``step`` on all restarts of ``params0`` until each stops.
 
+    The ``R`` restarts run in a batch of ``slots`` (default ``R``): a slot
+    whose restart stopped takes the next restart waiting, so with fewer slots
+    than restarts a restart that stopped early costs nothing more, and the
+    batch waits for its slowest member only at the end. Every restart's
+    result is that of the restart run alone, whatever the number of slots.
+
     Args:
-      step: batched step, ``params_R -> (new_params_R, objective_R)``.
+      step: batched step, ``params_B -> (new_params_B, objective_B)``, or
+        ``(params_B, rows_B) -> ...`` when ``rows`` is given.
       params0: restart-batched initial state.
       tol: convergence tolerance (traced: changing it does not recompile).
       max_iter: iteration cap (an int, or traced when ``history_len`` is given).
-      converged_fn: ``(old, new, prev_objective, objective, tol) -> (R,) bool``.
+      converged_fn: ``(old, new, prev_objective, objective, tol[, rows_B]) ->
+        (B,) bool``.
       usable: ``(R,)`` whether each restart's starting point is valid
         (default: all of ``params0`` finite; a state with optimizer entries
         that start non-finite passes the test of its model parameters;
         padded rows are not usable: they never step and are never best).
       history_len: static length of ``history`` (at least ``max_iter``;
         default ``max_iter``).
+      rows: optional pytree of per-restart constants (leading axis ``R``,
+        e.g. a component mask), handed to ``step`` and ``converged_fn`` for
+        the restarts in the slots.
+      slots: static batch size (at least 1; at most ``R`` are used).
     """
     n_restarts = jax.tree.leaves(params0)[0].shape[0]
     history_len = max_iter if history_len is None else history_len
-    dtype = jnp.result_type(*jax.tree.leaves(params0))
-    init = _State(
-        params=params0,
-        objective=jnp.full((n_restarts,), -jnp.inf, dtype),
-        n_iter=jnp.zeros((n_restarts,), jnp.int32),
-        converged=jnp.zeros((n_restarts,), bool),
-        failed=~(all_finite(params0, batch_dims=1) if usable is None else usable),
-        history=jnp.full((n_restarts, history_len), jnp.nan, dtype),
-        it=jnp.asarray(0, jnp.int32),
-    )
+    width = n_restarts if slots is None else max(1, min(int(slots), n_restarts))
+    init = _initial_state(params0, usable, n_restarts, width, history_len)
+    if history_len == 0:
+        return _result(init, usable)
+    extra = () if rows is None else (rows,)
 
     def active(s):
         return ~s.converged & ~s.failed & (s.n_iter < max_iter)
 
     def body(s):
-        live = active(s)
-        new, obj = step(s.params)
+        index = jnp.minimum(s.slot, n_restarts - 1)
+        live = (s.slot < n_restarts) & active(s)[index]
+        mine = tuple(_gather(r, index) for r in extra)
+        new, obj = step(s.slot_params, *mine)
         ok = jnp.isfinite(obj) & all_finite(new, batch_dims=1)
         accept = live & ok
-        conv = converged_fn(s.params, new, s.objective, obj, tol)
-        return _State(
-            params=_select(accept, new, s.params),
-            objective=jnp.where(accept, obj, s.objective),
-            n_iter=s.n_iter + live.astype(jnp.int32),
-            converged=s.converged | (accept & conv),
-            failed=s.failed | (live & ~ok),
-            history=s.history.at[:, s.it].set(jnp.where(live, obj, jnp.nan)),
-            it=s.it + 1,
-        )
+        conv = converged_fn(s.slot_params, new, s.objective[index], obj, tol, *mine)
+        kept = _select(accept, new, s.slot_params)
+        at = jnp.where(live, s.slot, n_restarts)  # only live slots write back
 
-    final = init if history_len == 0 else jax.lax.while_loop(
-        lambda s: jnp.any(active(s)), body, init)
-    return FitResult(final.params, final.objective, final.n_iter, final.converged,
-                     final.failed, jnp.zeros_like(final.failed), final.history,
-                     best_restart(final.objective, final.failed, final.params, usable))
+        def put(a, b):
+            return a.at[at].set(b, mode="drop")
+        s = s._replace(
+            slot_params=kept, params=jax.tree.map(put, s.params, kept),
+            objective=put(s.objective, jnp.where(accept, obj, s.objective[index])),
+            n_iter=s.n_iter.at[at].add(1, mode="drop"),
+            converged=put(s.converged, s.converged[index] | (accept & conv)),
+            failed=put(s.failed, s.failed[index] | ~ok),
+            history=s.history.at[at, s.n_iter[index]].set(obj, mode="drop"))
+        return _refill(s, active(s), n_restarts)
+
+    final = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, init)
+    return _result(final, usable)
+
+
+def _gather(tree, index):
+    return jax.tree.map(lambda a: a[index], tree)
+
+
+def _initial_state(params0, usable, n_restarts, width, history_len) -> _State:
+    dtype = jnp.result_type(*jax.tree.leaves(params0))
+    failed = ~(all_finite(params0, batch_dims=1) if usable is None else usable)
+    order = jnp.argsort(failed, stable=True).astype(jnp.int32)
+    n_usable = jnp.sum(~failed).astype(jnp.int32)
+    first = order[:width]
+    return _State(
+        slot_params=_gather(params0, first),
+        slot=jnp.where(jnp.arange(width) < n_usable, first, n_restarts),
+        order=order, queued=jnp.minimum(n_usable, width), n_usable=n_usable,
+        params=params0, objective=jnp.full((n_restarts,), -jnp.inf, dtype),
+        n_iter=jnp.zeros((n_restarts,), jnp.int32),
+        converged=jnp.zeros((n_restarts,), bool), failed=failed,
+        history=jnp.full((n_restarts, history_len), jnp.nan, dtype))
+
+
+def _refill(s: _State, active, n_restarts: int) -> _State:
+    """Slots whose restart stopped (or that are empty) take the next restarts
+    of the queue, in slot order; restarts still in the queue never stepped,
+    so they are active."""
+    index = jnp.minimum(s.slot, n_restarts - 1)
+    free = (s.slot >= n_restarts) | ~active[index]
+    position = s.queued + jnp.cumsum(free) - 1
+    take = free & (position < s.n_usable)
+    nxt = s.order[jnp.minimum(position, n_restarts - 1)]
+    slot = jnp.where(take, nxt, jnp.where(free, n_restarts, s.slot))
+    loaded = _gather(s.params, jnp.minimum(nxt, n_restarts - 1))
+    return s._replace(slot=slot, slot_params=_select(take, loaded, s.slot_params),
+                      queued=s.queued + jnp.sum(take).astype(jnp.int32))
+
+
+def _result(s: _State, usable) -> FitResult:
+    return FitResult(s.params, s.objective, s.n_iter, s.converged, s.failed,
+                     jnp.zeros_like(s.failed), s.history,
+                     best_restart(s.objective, s.failed, s.params, usable))
 
 
 def best_restart(objective, failed, params, usable=None):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
-from jaxmix.fit.buckets import component_bucket, history_bucket
+from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
 from jaxmix.fit.inputs import Placement, placed, uncentre
@@ -169,8 +169,9 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
                               max_trials=max_trials, per_k=per_k)
     mask = row_mask(rows, k_max)
     usable = all_finite(params0, batch_dims=1) & rows.active
-    result = iterate(batched_em_step(data, reg_covar, path, prior, mask), params0, tol,
-                     max_iter, usable=usable, history_len=history)
+    result = iterate(batched_em_step(data, reg_covar, path, prior), params0, tol, max_iter,
+                     usable=usable, history_len=history, rows=mask,
+                     slots=restart_slots(mask.shape[0]))
     degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, mask)
     score = mean_log_likelihoods(result.params, data) if per_k else None
     return uncentre(result._replace(degenerate=degenerate), offset), score

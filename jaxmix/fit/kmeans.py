@@ -22,14 +22,13 @@ array([-5.,  5.], dtype=float32)
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.compiling import jit
-from jaxmix.fit.buckets import component_bucket, history_bucket
+from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys, row_mask
@@ -147,9 +146,9 @@ def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=N
     state0 = LloydState(centroids0, jnp.zeros(centroids0.shape[:1], jnp.uint32))
     if usable is not None:
         usable = usable & all_finite(centroids0, batch_dims=1)
-    converged = functools.partial(lloyd_converged, mask=mask)
-    result = iterate(batched_lloyd_step(data, relocate, mask), state0, abs_tol, max_iter,
-                     converged, usable=usable, history_len=history_len)
+    result = iterate(batched_lloyd_step(data, relocate), state0, abs_tol, max_iter,
+                     lloyd_converged, usable=usable, history_len=history_len, rows=mask,
+                     slots=restart_slots(centroids0.shape[0]))
     return result._replace(params=KMeansParams(result.params.centroids))
 
 

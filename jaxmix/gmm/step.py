@@ -32,7 +32,9 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
     log-posterior ``(loglik + log_prior) / sum(w)``. ``path="auto"`` picks
     the GEMM or exact E-step per iteration for all restarts at once (one
     ``lax.cond``, see :mod:`jaxmix.gmm.stats`); ``mask`` ``(R, k)`` keeps the
-    components of padded mixtures outside it empty.
+    components of padded mixtures outside it empty (the step's own second
+    argument, when given, replaces it: the driver hands each batch of slots
+    its rows' masks).
     """
     total = data.total_weight()
 
@@ -44,15 +46,16 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
                             lambda q: batched_e_step(q, data, "gemm"),
                             lambda q: batched_e_step(q, data, "exact"), params)
 
-    def step(params: GMMParams):
+    def step(params: GMMParams, row_mask=None):
+        row_mask = mask if row_mask is None else row_mask
         stats = stats_of(params)
-        real = jnp.ones(params.weights.shape, bool) if mask is None else mask
+        real = jnp.ones(params.weights.shape, bool) if row_mask is None else row_mask
         new = jax.vmap(lambda s, m: m_step(s, reg_covar, params.covariance_type, prior,
                                            jnp.sum(m)))(stats, real)
         objective = stats.loglik
         if prior is not None:
             objective = objective + jax.vmap(lambda p, m: log_prior(p, prior, m))(params, real)
-        return enforce_mask(new, mask), objective / total
+        return enforce_mask(new, row_mask), objective / total
 
     return step
 

@@ -45,14 +45,16 @@ def batched_lloyd_step(data, relocate: bool = True, mask=None):
     restart-batched :class:`LloydState` (``centroids (R, k, d)``): one
     statistics pass over ``data`` (any placement) for all restarts, then (if
     ``relocate``) empty real clusters (``mask (R, k)``, default all)
-    re-seeded from the farthest samples, then ``sums / counts``.
+    re-seeded from the farthest samples, then ``sums / counts``. The step's
+    second argument, when given, replaces ``mask`` (the driver's per-slot rows).
     """
-    def step(state: LloydState):
+    def step(state: LloydState, row_mask=None):
+        row_mask = mask if row_mask is None else row_mask
         c = state.centroids
         stats = kmeans_stats(c, data)
         if relocate:
-            stats = relocate_empty(stats, c, data, mask)
-        new = mask_centroids(centroids_from_stats(stats, c), mask)
+            stats = relocate_empty(stats, c, data, row_mask)
+        new = mask_centroids(centroids_from_stats(stats, c), row_mask)
         return LloydState(new, stats.labels_hash), -stats.inertia
 
     return step

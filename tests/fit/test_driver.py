@@ -209,6 +209,81 @@ def test_frozen_restarts_equal_each_restart_run_alone():
         assert_restart_matches(res, r, reference(p0, r, TOL, MAX_ITER, "objective"))
 
 
+def _toy_many(n):
+    """``n`` toy restarts with contraction rates that stop them at many different
+    iterations, some failing part way and some unusable from the start."""
+    rng = np.random.default_rng(3)
+    rho = rng.uniform(0.3, 0.95, n)
+    fail_at = np.where(rng.uniform(size=n) < 0.2, rng.integers(0, 12, n), NEVER)
+    return toy_params(fail_at, a0=rng.normal(size=(n, 2)), rho=rho,
+                      bonus=rng.uniform(0, 5, n))
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3, 5, 11, 64])
+def test_slots_refilled_as_restarts_stop_equal_one_batch(slots):
+    """With fewer slots than restarts every restart still runs exactly as in
+    one batch of all of them (and as alone, see above), whatever the slot
+    count: params, objective, n_iter, flags, history and best, bit for bit.
+    Rows not usable from the start never take a slot's step."""
+    p0 = _toy_many(11)
+    usable = jnp.asarray(np.arange(11) % 4 != 2)
+    whole = iterate(make_step("objective"), p0, TOL, MAX_ITER, usable=usable)
+    part = iterate(make_step("objective"), p0, TOL, MAX_ITER, usable=usable, slots=slots)
+    assert len(set(np.asarray(whole.n_iter).tolist())) > 4
+    for field in ("objective", "n_iter", "converged", "failed", "history", "best"):
+        np.testing.assert_array_equal(np.asarray(getattr(part, field)),
+                                      np.asarray(getattr(whole, field)), err_msg=field)
+    for name in ("a", "t"):
+        np.testing.assert_array_equal(np.asarray(part.params[name]),
+                                      np.asarray(whole.params[name]))
+    assert np.all(np.asarray(part.n_iter)[~np.asarray(usable)] == 0)
+
+
+def test_slots_hand_each_restart_its_own_rows():
+    """Per-restart constants (``rows``) reach the step and the stopping rule
+    for the restart in each slot, not for the slot's first occupant."""
+    p0 = _toy_many(7)
+    rows = jnp.arange(7, dtype=jnp.float64)
+
+    def step(p, r):
+        new, obj = make_step("objective")(p)
+        return new, obj + r  # a restart-specific offset of the objective
+
+    def converged(old, new, prev, obj, tol, r):
+        return jnp.abs(obj - prev) < tol * (1 + r)
+
+    whole = iterate(step, p0, TOL, MAX_ITER, converged, rows=rows)
+    part = iterate(step, p0, TOL, MAX_ITER, converged, rows=rows, slots=2)
+    for field in ("objective", "n_iter", "converged", "history"):
+        np.testing.assert_array_equal(np.asarray(getattr(part, field)),
+                                      np.asarray(getattr(whole, field)), err_msg=field)
+    plain = iterate(make_step("objective"), p0, TOL, MAX_ITER)
+    np.testing.assert_allclose(np.asarray(whole.history[:, 0]),
+                               np.asarray(plain.history[:, 0]) + np.arange(7))
+
+
+def test_fit_gmm_restarts_beyond_the_slots_equal_one_batch(monkeypatch):
+    """fit_gmm and fit_kmeans with more restarts than slots: the same
+    results as with every restart in one batch."""
+    import jaxmix.fit.buckets as buckets
+    x = blobs(np.random.default_rng(5), 120, [[0.0, 0.0], [2.0, 1.0], [1.0, 2.5]])
+    runs = {}
+    for slots in (3, 64):
+        monkeypatch.setattr(buckets, "RESTART_SLOTS", slots)
+        jax.clear_caches()
+        runs[slots] = (jm.fit_gmm(1, x, 3, n_restarts=7, covariance_type="diag", tol=1e-5,
+                                  init="random"),
+                       jm.fit_kmeans(1, x, 3, n_restarts=7))
+    for few, many in zip(runs[3], runs[64]):
+        for field in ("objective", "n_iter", "converged", "failed", "history", "best"):
+            np.testing.assert_allclose(np.asarray(getattr(few, field)),
+                                       np.asarray(getattr(many, field)), rtol=1e-12,
+                                       err_msg=field)
+        for u, v in zip(jax.tree.leaves(few.params), jax.tree.leaves(many.params)):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=1e-12)
+    assert len(set(np.asarray(runs[3][0].n_iter).tolist())) > 1
+
+
 # ------------------------------------------------------------- d. max_iter 0
 
 def test_max_iter_zero_toy():
