@@ -23,12 +23,14 @@ import csv
 import io
 import os
 import re
-import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
+from jaxmix.io.untrusted import npy_array, npz_arrays
+
 SUFFIXES = (".npy", ".npz", ".csv")
+MAX_ARRAYS = 4096  # members of a data .npz
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 INFINITE = re.compile(r"([+-]?)inf(?:inity)?", re.IGNORECASE)
@@ -77,31 +79,33 @@ def load(path, *, key: str | None = None, delimiter: str = ",", header: bool | N
 
 
 def _read_array(path: str, suffix: str, key: str | None) -> np.ndarray:
+    """The one array of a ``.npy`` or ``.npz`` file, read as untrusted input
+    (:mod:`jaxmix.io.untrusted`: no pickle, nothing allocated from a size the
+    file declares)."""
+    if suffix == ".npy" and key is not None:
+        raise UsageError(f"--key {key!r} applies to .npz files only; drop it")
+    what = f"{suffix} file of numbers"
     try:
         if suffix == ".npy":
-            if key is not None:
-                raise UsageError(f"--key {key!r} applies to .npz files only; drop it")
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as archive:
-            return _pick(path, archive, key)
+            return npy_array(path, what)
+        arrays = npz_arrays(path, MAX_ARRAYS, what, pick=lambda names: [_pick(path, names, key)])
     except UsageError:
         raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise UsageError(f"DATA {path!r} is not a readable {suffix} file (truncated, corrupt, "
-                         f"or holding Python objects): {err}") from None
+    except ValueError as err:
+        raise UsageError(f"DATA {err}") from None
+    return next(iter(arrays.values()))
 
 
-def _pick(path: str, archive, key: str | None) -> np.ndarray:
-    names = list(archive.files)
+def _pick(path: str, names, key: str | None) -> str:
     if key is not None:
         if key not in names:
             raise UsageError(f"--key {key!r}: {path!r} has no array of that name; "
                              f"it holds {names}")
-        return archive[key]
+        return key
     if len(names) != 1:
         raise UsageError(f"DATA {path!r} holds {len(names)} arrays {names}; choose one "
                          "with --key NAME")
-    return archive[names[0]]
+    return names[0]
 
 
 def _as_matrix(path: str, a: np.ndarray):

@@ -266,3 +266,37 @@ def test_console_script(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "best by BIC: spherical, k=3" in done.stdout
     assert load_params(tmp_path / "out" / "model.npz").covariance_type == "spherical"
+
+
+def _crafted_npy(shape=(2 ** 20, 2 ** 20)):
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue() + b"\0" * 64
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_crafted_data_files_are_refused_without_allocating(tmp_path, suffix):
+    """A data file whose .npy header claims 8 TiB is a usage error naming the
+    file, read without allocating what it claims (the library's untrusted
+    reader, jaxmix.io.untrusted); an object array is refused, never unpickled."""
+    import tracemalloc
+    import zipfile
+    path = tmp_path / f"crafted{suffix}"
+    if suffix == ".npy":
+        path.write_bytes(_crafted_npy())
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("x.npy", _crafted_npy())
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match="declares shape .* but holds 64 bytes"):
+            load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 24
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UsageError, match="dtype object, not numbers"):
+        load(tmp_path / "objects.npy")
