@@ -140,12 +140,14 @@ SPREAD_HEADROOM = 2.0 ** -8
 def check_spread(x, w, name: str = "X"):
     """``ValueError`` naming the argument unless the fit's weighted sums of
     squares stay finite in ``x``'s dtype (see :func:`check_range`). Checked
-    data, concrete values (host data stay on the host)."""
+    data, concrete values (host data stay on the host). Returns the data's
+    extent ``(lo, hi, total weight)`` (per-feature minimum and maximum)."""
     xp = np if isinstance(x, np.ndarray) else jnp
     total = x.shape[0] if w is None else float(xp.sum(xp.asarray(w, np.float64)
                                                        if xp is np else w))
-    check_range(np.asarray(xp.min(x, axis=0)), np.asarray(xp.max(x, axis=0)), total,
-                x.dtype, weighted=w is not None, name=name)
+    lo, hi = np.asarray(xp.min(x, axis=0)), np.asarray(xp.max(x, axis=0))
+    check_range(lo, hi, total, x.dtype, weighted=w is not None, name=name)
+    return lo, hi, total
 
 
 def check_range(lo, hi, total_weight, dtype, *, weighted: bool, name: str = "X"):
@@ -210,7 +212,8 @@ def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtyp
         a = xp.asarray(getattr(p, field))
         if a.shape != shape:
             raise ValueError(f"{name}.{field} must have shape {shape}, got {a.shape}")
-        out[field] = a if dtype is None else a.astype(dtype)
+        with np.errstate(over="ignore"):  # a value beyond dtype is refused just below
+            out[field] = a if dtype is None else a.astype(dtype)
     if not is_traced(out):
         _check_gmm_values(out, name, ct, xp)
     checked = GMMParams(out["weights"] / xp.sum(out["weights"], axis=-1, keepdims=True),
@@ -222,7 +225,8 @@ def _check_gmm_values(out, name, covariance_type, xp):
     with np.errstate(invalid="ignore"):
         for field, a in out.items():
             if not bool(xp.all(xp.isfinite(a))):
-                raise ValueError(f"{name}.{field} contains NaN or infinity")
+                raise ValueError(f"{name}.{field} contains NaN or infinity (in "
+                                 f"{np.dtype(a.dtype).name}, the dtype the fit computes in)")
         if bool(xp.any(out["weights"] <= 0)):
             raise ValueError(f"{name}.weights must be positive")
         pc = out["precisions_cholesky"]
@@ -238,7 +242,13 @@ def _check_gmm_values(out, name, covariance_type, xp):
                 ".precision_cholesky_from_precisions")
 
 
-def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:
+# Every count a compiled program holds is an int32.
+MAX_INT = 2 ** 31 - 1
+
+
+def check_int(value, name: str, low: int = 1, high: int | None = MAX_INT) -> int:
+    """An integer (not a bool) in ``[low, high]`` (default ``high``: int32's
+    largest); errors name the argument."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     value = int(value)
@@ -246,6 +256,21 @@ def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:
         upper = "" if high is None else f" and at most {high}"
         raise ValueError(f"{name} must be at least {low}{upper}, got {value}")
     return value
+
+
+# Caps that keep a fit's arrays in memory: the history is (R, max_iter).
+MAX_ITER = 2 ** 20
+MAX_RESTARTS = 2 ** 16
+
+
+def check_max_iter(value, name: str = "max_iter") -> int:
+    """An iteration cap in ``[0, MAX_ITER]`` (the history holds one value per iteration)."""
+    return check_int(value, name, low=0, high=MAX_ITER)
+
+
+def check_n_restarts(value, name: str = "n_restarts") -> int:
+    """A restart count in ``[1, MAX_RESTARTS]`` (more: run them in several calls)."""
+    return check_int(value, name, high=MAX_RESTARTS)
 
 
 def check_n_components(k, n_samples: int, name: str = "n_components") -> int:
@@ -257,17 +282,23 @@ def check_n_components(k, n_samples: int, name: str = "n_components") -> int:
     return k
 
 
-def check_nonneg(value, name: str, strict: bool = False):
-    """A finite number ``>= 0`` (``> 0`` if ``strict``); a traced value passes
-    unchecked (it is a hyper-parameter of a traced fit)."""
+def check_nonneg(value, name: str, strict: bool = False, dtype=None):
+    """A finite number ``>= 0`` (``> 0`` if ``strict``), finite also in the
+    compute ``dtype`` when given; a traced value passes unchecked (it is a
+    hyper-parameter of a traced fit). Strings and bools are not numbers here."""
     if is_traced(value):
         return value
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
     if not np.isfinite(v) or v < 0 or (strict and v == 0):
         raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value!r}")
+    if dtype is not None and v > float(jnp.finfo(dtype).max):
+        raise ValueError(f"{name}={value!r} is not finite in {np.dtype(dtype).name}, the dtype "
+                         "the fit computes in; use a smaller value")
     return v
 
 
@@ -278,10 +309,16 @@ def check_choice(value, name: str, choices) -> str:
 
 
 def as_key(key, name: str = "key"):
-    """A PRNG key from a key or an integer seed."""
+    """A PRNG key from a key or an integer seed (in ``[-2**63, 2**63)``)."""
     if isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_)):
+        if not -2 ** 63 <= int(key) < 2 ** 63:
+            raise ValueError(f"{name}: an integer seed must be in [-2**63, 2**63), got {key}")
         return jax.random.PRNGKey(int(key))
-    if isinstance(key, (jax.Array, np.ndarray)):
+    if isinstance(key, (jax.Array, np.ndarray)) and (
+            jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+            or (key.dtype == np.uint32 and key.shape in ((2,), (4,)))):
         return key
-    raise ValueError(f"{name} must be a jax.random key (e.g. jax.random.PRNGKey(0)) or an "
-                     f"integer seed, got {type(key).__name__}")
+    raise ValueError(f"{name} must be a jax.random key (e.g. jax.random.PRNGKey(0) or "
+                     f"jax.random.key(0)) or an integer seed, got {type(key).__name__}"
+                     + (f" of dtype {key.dtype} and shape {key.shape}"
+                        if hasattr(key, "dtype") else ""))

@@ -253,7 +253,8 @@ def survey(src, chunk_size: int | None) -> Survey:
     if n == 0:
         raise ValueError(f"{src.name} yielded no samples")
     if total <= 0:
-        raise ValueError("sample weights are all zero; give some samples a positive weight")
+        raise ValueError(f"sample_weight of {src.name}: every weight is zero; give some samples "
+                         "a positive weight")
     layout = Layout(int(chunk_size or longest), int(d), float_dtype(dtype).name)
     return Survey(layout, n, len(starts), total, n_pos, lo, hi, tuple(starts) + (n,))
 

@@ -225,7 +225,9 @@ def _number(rep, core, counts, sweeps):
 # --------------------------------------------------------------------------
 
 def _check_weights(sample_weight, n: int, dtype):
-    """Finite per-sample weights (negative allowed, as in scikit-learn's DBSCAN)."""
+    """Per-sample weights finite in the compute ``dtype``, and so must be any
+    neighbourhood's sum (the sum of their magnitudes); negative weights are
+    allowed, as in scikit-learn's DBSCAN."""
     if sample_weight is None:
         return jnp.ones((n,), dtype)
     w = np.asarray(sample_weight)
@@ -233,9 +235,17 @@ def _check_weights(sample_weight, n: int, dtype):
         raise ValueError(f"sample_weight must be numeric, got dtype {w.dtype}")
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("sample_weight must be finite (it contains NaN or infinity)")
-    return jnp.asarray(w, dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = w.astype(dtype)
+        finite = bool(np.all(np.isfinite(cast))) and bool(np.isfinite(np.sum(np.abs(cast))))
+    if not finite:
+        raise ValueError(f"sample_weight must be finite in {np.dtype(dtype).name}, and so must "
+                         "the sum of its magnitudes; rescale the weights (and min_samples)")
+    return jnp.asarray(cast)
+
+
+# Largest tile: a step holds block^2 distances (2**14: 1 GiB in float32).
+MAX_BLOCK = 2 ** 14
 
 
 def fit_dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
@@ -268,7 +278,7 @@ def fit_dbscan(x, eps: float = 0.5, min_samples: int = 5, sample_weight=None, *,
     n = x.shape[0]
     weights = _check_weights(sample_weight, n, x.dtype)
     method = resolve_method(method, x.shape[1])
-    block = check_int(block, "block", low=1)
+    block = check_int(block, "block", low=1, high=MAX_BLOCK)
     size = padded_size(n, block)
     res = _dbscan(pad_rows(x, size), pad_rows(weights, size), n, eps, min_samples, block, method)
     return res._replace(labels=res.labels[:n], core=res.core[:n],

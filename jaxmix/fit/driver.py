@@ -123,28 +123,37 @@ def iterate(step: Callable, params0, tol, max_iter,
     width = n_restarts if slots is None else max(1, min(int(slots), n_restarts))
     init = _initial_state(params0, usable, n_restarts, width, history_len)
     if history_len == 0:
-        return _result(init, usable)
+        return _result(init._replace(params=params0), usable)
     extra = () if rows is None else (rows,)
 
     def active(s):
         return ~s.converged & ~s.failed & (s.n_iter < max_iter)
 
     def body(s):
-        index = jnp.minimum(s.slot, n_restarts - 1)
+        # every restart in its own slot (the usual case): no gathers, no refill
+        index = jnp.arange(width) if width == n_restarts else jnp.minimum(s.slot, n_restarts - 1)
         live = (s.slot < n_restarts) & active(s)[index]
-        mine = tuple(_gather(r, index) for r in extra)
+        mine = tuple(r if width == n_restarts else _gather(r, index) for r in extra)
         new, obj = step(s.slot_params, *mine)
         ok = jnp.isfinite(obj) & all_finite(new, batch_dims=1)
         accept = live & ok
-        conv = converged_fn(s.slot_params, new, s.objective[index], obj, tol, *mine)
+        prev = s.objective if width == n_restarts else s.objective[index]
+        conv = converged_fn(s.slot_params, new, prev, obj, tol, *mine)
         kept = _select(accept, new, s.slot_params)
+        if width == n_restarts:
+            return s._replace(
+                slot_params=kept, objective=jnp.where(accept, obj, s.objective),
+                n_iter=s.n_iter + live.astype(jnp.int32),
+                converged=s.converged | (accept & conv), failed=s.failed | (live & ~ok),
+                history=s.history.at[jnp.arange(width), jnp.where(live, s.n_iter, history_len)].set(
+                    obj, mode="drop"))
         at = jnp.where(live, s.slot, n_restarts)  # only live slots write back
 
         def put(a, b):
             return a.at[at].set(b, mode="drop")
         s = s._replace(
             slot_params=kept, params=jax.tree.map(put, s.params, kept),
-            objective=put(s.objective, jnp.where(accept, obj, s.objective[index])),
+            objective=put(s.objective, jnp.where(accept, obj, prev)),
             n_iter=s.n_iter.at[at].add(1, mode="drop"),
             converged=put(s.converged, s.converged[index] | (accept & conv)),
             failed=put(s.failed, s.failed[index] | ~ok),
@@ -152,6 +161,8 @@ def iterate(step: Callable, params0, tol, max_iter,
         return _refill(s, active(s), n_restarts)
 
     final = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, init)
+    if width == n_restarts:  # the slots held the restarts themselves
+        final = final._replace(params=final.slot_params)
     return _result(final, usable)
 
 
@@ -165,11 +176,14 @@ def _initial_state(params0, usable, n_restarts, width, history_len) -> _State:
     order = jnp.argsort(failed, stable=True).astype(jnp.int32)
     n_usable = jnp.sum(~failed).astype(jnp.int32)
     first = order[:width]
+    full = width == n_restarts  # each restart its own slot: no queue, no second copy
     return _State(
-        slot_params=_gather(params0, first),
-        slot=jnp.where(jnp.arange(width) < n_usable, first, n_restarts),
+        slot_params=params0 if full else _gather(params0, first),
+        slot=(jnp.arange(width, dtype=jnp.int32) if full else
+              jnp.where(jnp.arange(width) < n_usable, first, n_restarts)),
         order=order, queued=jnp.minimum(n_usable, width), n_usable=n_usable,
-        params=params0, objective=jnp.full((n_restarts,), -jnp.inf, dtype),
+        params=None if full else params0,
+        objective=jnp.full((n_restarts,), -jnp.inf, dtype),
         n_iter=jnp.zeros((n_restarts,), jnp.int32),
         converged=jnp.zeros((n_restarts,), bool), failed=failed,
         history=jnp.full((n_restarts, history_len), jnp.nan, dtype))

@@ -29,12 +29,13 @@ from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.priors import resolve_prior
 from jaxmix.gmm.stats import PATHS, row_elements
 from jaxmix.gmm.step import batched_em_step, degenerate_restarts
+from jaxmix.gmm.whitening import applies, whitening
 from jaxmix.gmm.update import enforce_mask, first_components, pad_components
 from jaxmix.kmeans.init import local_trials
 from jaxmix.numerics import all_finite
 from jaxmix.params import COVARIANCE_TYPES, GMMParams
 from jaxmix.validation import (as_key, check_choice, check_gmm_params, check_int,
-                               check_nonneg)
+                               check_max_iter, check_n_restarts, check_nonneg)
 
 
 # What to change when every restart of a Gaussian-mixture fit failed.
@@ -60,8 +61,8 @@ def check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg
     if init_params is None:
         check_choice(init, "init", INIT_METHODS)
     return GMMSettings(check_int(n_components, "n_components"), covariance_type,
-                       check_int(n_restarts, "n_restarts"),
-                       check_int(max_iter, "max_iter", low=0), check_nonneg(tol, "tol"),
+                       check_n_restarts(n_restarts),
+                       check_max_iter(max_iter), check_nonneg(tol, "tol"),
                        check_nonneg(reg_covar, "reg_covar"))
 
 
@@ -69,6 +70,8 @@ def checked_inputs(s: GMMSettings, inp: Placement, init_params, prior):
     """``init_params`` checked (still in the data's frame: the compiled fit
     centres them) and ``prior`` resolved in the centred frame of ``inp`` (a
     ``"default"`` prior is built from the centred sample)."""
+    for value, name in ((s.tol, "tol"), (s.reg_covar, "reg_covar")):
+        check_nonneg(value, name, dtype=inp.sample.dtype)
     if init_params is not None:
         init_params = check_gmm_params(init_params, "init_params", k=s.k, d=inp.n_features,
                                        covariance_type=s.covariance_type,
@@ -169,8 +172,9 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
                               max_trials=max_trials, per_k=per_k)
     mask = row_mask(rows, k_max)
     usable = all_finite(params0, batch_dims=1) & rows.active
-    result = iterate(batched_em_step(data, reg_covar, path, prior), params0, tol, max_iter,
-                     usable=usable, history_len=history, rows=mask,
+    white = whitening(*sample.flat()) if applies(covariance_type) else None
+    result = iterate(batched_em_step(data, reg_covar, path, prior, white=white), params0, tol,
+                     max_iter, usable=usable, history_len=history, rows=mask,
                      slots=restart_slots(mask.shape[0]))
     degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, mask)
     score = mean_log_likelihoods(result.params, data) if per_k else None

@@ -52,12 +52,15 @@ class Placement(NamedTuple):
         when it is in memory).
       offset: ``(d,)`` the centring offset (:func:`centre`).
       n_samples: rows of the data.
+      extent: ``(lo (d,), hi (d,), total weight)`` of the data (per-feature
+        minimum and maximum, in the data's frame), or ``None`` under a trace.
     """
 
     data: object
     sample: Chunked
     offset: jax.Array
     n_samples: int
+    extent: tuple | None = None
 
     @property
     def n_features(self) -> int:
@@ -121,12 +124,11 @@ def _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name) -> P
     n, d = x.shape
     check_n_components(k, n, k_name)
     w = check_sample_weight(sample_weight, n, x.dtype, k)
-    if not is_traced(x, w):
-        check_spread(x, w)
+    extent = None if is_traced(x, w) else check_spread(x, w)
     size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
     offset = centre(x, w)
     data = placed_chunks(x, w, offset, mesh, row_elements(d), size, sample_bucket(n))
-    return Placement(data, data, offset, n)
+    return Placement(data, data, offset, n, extent)
 
 
 @contextlib.contextmanager
@@ -146,13 +148,16 @@ def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_n
     sx = check_data(sx)
     sw = check_sample_weight(sw, sx.shape[0], sx.dtype)
     offset = centre(sx, sw)
-    sample = chunk(sx - offset, info.layout.chunk_size, sw)
+    # padded to the sample bucket like in-memory data: one compiled shape per
+    # bucket, and initialisers that draw k_max rows always have them
+    sample = chunk(sx - offset, info.layout.chunk_size, sw, sample_bucket(sx.shape[0]))
     check_range(info.lo, info.hi, info.total_weight, info.layout.dtype,
                 weighted=info.total_weight != info.n_samples)
     with registered(src, info) as token:
         data = Stream(token, np.int32(info.n_chunks), offset,
                       np.asarray(info.total_weight, info.layout.dtype), layout=info.layout)
-        yield Placement(data, sample, offset, info.n_samples)
+        yield Placement(data, sample, offset, info.n_samples,
+                        (info.lo, info.hi, info.total_weight))
 
 
 def _sample_rows(key, n: int, init_size, k: int):

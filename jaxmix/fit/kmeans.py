@@ -39,7 +39,8 @@ from jaxmix.kmeans.stats import final_stats
 from jaxmix.kmeans.update import (LloydState, batched_lloyd_step, lloyd_converged,
                                   mask_centroids, scaled_tol)
 from jaxmix.params import KMeansParams
-from jaxmix.validation import as_key, check_choice, check_int, check_nonneg, is_traced
+from jaxmix.validation import (as_key, check_choice, check_int, check_max_iter,
+                               check_n_restarts, check_nonneg, check_range, is_traced)
 
 
 def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
@@ -81,7 +82,7 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
     """
     key = as_key(key)
     n_restarts = _n_restarts(n_restarts, init_centroids)
-    max_iter = check_int(max_iter, "max_iter", low=0)
+    max_iter = check_max_iter(max_iter)
     tol = check_nonneg(tol, "tol")
     n_clusters = check_int(n_clusters, "n_clusters")
     k_max, rows = component_bucket(n_clusters), restart_rows([n_clusters], n_restarts)
@@ -93,6 +94,8 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
                                   n_restarts)
         if c0 is None:
             check_choice(init, "init", KMEANS_INITS)
+        else:
+            check_within_reach(c0, inp)
         result = jax.block_until_ready(kmeans_rows(
             key, rows, inp.data, inp.sample, inp.offset, c0, tol, max_iter, k_max=k_max,
             init=init, history=history_bucket(max_iter), max_trials=local_trials(k_max)))
@@ -103,8 +106,20 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
 
 def _n_restarts(n_restarts, init_centroids) -> int:
     if n_restarts is not None:
-        return check_int(n_restarts, "n_restarts")
+        return check_n_restarts(n_restarts)
     return np.shape(init_centroids)[0] if np.ndim(init_centroids) == 3 else 1
+
+
+def check_within_reach(c0, inp):
+    """``ValueError`` naming ``init_centroids`` unless the inertia of the data
+    about them stays finite in the compute dtype (the data's extent widened by
+    the centroids, :func:`jaxmix.validation.check_range`)."""
+    if inp.extent is None or is_traced(c0):
+        return
+    lo, hi, total = inp.extent
+    c = np.asarray(c0, np.float64).reshape(-1, c0.shape[-1])
+    check_range(np.minimum(lo, c.min(axis=0)), np.maximum(hi, c.max(axis=0)), total,
+                c0.dtype, weighted=False, name="init_centroids")
 
 
 def check_init_centroids(c, k: int, d: int, dtype, n_restarts: int):
@@ -120,10 +135,14 @@ def check_init_centroids(c, k: int, d: int, dtype, n_restarts: int):
     if a.ndim == 3 and a.shape[0] != n_restarts:
         raise ValueError(f"init_centroids holds {a.shape[0]} restarts but "
                          f"n_restarts={n_restarts}; make them agree")
-    if not jnp.issubdtype(a.dtype, jnp.number) or (
-            not is_traced(a) and not bool(np.all(np.isfinite(a)))):
-        raise ValueError("init_centroids must be finite numbers")
-    out = xp.broadcast_to(a.astype(dtype), (n_restarts, k, d))
+    if not jnp.issubdtype(a.dtype, jnp.number):
+        raise ValueError(f"init_centroids must be numbers, got dtype {a.dtype}")
+    with np.errstate(over="ignore"):  # a value beyond dtype is refused just below
+        a = a.astype(dtype)
+    if not is_traced(a) and not bool(np.all(np.isfinite(a))):
+        raise ValueError(f"init_centroids must be finite numbers in {np.dtype(dtype).name}, the "
+                         "dtype the fit computes in")
+    out = xp.broadcast_to(a, (n_restarts, k, d))
     return out if is_traced(out) else jax.device_put(np.ascontiguousarray(out))
 
 

@@ -33,8 +33,8 @@ from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
 from jaxmix.kmeans.update import scaled_tol
 from jaxmix.params import KMeansParams
-from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_nonneg,
-                               check_sample_weight)
+from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_max_iter,
+                               check_nonneg, check_sample_weight)
 
 # EWA window of a stream when the data set size is unknown: 100 batches.
 STREAM_WINDOW_BATCHES = 100
@@ -95,7 +95,7 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
     key = as_key(key)
     n_restarts = _n_restarts(n_restarts, init_centroids)
     batch_size = check_int(batch_size, "batch_size")
-    max_iter = check_int(max_iter, "max_iter", low=0)
+    max_iter = check_max_iter(max_iter)
     if max_no_improvement is not None:
         max_no_improvement = check_int(max_no_improvement, "max_no_improvement", low=0)
     with placed(key, x, n_clusters, row_elements=lambda d: 1, sample_weight=sample_weight,

@@ -79,7 +79,8 @@ import numpy as np
 from jaxmix.criteria import criteria, n_parameters
 from jaxmix.data.source import is_source
 from jaxmix.fit.buckets import component_bucket, exact_shapes, history_bucket
-from jaxmix.fit.gmm import fit_rows
+from jaxmix.fit.driver import AllRestartsFailed
+from jaxmix.fit.gmm import DEGENERATE_FIX, fit_rows
 from jaxmix.fit.init import INIT_METHODS
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import kmeans_rows
@@ -90,9 +91,10 @@ from jaxmix.gmm.stats import PATHS, row_elements as gmm_row_elements
 from jaxmix.gmm.update import first_components
 from jaxmix.kmeans.assign import row_elements as kmeans_row_elements
 from jaxmix.kmeans.init import local_trials
+from jaxmix.numerics import float_dtype
 from jaxmix.params import COVARIANCE_TYPES
-from jaxmix.validation import (as_key, check_choice, check_int, check_n_components,
-                               check_nonneg)
+from jaxmix.validation import (as_key, check_choice, check_int, check_max_iter,
+                               check_n_components, check_n_restarts, check_nonneg)
 
 STRATEGIES = ("padded", "per_k")
 
@@ -128,13 +130,26 @@ def _grid_rows(a, g: int, n_restarts: int):
     return a.reshape((g, n_restarts) + a.shape[1:])
 
 
+def _finite_rows(params) -> np.ndarray:
+    """Per row of host ``params``: every entry finite."""
+    leaves = [np.isfinite(a).reshape(a.shape[0], -1).all(axis=1) for a in jax.tree.leaves(params)]
+    return np.logical_and.reduce(leaves)
+
+
 def _best_per_k(out, ks: np.ndarray, n_restarts: int):
     """Host side: per grid point, the restart with the highest objective."""
     fit, score = to_host(out)
     g = len(ks)
     score = np.asarray(score[:g * n_restarts], np.float64).reshape(g, n_restarts)
     failed = _grid_rows(fit.failed, g, n_restarts)
+    finite = _grid_rows(_finite_rows(fit.params), g, n_restarts)
+    if not finite.any(axis=1).all():
+        raise AllRestartsFailed(
+            f"every restart of k={ks[~finite.any(axis=1)].tolist()} failed and none has finite "
+            f"parameters; {DEGENERATE_FIX}")
     best = np.argmax(np.where(failed, -np.inf, _grid_rows(fit.objective, g, n_restarts)), axis=1)
+    # a k whose every restart failed: its first restart with finite parameters
+    best = np.where(failed.all(axis=1), np.argmax(finite, axis=1), best)
     rows = np.arange(g)
     params = []
     for i, k in enumerate(ks):
@@ -180,14 +195,17 @@ def _check_sweep(key, x, ks, n_restarts, max_iter, strategy, chunk_size, tol, n_
     x_shape = np.shape(x)
     if len(x_shape) != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {x_shape}")
+    if 0 in x_shape:
+        raise ValueError(f"X is empty (shape {x_shape}); it needs at least one sample and one "
+                         "feature")
     grid = _check_grid(ks, x_shape[0])
     check_choice(strategy, "strategy", STRATEGIES)
     if chunk_size is not None:
         check_int(chunk_size, "chunk_size")
     if n_local_trials is not None:
         n_local_trials = check_int(n_local_trials, "n_local_trials")
-    return (as_key(key), grid, check_int(n_restarts, "n_restarts"),
-            check_int(max_iter, "max_iter", low=0), check_nonneg(tol, "tol"), n_local_trials)
+    return (as_key(key), grid, check_n_restarts(n_restarts),
+            check_max_iter(max_iter), check_nonneg(tol, "tol"), n_local_trials)
 
 
 def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: int = 8,
@@ -223,7 +241,8 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
     types = _covariance_types(covariance_type)
     check_choice(init, "init", INIT_METHODS)
     check_choice(path, "path", PATHS)
-    reg_covar = check_nonneg(reg_covar, "reg_covar")
+    reg_covar = check_nonneg(reg_covar, "reg_covar", dtype=float_dtype(
+        getattr(x, "dtype", np.float32)) if not is_source(x) else np.float32)
     columns = {name: [] for name in ("log_likelihood", "converged", "n_converged", "n_iter",
                                      "degenerate", "failed", "params")}
     for ct in types:

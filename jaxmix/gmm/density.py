@@ -27,6 +27,8 @@ def component_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     fam = family(params.covariance_type)
     d = x.shape[-1]
     maha = fam.sq_mahalanobis(x, params.means, params.precisions_cholesky)
+    # inf - inf: a sample and a mean both beyond the dtype's range apart
+    maha = jnp.where(jnp.isnan(maha), jnp.inf, maha)
     return -0.5 * (d * LOG_2PI + maha) + fam.log_det(params.precisions_cholesky, d)
 
 

@@ -22,6 +22,11 @@ The two paths give the same statistics:
   restart's components satisfy ``eps * max_k ||mu_k||^2 lambda_max(P_k) <
   GEMM_ERROR_BUDGET``, the exact path otherwise (:func:`gemm_is_accurate`).
 
+Given a :class:`~jaxmix.gmm.whitening.Whitening` (dense families; what
+``fit_gmm`` passes), the GEMM path runs in whitened coordinates, where the
+bound is judged too, and its statistics come back about the new means in
+the data's coordinates (:mod:`jaxmix.gmm.whitening`).
+
 Every placement of the data (:mod:`jaxmix.data.reduce`) runs the same
 per-chunk function, :func:`chunk_stats`, for all restarts at once, so a chunk
 is read once per pass whatever the number of restarts.
@@ -37,6 +42,7 @@ import jax.numpy as jnp
 from jaxmix.data.reduce import reduce
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import weighted_log_prob
+from jaxmix.gmm.whitening import Whitening, unwhitened_moments, whitened
 from jaxmix.numerics import HIGHEST, LOG_2PI, eps, normalise, safe_log
 from jaxmix.params import GMMParams
 
@@ -124,12 +130,16 @@ def gemm_coefficients(params: GMMParams) -> jax.Array:
     return jnp.concatenate([-0.5 * fam.quad_coefs(pc, k), p_mu, const[:, None]], axis=-1)
 
 
-def chunk_stats(params: GMMParams, x, w, path: str):
+def chunk_stats(params: GMMParams, x, w, path: str, white: Whitening | None = None):
     """One chunk's E-step for one set of parameters: raw ``(rw^T phi(x),
     loglik)`` on the GEMM path (unpacked once per pass by :func:`finish`),
-    centred :class:`GMMStats` on the exact path."""
+    centred :class:`GMMStats` on the exact path. ``white``: run the GEMM path
+    in whitened coordinates (:mod:`jaxmix.gmm.whitening`; dense families)."""
     fam = family(params.covariance_type)
     if path == "gemm":
+        if white is not None:  # x' = x G: computed once per chunk for all restarts
+            x, params = jnp.matmul(x, white.factor, precision=HIGHEST), whitened(params, white)
+            w_log_det = jnp.sum(w) * white.log_det  # log p'(x') = log p(x) - log|det G|
         feats = design_features(fam, x)
         # log w added after the GEMM: a masked component's -inf must not meet
         # the constant feature's zero tangent inside the product (0 * inf)
@@ -137,20 +147,36 @@ def chunk_stats(params: GMMParams, x, w, path: str):
         logp = (jnp.matmul(feats, gemm_coefficients(unit).T, precision=HIGHEST)
                 + safe_log(params.weights))
         rw, norm = normalise(logp, w)
-        return feature_sums(feats, rw), jnp.sum(w * norm)
+        loglik = jnp.sum(w * norm)
+        return feature_sums(feats, rw), loglik if white is None else loglik + w_log_det
     rw, norm = normalise(weighted_log_prob(params, x), w)
     return centred_stats(fam, x, rw, params.means, jnp.sum(w * norm))
 
 
-def finish(params: GMMParams, raw, path: str) -> GMMStats:
+def finish(params: GMMParams, raw, path: str, white: Whitening | None = None) -> GMMStats:
     """A pass's :class:`GMMStats` (with their shift) from the summed output of
-    :func:`chunk_stats`."""
+    :func:`chunk_stats`: about the previous means (exact path), the origin
+    (GEMM path) or, whitened, about the new means in the data's coordinates."""
     if path == "exact":
         return raw.about(params.means)
     sums, loglik = raw
     fam = family(params.covariance_type)
-    return stats_from_feature_sums(fam, sums, params.means.shape[-1], loglik).about(
-        jnp.zeros_like(params.means))
+    stats = stats_from_feature_sums(fam, sums, params.means.shape[-1], loglik)
+    if white is None:
+        return stats.about(jnp.zeros_like(params.means))
+    return _unwhitened(stats, white)
+
+
+def _unwhitened(stats: GMMStats, white: Whitening) -> GMMStats:
+    """Raw whitened moments centred on each component's mean where they are
+    accurate, then mapped back: statistics about the new means ``m`` (so
+    ``sx = 0``) in the data's coordinates."""
+    nk = floored(stats.nk)
+    mean = stats.sx / nk[:, None]
+    centred = stats.sxx - nk[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    shift = jnp.matmul(mean, white.inverse, precision=HIGHEST)
+    return GMMStats(stats.nk, jnp.zeros_like(shift), unwhitened_moments(centred, white),
+                    stats.loglik, shift)
 
 
 def _check_path(path: str):
@@ -158,13 +184,15 @@ def _check_path(path: str):
         raise ValueError(f"path must be 'gemm' or 'exact' here, got {path!r}")
 
 
-def batched_e_step(params: GMMParams, data, path: str):
+def batched_e_step(params: GMMParams, data, path: str, white: Whitening | None = None):
     """Statistics of restart-batched ``params`` (leading axis ``R``) over one
     pass of ``data`` (any placement): every chunk is read once for all
-    restarts. Returns restart-batched :class:`GMMStats`."""
+    restarts. Returns restart-batched :class:`GMMStats`. ``white``: the GEMM
+    path runs in whitened coordinates (:mod:`jaxmix.gmm.whitening`)."""
     _check_path(path)
-    raw = reduce(lambda x, w, c: jax.vmap(lambda p: chunk_stats(p, x, w, path))(params), data)
-    return jax.vmap(lambda p, r: finish(p, r, path))(params, raw)
+    raw = reduce(lambda x, w, c: jax.vmap(lambda p: chunk_stats(p, x, w, path, white))(params),
+                 data)
+    return jax.vmap(lambda p, r: finish(p, r, path, white))(params, raw)
 
 
 def e_step(params: GMMParams, data, path: str = "exact"):
@@ -173,14 +201,17 @@ def e_step(params: GMMParams, data, path: str = "exact"):
     return finish(params, reduce(lambda x, w, c: chunk_stats(params, x, w, path), data), path)
 
 
-def gemm_is_accurate(params: GMMParams) -> jax.Array:
+def gemm_is_accurate(params: GMMParams, white: Whitening | None = None) -> jax.Array:
     """Whether the GEMM path's cancellation error is within budget for all
-    restarts (``params`` batched over restarts).
+    restarts (``params`` batched over restarts; ``white``: in the whitened
+    coordinates the path would run in).
 
     Raw second moments about the origin cancel to within ``eps * ||mu||^2``
     absolute; relative to the narrowest variance ``1 / lambda_max(P)`` that
     is ``eps * kappa`` with ``kappa = max_k ||mu_k||^2 lambda_max(P_k)``.
     """
+    if white is not None:
+        params = jax.vmap(lambda p: whitened(p, white))(params)
     fam = family(params.covariance_type)
     k = params.means.shape[-2]
     lam = jax.vmap(lambda pc: fam.component_max_precision(pc, k))(params.precisions_cholesky)

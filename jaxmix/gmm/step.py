@@ -24,7 +24,7 @@ from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
 
 
-def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
+def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, white=None):
     """``params_R -> (new_params_R, objective_R)`` for :func:`jaxmix.fit.driver.iterate`.
 
     The objective of the params it is given is the mean log-likelihood per
@@ -34,16 +34,18 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None):
     ``lax.cond``, see :mod:`jaxmix.gmm.stats`); ``mask`` ``(R, k)`` keeps the
     components of padded mixtures outside it empty (the step's own second
     argument, when given, replaces it: the driver hands each batch of slots
-    its rows' masks).
+    its rows' masks). ``white`` (:func:`jaxmix.gmm.whitening.whitening` of the
+    data, dense families): the GEMM E-step runs in whitened coordinates,
+    where its error bound holds on correlated features.
     """
     total = data.total_weight()
 
     def stats_of(params: GMMParams):
         if path != "auto":
-            return batched_e_step(params, data, path)
+            return batched_e_step(params, data, path, white)
         # only the E-step is branched: the M-step below is compiled once
-        return jax.lax.cond(gemm_is_accurate(params),
-                            lambda q: batched_e_step(q, data, "gemm"),
+        return jax.lax.cond(gemm_is_accurate(params, white),
+                            lambda q: batched_e_step(q, data, "gemm", white),
                             lambda q: batched_e_step(q, data, "exact"), params)
 
     def step(params: GMMParams, row_mask=None):

@@ -21,6 +21,13 @@ from jaxmix.numerics import HIGHEST
 from jaxmix.params import GMMParams
 
 
+def mixture_weights(nk):
+    """``nk / sum(nk)``, at least the dtype's smallest normal number: an empty
+    component of a fit whose total weight is huge (1e293, say) keeps a
+    positive weight instead of underflowing to 0."""
+    return jnp.maximum(nk / jnp.sum(nk), jnp.finfo(nk.dtype).tiny)
+
+
 def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
            n_real=None) -> GMMParams:
     """Maximum-likelihood parameters from statistics (taken about their
@@ -33,7 +40,8 @@ def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
     nk = floored(stats.nk)
     dev = stats.sx / nk[:, None]
     cov = fam.covariance_from_stats(nk, dev, stats.sxx, reg_covar)
-    return GMMParams(nk / jnp.sum(nk), shift + dev, fam.precision_cholesky(cov), covariance_type)
+    return GMMParams(mixture_weights(nk), shift + dev, fam.precision_cholesky(cov),
+                     covariance_type)
 
 
 def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior,
@@ -52,7 +60,7 @@ def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior
     means = shift + (kappa * (prior.mean_prior - shift) + stats.sx) / (kappa + nk)[:, None]
     cov = fam.add_reg(fam.map_covariance(nk, dev, stats.sxx, delta, prior, n_real), reg_covar)
     weights = jnp.maximum(nk + prior.weight_concentration - 1.0, tiny)
-    return GMMParams(weights / jnp.sum(weights), means, fam.precision_cholesky(cov),
+    return GMMParams(mixture_weights(weights), means, fam.precision_cholesky(cov),
                      covariance_type)
 
 

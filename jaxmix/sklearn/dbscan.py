@@ -38,6 +38,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from jaxmix.dbscan import DEFAULT_BLOCK, fit_dbscan, predict as dbscan_predict
+from jaxmix.dbscan.clusters import MAX_BLOCK
 
 
 class DBSCAN(ClusterMixin, BaseEstimator):
@@ -58,7 +59,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
 
     _parameter_constraints = {
         **_SkDBSCAN._parameter_constraints,
-        "block_size": [Interval(Integral, 1, None, closed="left")],
+        "block_size": [Interval(Integral, 1, MAX_BLOCK, closed="both")],
     }
 
     def __init__(self, eps=0.5, *, min_samples=5, metric="euclidean", metric_params=None,

@@ -53,6 +53,7 @@ from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
                                     key_from_random_state, padded_gmm)
 from jaxmix.sklearn.persist import Persistent, check_scalars, load_as
+from jaxmix.validation import check_int
 
 
 # scikit-learn's message when the fit breaks down (its tests match it).
@@ -118,6 +119,7 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
     def fit_predict(self, X, y=None):
         """Fit, then return the most probable component of each sample."""
         self._validate_params()
+        check_int(self.n_init, "n_init")  # scikit-learn's Interval takes a bool
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         n, d = X.shape
         if n < self.n_components:
@@ -177,6 +179,13 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
                 base = jax.tree.map(lambda a: a[0], initialize(key, data, k, ct, 1,
                                                                self.init_params, reg))
             base = jax.tree.map(np.asarray, base)
+            if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(base)):
+                given_name = "means_init" if means is not None else "init_params"
+                raise ValueError(
+                    f"the starting parameters that {given_name} leaves to the data are not "
+                    f"finite: the samples it assigns to some component are degenerate at "
+                    f"reg_covar={self.reg_covar}; increase reg_covar or give weights_init and "
+                    "precisions_init too")
         if weights is not None:
             if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
                 raise ValueError("The parameter 'weights_init' should be non-negative and "
