@@ -92,7 +92,8 @@ def sklearn_per_iteration(x, start, repeats):
     from sklearn.mixture import GaussianMixture
     from threadpoolctl import threadpool_limits
     kw = dict(n_components=start.means.shape[0], tol=0.0, reg_covar=REG, n_init=1,
-              weights_init=np.asarray(start.weights, np.float64),
+              weights_init=np.asarray(start.weights, np.float64) / np.sum(
+                  np.asarray(start.weights, np.float64)),
               means_init=np.asarray(start.means, np.float64),
               precisions_init=np.asarray(jax.vmap(lambda l: l @ l.T)(
                   jnp.asarray(start.precisions_cholesky, jnp.float32)), np.float64))
