@@ -173,20 +173,21 @@ def _gather(tree, index):
 def _initial_state(params0, usable, n_restarts, width, history_len) -> _State:
     dtype = jnp.result_type(*jax.tree.leaves(params0))
     failed = ~(all_finite(params0, batch_dims=1) if usable is None else usable)
+    common = dict(objective=jnp.full((n_restarts,), -jnp.inf, dtype),
+                  n_iter=jnp.zeros((n_restarts,), jnp.int32),
+                  converged=jnp.zeros((n_restarts,), bool), failed=failed,
+                  history=jnp.full((n_restarts, history_len), jnp.nan, dtype))
+    if width == n_restarts:  # each restart its own slot: no queue, no second copy
+        return _State(slot_params=params0, slot=jnp.arange(width, dtype=jnp.int32),
+                      order=None, queued=None, n_usable=None, params=None, **common)
     order = jnp.argsort(failed, stable=True).astype(jnp.int32)
     n_usable = jnp.sum(~failed).astype(jnp.int32)
     first = order[:width]
-    full = width == n_restarts  # each restart its own slot: no queue, no second copy
     return _State(
-        slot_params=params0 if full else _gather(params0, first),
-        slot=(jnp.arange(width, dtype=jnp.int32) if full else
-              jnp.where(jnp.arange(width) < n_usable, first, n_restarts)),
+        slot_params=_gather(params0, first),
+        slot=jnp.where(jnp.arange(width) < n_usable, first, n_restarts),
         order=order, queued=jnp.minimum(n_usable, width), n_usable=n_usable,
-        params=None if full else params0,
-        objective=jnp.full((n_restarts,), -jnp.inf, dtype),
-        n_iter=jnp.zeros((n_restarts,), jnp.int32),
-        converged=jnp.zeros((n_restarts,), bool), failed=failed,
-        history=jnp.full((n_restarts, history_len), jnp.nan, dtype))
+        params=params0, **common)
 
 
 def _refill(s: _State, active, n_restarts: int) -> _State:
