@@ -37,6 +37,23 @@ def eps(dtype) -> float:
     return float(np.finfo(dtype).eps)
 
 
+def uniform(key, shape, dtype):
+    """Uniforms in ``[0, 1)`` of ``dtype``, always drawn in float32 and cast:
+    the same key makes the same random choices (seeds, batches, initial
+    responsibilities) whether the data are float32 or float64."""
+    return jax.random.uniform(key, shape, jnp.float32).astype(dtype)
+
+
+def mixture_weights(nk, xp=jnp):
+    """``nk / sum(nk)`` over the last axis, at least the dtype's smallest
+    normal number: an empty component of a fit whose total weight is huge
+    (1e293, say), or given weights as far apart as 1e-30 and 1e300, keep a
+    positive weight instead of underflowing to 0. ``xp``: ``numpy`` for
+    parameters checked on the host (nothing compiles)."""
+    share = nk / xp.sum(nk, axis=-1, keepdims=True)
+    return xp.maximum(share, xp.asarray(np.finfo(share.dtype).tiny, share.dtype))
+
+
 def normalise(logp, w):
     """Weighted responsibilities ``w_n r_nk`` and ``log sum_k exp(logp_nk)``.
 

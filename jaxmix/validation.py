@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.gmm.covariance import family
-from jaxmix.numerics import float_dtype
+from jaxmix.numerics import float_dtype, mixture_weights
 from jaxmix.params import GMMParams
 
 
@@ -216,8 +216,8 @@ def check_gmm_params(p, name: str, *, k=None, d=None, covariance_type=None, dtyp
             out[field] = a if dtype is None else a.astype(dtype)
     if not is_traced(out):
         _check_gmm_values(out, name, ct, xp)
-    checked = GMMParams(out["weights"] / xp.sum(out["weights"], axis=-1, keepdims=True),
-                        out["means"], out["precisions_cholesky"], ct)
+    checked = GMMParams(mixture_weights(out["weights"], xp), out["means"],
+                        out["precisions_cholesky"], ct)
     return jax.tree.map(jax.device_put, checked) if on_host else checked
 
 
@@ -282,18 +282,26 @@ def check_n_components(k, n_samples: int, name: str = "n_components") -> int:
     return k
 
 
+def check_number(value, name: str):
+    """A real number as a float (infinite or NaN allowed: the caller decides);
+    a traced value passes unchecked. Strings and bools are not numbers here."""
+    if is_traced(value):
+        return value
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 def check_nonneg(value, name: str, strict: bool = False, dtype=None):
     """A finite number ``>= 0`` (``> 0`` if ``strict``), finite also in the
     compute ``dtype`` when given; a traced value passes unchecked (it is a
     hyper-parameter of a traced fit). Strings and bools are not numbers here."""
     if is_traced(value):
         return value
-    if isinstance(value, (str, bytes, bool, np.bool_)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    v = check_number(value, name)
     if not np.isfinite(v) or v < 0 or (strict and v == 0):
         raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value!r}")
     if dtype is not None and v > float(jnp.finfo(dtype).max):

@@ -600,8 +600,11 @@ def init_centroids(draw, k: int, d: int, dtype, broken: bool):
     if broken and shape == (k, d):
         c0.reshape(-1)[0] = draw(st.sampled_from([np.nan, np.inf]))
     status = INVALID if broken else VALID
-    if not broken and dtype == F32 and np.any(np.abs(c0) > np.finfo(F32).max):
-        status = UNSURE
+    # centroids whose squared distances may overflow the compute dtype may be refused
+    reach = np.sqrt(np.finfo(dtype).max) / 2 ** 4
+    with np.errstate(invalid="ignore"):
+        if not broken and np.any(np.abs(c0) > reach):
+            status = UNSURE
     return c0, status
 
 

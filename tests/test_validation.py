@@ -244,8 +244,8 @@ def test_sample_weight_must_be_finite_in_the_compute_dtype():
 
 def test_streaming_sources_are_refused_where_unsupported():
     x = np.random.default_rng(0).normal(size=(50, 2))
-    with pytest.raises(ValueError, match="iterator of batches, not a chunk source"):
-        jm.fit_minibatch_kmeans(0, jm.open_source(x), 2)
+    with pytest.raises(ValueError, match="draws rows at random"):
+        jm.fit_minibatch_kmeans(0, jm.open_source(lambda: iter([x])), 2)
     with pytest.raises(ValueError, match="not a chunk source"):
         jm.select_k(0, jm.open_source(x), [1, 2])
 
@@ -277,3 +277,19 @@ def test_a_factor_that_is_not_upper_triangular_is_refused(covariance_type, tmp_p
     save_params(path, bad)
     with pytest.raises(ValueError, match="upper triangular"):
         load_params(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_given_weights_far_apart_stay_positive_when_renormalised(dtype):
+    """Weights 1e-30 and 1e300 (float64) or 1e-30 and 1e30 (float32) are each
+    valid, but their ratio underflows: the renormalised weight is floored at
+    the dtype's smallest normal number (the M-step's rule), never 0, so the
+    fit returns valid parameters even with ``max_iter=0``."""
+    big = 1e300 if dtype == np.float64 else 1e30
+    init = GMMParams(np.array([1e-30, big], dtype), np.zeros((2, 1), dtype),
+                     np.ones((2, 1), dtype), "diag")
+    x = np.zeros((2, 1), dtype) + np.array([[0.0], [1.0]], dtype)
+    res = jm.fit_gmm(0, x, 2, covariance_type="diag", init_params=init, max_iter=0)
+    w = np.asarray(res.best_params.weights)
+    assert w.dtype == dtype and np.all(w > 0), w
+    assert w[0] == np.finfo(dtype).tiny and abs(w.sum() - 1) <= 4 * np.finfo(dtype).eps

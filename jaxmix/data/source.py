@@ -4,6 +4,9 @@ A source is one of
 
 * a 2-D numpy array or :class:`numpy.memmap` ``(n, d)`` (optionally with a
   ``sample_weight`` array ``(n,)``, which may be memory-mapped too);
+* a SciPy sparse matrix or array (CSR, CSC, ...), kept sparse (CSR) and
+  made dense one chunk of rows at a time, so memory is the sparse matrix
+  plus one dense chunk;
 * a path to a ``.npy`` file, opened with ``np.load(path, mmap_mode="r")``;
 * a callable returning a fresh iterable of chunks on every call (one call
   per pass), each chunk ``x (m, d)`` or a pair ``(x, sample_weight)``;
@@ -37,6 +40,7 @@ import os
 from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
+from scipy import sparse
 
 from jaxmix.numerics import float_dtype
 
@@ -61,7 +65,8 @@ class Survey(NamedTuple):
 
 
 class ArraySource:
-    """An in-memory or memory-mapped ``(n, d)`` array: random access by chunk."""
+    """An in-memory, memory-mapped or sparse ``(n, d)`` array: random access
+    by chunk (a sparse one's rows come out dense)."""
 
     sequential = False
 
@@ -97,7 +102,9 @@ class ArraySource:
         self.check_unchanged()
         out = []
         for a, pages in ((self.x, self.x_pages), (self.w, self.w_pages)):
-            out.append(None if a is None else np.array(a[index]))
+            part = None if a is None else a[index]
+            out.append(part.toarray() if sparse.issparse(part) else
+                       None if part is None else np.array(part))
             if pages is not None:
                 pages.release(a, index)
         return tuple(out)
@@ -171,6 +178,8 @@ def open_source(source, sample_weight=None, *, single_pass: bool = False):
         return ArraySource(_load_npy(source), sample_weight)
     if isinstance(source, np.ndarray):
         return ArraySource(source, sample_weight)
+    if sparse.issparse(source):
+        return ArraySource(sparse.csr_matrix(source), sample_weight)
     if sample_weight is not None:
         raise ValueError("sample_weight is only for array or .npy sources; give chunks of an "
                          "iterable source as (x, sample_weight) pairs")
@@ -190,10 +199,17 @@ def open_source(source, sample_weight=None, *, single_pass: bool = False):
 
 def is_source(x) -> bool:
     """Whether a fit streams ``x`` instead of holding it in memory: a path to a
-    ``.npy`` file, an ``np.memmap``, a callable returning chunks, or a source
+    ``.npy`` file, an ``np.memmap``, a SciPy sparse matrix (dense one chunk
+    at a time), a callable returning chunks, or a source
     made by :func:`open_source` (which also streams an in-memory array)."""
     return (isinstance(x, (str, os.PathLike, np.memmap, ArraySource, CallableSource))
-            or callable(x))
+            or sparse.issparse(x) or callable(x))
+
+
+def random_access(x) -> bool:
+    """Whether source ``x`` can be read by rows in any order (arrays, memory
+    maps, ``.npy`` paths, sparse matrices; not callables or iterators)."""
+    return (isinstance(x, (str, os.PathLike, np.memmap, ArraySource)) or sparse.issparse(x))
 
 
 def _once(it):

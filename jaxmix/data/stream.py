@@ -34,7 +34,7 @@ import numpy as np
 from jax.experimental import io_callback
 
 from jaxmix.data.reduce import add, zeros
-from jaxmix.data.source import Layout, read_chunk
+from jaxmix.data.source import Layout, check_chunk, read_chunk
 
 _SOURCES: dict = {}
 _ERRORS: dict = {}   # token -> the first exception a read of that source raised
@@ -64,17 +64,48 @@ def registered(src, info):
             raise error
 
 
-def _read(token, i, layout: Layout):
-    token, i = int(token), int(i)
+def _guarded(token, read, what: str, empty):
+    """``read(src, info)`` of the source ``token``; an exception is kept for
+    :func:`registered` to raise, and ``empty`` (arrays of the right shapes)
+    handed to the computation instead."""
+    token = int(token)
     if token not in _ERRORS:
         src, info = _SOURCES[token]
         try:
-            return read_chunk(src, info, i)
+            return read(src, info)
         except Exception as err:  # noqa: BLE001 -- re-raised by registered()
-            _note(err, f"raised while reading chunk {i} of {src.name} in a streamed pass")
+            _note(err, f"raised while reading {what} of {src.name}")
             _ERRORS[token] = err
-    return (np.zeros((layout.chunk_size, layout.n_features), layout.dtype),
-            np.zeros((layout.chunk_size,), layout.dtype))
+    return empty
+
+
+def _read(token, i, layout: Layout):
+    i = int(i)
+    return _guarded(token, lambda src, info: read_chunk(src, info, i),
+                    f"chunk {i} in a streamed pass",
+                    (np.zeros((layout.chunk_size, layout.n_features), layout.dtype),
+                     np.zeros((layout.chunk_size,), layout.dtype)))
+
+
+def _gather(token, rows, layout: Layout):
+    rows = np.asarray(rows)
+
+    def read(src, info):
+        src.check_unchanged()
+        x, w = src.rows(rows)
+        check_chunk(x, w, 0, layout.n_features, 0, src.name, layout.dtype)
+        return (np.asarray(x, layout.dtype),
+                np.ones(rows.shape, layout.dtype) if w is None else np.asarray(w, layout.dtype))
+    return _guarded(token, read, f"{rows.size} sampled rows",
+                    (np.zeros(rows.shape + (layout.n_features,), layout.dtype),
+                     np.zeros(rows.shape, layout.dtype)))
+
+
+def _weights(token, n, layout: Layout):
+    def read(src, info):
+        return (np.ones(n, layout.dtype) if src.w is None else
+                np.asarray(src.w[:n], layout.dtype))
+    return _guarded(token, read, "the sample weights", np.zeros(n, layout.dtype))
 
 
 def _note(err, text: str):
@@ -120,6 +151,22 @@ class Stream:
         x, w = io_callback(functools.partial(_read, layout=self.layout), spec, self.token, i,
                            ordered=True)
         return x - self.offset, w
+
+    def gather(self, rows):
+        """Rows ``rows`` (``(m,)`` int, in any order, repeats allowed) of a
+        random-access source, centred: ``(x (m, d), w (m,))``; read on the
+        host (a sparse source's rows made dense), checked like chunks."""
+        spec = (jax.ShapeDtypeStruct(rows.shape + (self.layout.n_features,), self.layout.dtype),
+                jax.ShapeDtypeStruct(rows.shape, self.layout.dtype))
+        x, w = io_callback(functools.partial(_gather, layout=self.layout), spec, self.token,
+                           rows, ordered=True)
+        return x - self.offset, w
+
+    def weights(self, n: int):
+        """The ``(n,)`` sample weights of a random-access source (ones when it has none)."""
+        spec = jax.ShapeDtypeStruct((n,), self.layout.dtype)
+        return io_callback(functools.partial(_weights, n=n, layout=self.layout), spec,
+                           self.token, ordered=True)
 
     def reduce(self, fn, combine=add, identity=zeros):
         """See :func:`jaxmix.data.reduce.reduce`: one pass, chunks in order."""

@@ -89,8 +89,8 @@ class _State(NamedTuple):
 
 def iterate(step: Callable, params0, tol, max_iter,
             converged_fn: Callable = change_below_tol, usable=None,
-            history_len: int | None = None, *, rows=None, slots: int | None = None
-            ) -> FitResult:
+            history_len: int | None = None, *, rows=None, slots: int | None = None,
+            objective0=None) -> FitResult:
     """Run ``step`` on all restarts of ``params0`` until each stops.
 
     The ``R`` restarts run in a batch of ``slots`` (default ``R``): a slot
@@ -117,11 +117,15 @@ def iterate(step: Callable, params0, tol, max_iter,
         e.g. a component mask), handed to ``step`` and ``converged_fn`` for
         the restarts in the slots.
       slots: static batch size (at least 1; at most ``R`` are used).
+      objective0: ``(R,)`` (or scalar) objective the first step's convergence
+        test compares with (default ``-inf``): a fit that continues an earlier
+        one passes that fit's final objective, so it stops exactly where the
+        earlier run would have stopped had it gone on.
     """
     n_restarts = jax.tree.leaves(params0)[0].shape[0]
     history_len = max_iter if history_len is None else history_len
     width = n_restarts if slots is None else max(1, min(int(slots), n_restarts))
-    init = _initial_state(params0, usable, n_restarts, width, history_len)
+    init = _initial_state(params0, usable, n_restarts, width, history_len, objective0)
     if history_len == 0:
         return _result(init._replace(params=params0), usable)
     extra = () if rows is None else (rows,)
@@ -170,10 +174,11 @@ def _gather(tree, index):
     return jax.tree.map(lambda a: a[index], tree)
 
 
-def _initial_state(params0, usable, n_restarts, width, history_len) -> _State:
+def _initial_state(params0, usable, n_restarts, width, history_len, objective0) -> _State:
     dtype = jnp.result_type(*jax.tree.leaves(params0))
     failed = ~(all_finite(params0, batch_dims=1) if usable is None else usable)
-    common = dict(objective=jnp.full((n_restarts,), -jnp.inf, dtype),
+    start = -jnp.inf if objective0 is None else jnp.asarray(objective0, dtype)
+    common = dict(objective=jnp.broadcast_to(start, (n_restarts,)).astype(dtype),
                   n_iter=jnp.zeros((n_restarts,), jnp.int32),
                   converged=jnp.zeros((n_restarts,), bool), failed=failed,
                   history=jnp.full((n_restarts, history_len), jnp.nan, dtype))

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
@@ -35,7 +36,8 @@ from jaxmix.kmeans.init import local_trials
 from jaxmix.numerics import all_finite
 from jaxmix.params import COVARIANCE_TYPES, GMMParams
 from jaxmix.validation import (as_key, check_choice, check_gmm_params, check_int,
-                               check_max_iter, check_n_restarts, check_nonneg)
+                               check_max_iter, check_n_restarts, check_nonneg, check_number,
+                               is_traced)
 
 
 # What to change when every restart of a Gaussian-mixture fit failed.
@@ -90,7 +92,7 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             init: str = "kmeans", init_params=None, tol: float = 1e-3,
             reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
             path: str = "auto", sample_weight=None, prior=None, mesh=None,
-            init_size: int | None = None) -> FitResult:
+            init_size: int | None = None, init_objective=None) -> FitResult:
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -120,6 +122,10 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         :mod:`jaxmix.data.sharding`); the result equals the single-device fit.
       init_size: streamed sources: rows the initialiser (and ``prior="default"``)
         sees (see :mod:`jaxmix.fit.inputs`).
+      init_objective: with ``init_params`` from an earlier fit, that fit's
+        final ``objective``: the first iteration's ``tol`` test compares with
+        it (default ``-inf``), so repeated short fits continue one fit
+        (scikit-learn's ``warm_start``) and stop where it would have.
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult` with all restarts; ``best_params``
@@ -138,10 +144,24 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result, _ = jax.block_until_ready(fit_rows(
             key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
-            s.max_iter, prior, k_max=k_max, covariance_type=s.covariance_type, init=init,
+            s.max_iter, prior, check_init_objective(init_objective, init_params), k_max=k_max, covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max)))
     result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
     return raise_if_all_failed(result, DEGENERATE_FIX)
+
+
+def check_init_objective(value, init_params):
+    """``init_objective`` as a float (``None`` stays ``None``): a number, not
+    NaN, and only together with ``init_params``."""
+    if value is None:
+        return None
+    if init_params is None:
+        raise ValueError("init_objective continues a fit from its parameters: give "
+                         "init_params too (the earlier fit's best_params)")
+    value = check_number(value, "init_objective")
+    if not is_traced(value) and (np.isnan(value) or value == np.inf):
+        raise ValueError(f"init_objective must be a number or -inf, got {value}")
+    return value
 
 
 def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
@@ -159,7 +179,7 @@ def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
 @jit(static_argnames=(
     "k_max", "covariance_type", "init", "history", "path", "max_trials", "per_k"))
 def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar, max_iter,
-             prior, *, k_max, covariance_type, init, history, path, max_trials,
+             prior, init_objective=None, *, k_max, covariance_type, init, history, path, max_trials,
              per_k=False):
     """EM on every row of ``rows`` (:mod:`jaxmix.fit.rows`) in one compiled
     call: ``(FitResult of all rows in the data's frame, mean log-likelihood
@@ -175,7 +195,7 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
     white = whitening(*sample.flat()) if applies(covariance_type) else None
     result = iterate(batched_em_step(data, reg_covar, path, prior, white=white), params0, tol,
                      max_iter, usable=usable, history_len=history, rows=mask,
-                     slots=restart_slots(mask.shape[0]))
+                     slots=restart_slots(mask.shape[0]), objective0=init_objective)
     degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, mask)
     score = mean_log_likelihoods(result.params, data) if per_k else None
     return uncentre(result._replace(degenerate=degenerate), offset), score

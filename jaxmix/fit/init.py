@@ -29,6 +29,7 @@ from jaxmix.gmm.update import enforce_mask, params_from_resp
 from jaxmix.kmeans.assign import assign
 from jaxmix.kmeans.init import local_trials, seed
 from jaxmix.kmeans.update import scaled_tol
+from jaxmix.numerics import uniform
 from jaxmix.params import GMMParams
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -62,7 +63,7 @@ def uniform_resp(key, real):
 
     def resp(x, i):
         rows = i * x.shape[0] + jnp.arange(x.shape[0])
-        draw = lambda row, j: jax.random.uniform(  # noqa: E731
+        draw = lambda row, j: uniform(  # noqa: E731
             jax.random.fold_in(jax.random.fold_in(key, row), j), (), x.dtype)
         r = jax.vmap(lambda row: jax.vmap(lambda j: draw(row, j))(jnp.arange(k)))(rows)
         r = jnp.where(real, r, 0.0)

@@ -11,7 +11,8 @@ Every entry point (``fit_gmm``, ``fit_kmeans``, ``fit_gradient``,
 * streamed (a ``.npy`` path, an ``np.memmap``, a callable yielding chunks, or
   :func:`jaxmix.data.source.open_source` of anything): every chunk validated
   by a first pass, the initialiser's sample drawn (all rows up to
-  ``init_size``, default :data:`INIT_SIZE`, else a uniform sample), the data
+  ``init_size``, default :data:`INIT_SIZE` rows of at most
+  :data:`INIT_ELEMENTS` values, else a uniform sample), the data
   centred on that sample's median on the device as chunks are read.
 
 Fits run on ``placement.data`` (any placement, :mod:`jaxmix.data.reduce`) and
@@ -37,9 +38,11 @@ from jaxmix.validation import (check_data, check_int, check_n_components,
                                check_range, check_sample_weight, check_spread,
                                is_traced)
 
-# Rows the initialiser of a streamed fit sees: all of them up to this many,
-# else a uniform sample without replacement.
+# Rows the initialiser of a streamed fit sees: all of them up to this many
+# (and up to INIT_ELEMENTS values: a wide source, a sparse TF-IDF matrix
+# say, is sampled in fewer rows), else a uniform sample without replacement.
 INIT_SIZE = 2 ** 17
+INIT_ELEMENTS = 2 ** 24
 
 
 class Placement(NamedTuple):
@@ -143,7 +146,7 @@ def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_n
     if info.n_positive < k:
         raise ValueError(f"{k_name}={k} is larger than the number of samples with positive "
                          f"weight ({info.n_positive}); use fewer or provide more data")
-    rows = _sample_rows(key, info.n_samples, init_size, k)
+    rows = _sample_rows(key, info.n_samples, init_size, k, info.layout.n_features)
     sx, sw = sample_rows(src, rows, info.layout.chunk_size)
     sx = check_data(sx)
     sw = check_sample_weight(sw, sx.shape[0], sx.dtype)
@@ -160,10 +163,12 @@ def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_n
                         (info.lo, info.hi, info.total_weight))
 
 
-def _sample_rows(key, n: int, init_size, k: int):
+def _sample_rows(key, n: int, init_size, k: int, d: int):
     """All rows in order when ``n <= init_size``, else that many drawn
-    uniformly without replacement (seeded by ``key``)."""
-    size = INIT_SIZE if init_size is None else check_int(init_size, "init_size", low=k)
+    uniformly without replacement (seeded by ``key``); ``init_size`` defaults
+    to ``INIT_SIZE`` rows of at most ``INIT_ELEMENTS`` values (at least ``k``)."""
+    size = (max(k, min(INIT_SIZE, INIT_ELEMENTS // d)) if init_size is None else
+            check_int(init_size, "init_size", low=k))
     if size >= n:
         return np.arange(n)
     seed = jax.random.fold_in(key, 1)

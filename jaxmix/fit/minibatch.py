@@ -24,14 +24,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.compiling import jit
-from jaxmix.data.chunked import Chunked, one_chunk
-from jaxmix.data.source import is_source
+from jaxmix.data.chunked import one_chunk
+from jaxmix.data.source import is_source, random_access
+from jaxmix.data.stream import Stream
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
 from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
 from jaxmix.kmeans.update import scaled_tol
+from jaxmix.numerics import uniform
 from jaxmix.params import KMeansParams
 from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_max_iter,
                                check_nonneg, check_sample_weight)
@@ -50,7 +52,9 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
 
     Args:
       key: ``jax.random`` key (or int seed).
-      x: ``(n, d)`` data, or an iterator of batches ``x (b, d)`` /
+      x: ``(n, d)`` data, a random-access source (a ``.npy`` path, an
+        ``np.memmap``, a SciPy sparse matrix: each step's batches are read on
+        the host, a sparse matrix's rows made dense), or an iterator of batches ``x (b, d)`` /
         ``(x, sample_weight)`` (one run; the first batch fixes ``b`` and ``d``,
         centres, scales ``tol`` and seeds; later batches may be smaller,
         padded with zero weight; the loop ends when a stopping rule fires,
@@ -83,10 +87,11 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
       inertia (negated) per step, ``objective`` is ``-inertia`` of the final
       centroids on all of ``x``.
     """
-    if is_source(x):
-        raise ValueError("fit_minibatch_kmeans takes an array or an iterator of batches, not a "
-                         f"chunk source ({type(x).__name__}); for a .npy file or np.memmap "
-                         "pass iter(batches) yourself, or use fit_kmeans, which streams sources")
+    if is_source(x) and not random_access(x):
+        raise ValueError("fit_minibatch_kmeans draws rows at random: it takes an array, a "
+                         "random-access source (a .npy path, an np.memmap, a SciPy sparse "
+                         f"matrix) or an iterator of batches, not {type(x).__name__}; use "
+                         "fit_kmeans, which streams any source, or pass iter(batches)")
     if not hasattr(x, "shape") and hasattr(x, "__iter__") and not isinstance(x, (list, tuple)):
         return _fit_stream(key, x, n_clusters, init=init, init_centroids=init_centroids,
                            tol=tol, max_no_improvement=max_no_improvement,
@@ -111,39 +116,52 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
                              max_no_improvement,
                              check_nonneg(reassignment_ratio, "reassignment_ratio"),
                              inp.sample.dtype)
-        result = _fit(key, inp.data, None if c0 is None else c0 - inp.offset, config, k=k,
-                      n_restarts=n_restarts, init=init, n=n, n_steps=max_iter * n // batch_size,
-                      batch_size=batch_size, init_size=size, weighted=sample_weight is not None)
+        result = jax.block_until_ready(_fit(
+            key, inp.data, inp.sample, None if c0 is None else c0 - inp.offset, config, k=k,
+            n_restarts=n_restarts, init=init, n=n, n_steps=max_iter * n // batch_size,
+            batch_size=batch_size, init_size=size))
     return raise_if_all_failed(uncentre(result, inp.offset),
                                "check the data's scale (squared distances overflow)")
 
 
 @jit(static_argnames=(
-    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size", "weighted"))
-def _fit(key, data: Chunked, centroids0, config, *, k, n_restarts, init, n, n_steps, batch_size,
-         init_size, weighted) -> FitResult:
-    x, w = data.flat()
-    x, w = x[:n], w[:n]  # without the padding rows
+    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size"))
+def _fit(key, data, sample, centroids0, config, *, k, n_restarts, init, n, n_steps, batch_size,
+         init_size) -> FitResult:
+    """The runs, batches drawn inside the loop: gathered from the data in
+    memory, or read from a random-access source on the host (``data`` a
+    :class:`~jaxmix.data.stream.Stream`: one read of all restarts' batches per
+    step, a sparse source's rows made dense); ``sample`` scales ``tol``."""
+    if isinstance(data, Stream):
+        w, take = data.weights(n), data.gather
+    else:
+        x, w = data.flat()
+        x, w = x[:n], w[:n]  # without the padding rows
+        take = lambda rows: (x[rows], w[rows])  # noqa: E731
     init_key, subset_key, run_key = jax.random.split(key, 3)
     if centroids0 is None:
         rows = jax.random.randint(subset_key, (init_size,), 0, n)
-        centroids0 = seed_centroids(init_key, one_chunk(x[rows], w[rows]), k, n_restarts, init)
-    config = config._replace(tol=scaled_tol(data, config.tol))
-    cdf = jnp.cumsum(w) if weighted else None
-    unit = jnp.ones((batch_size,), x.dtype)
+        centroids0 = seed_centroids(init_key, one_chunk(*take(rows)), k, n_restarts, init)
+    config = config._replace(tol=scaled_tol(sample, config.tol))
+    # rows drawn with probability proportional to their weight (all-ones
+    # weights and none draw the same batches)
+    cdf = jnp.cumsum(w)
+    unit = jnp.ones((batch_size,), w.dtype)
 
-    def one(state):
+    def draw(state):
         key, sub = jax.random.split(state.key)
-        if weighted:
-            u = jax.random.uniform(sub, (batch_size,), x.dtype) * cdf[-1]
-            rows = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1)
-        else:
-            rows = jax.random.randint(sub, (batch_size,), 0, n)
-        new, batch_inertia = minibatch_step(state._replace(key=key), x[rows], unit, config)
+        u = uniform(sub, (batch_size,), w.dtype) * cdf[-1]
+        return key, jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1)
+
+    def step(states):
+        keys, rows = jax.vmap(draw)(states)
+        xb = take(rows.reshape(-1))[0].reshape(rows.shape + (-1,))
+        new, batch_inertia = jax.vmap(lambda s, xr: minibatch_step(s, xr, unit, config))(
+            states._replace(key=keys), xb)
         return new, -batch_inertia
 
     states0 = jax.vmap(minibatch_init)(jax.random.split(run_key, n_restarts), centroids0)
-    result = iterate(jax.vmap(one), states0, config.tol, n_steps, stopped)
+    result = iterate(step, states0, config.tol, n_steps, stopped)
     return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)), data)
 
 

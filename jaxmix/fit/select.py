@@ -115,7 +115,13 @@ def _check_grid(ks, n: int, name: str = "ks") -> np.ndarray:
 
 
 def _covariance_types(covariance_type) -> tuple:
-    types = (covariance_type,) if isinstance(covariance_type, str) else tuple(covariance_type)
+    if isinstance(covariance_type, str):
+        types = (covariance_type,)
+    elif isinstance(covariance_type, (list, tuple)):
+        types = tuple(covariance_type)
+    else:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES} or a list of them, "
+                         f"got {covariance_type!r}")
     if not types:
         raise ValueError("covariance_type is empty; give a type or a sequence of types")
     for t in types:

@@ -85,8 +85,8 @@ class Full(Family):
         out); ``ValueError`` naming ``name`` unless symmetric positive definite."""
         p = np.asarray(precisions, np.float64)
         if not _is_spd(p.reshape((-1,) + p.shape[-2:])):
-            raise ValueError(f"'{name}' ({cls.name} precision) should be symmetric, "
-                             "positive-definite")
+            raise ValueError(f"'{cls.name} precision' should be symmetric, positive-definite "
+                             f"({name})")
         return np.asarray(cls.precision_cholesky(jnp.asarray(np.linalg.inv(p))))
 
     @classmethod

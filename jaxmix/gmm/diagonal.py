@@ -80,7 +80,7 @@ class Diag(Family):
         ``name`` unless all are positive."""
         p = np.asarray(precisions, np.float64)
         if np.any(p <= 0):
-            raise ValueError(f"'{name}' ({cls.name} precision) should be positive")
+            raise ValueError(f"'{cls.name} precision' should be positive ({name})")
         return np.sqrt(p)
 
     @classmethod

@@ -57,7 +57,8 @@ from jaxmix.data.reduce import reduce
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.priors import GMMPrior, log_prior_terms
-from jaxmix.gmm.stats import e_step, gemm_coefficients, gemm_is_accurate
+from jaxmix.gmm.stats import (accurate_restarts, e_step, gemm_coefficients,
+                              per_restart_path)
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
 
@@ -254,9 +255,10 @@ def mini_batch_step(optimizer, covariance_type: str, data: Chunked, prior: GMMPr
 def batched_gradient_step(optimizer, covariance_type: str, data: Chunked,
                           prior: GMMPrior | None, mini_batch: bool = False, path: str = "auto"):
     """Restart-batched step for :func:`jaxmix.fit.driver.iterate`. ``path="auto"``
-    picks, per iteration and for all restarts at once (one ``lax.cond``), the
-    GEMM loss while :func:`jaxmix.gmm.stats.gemm_is_accurate` holds at the current
-    parameters, the exact one otherwise, as EM does."""
+    picks, per iteration and per restart, the GEMM loss while
+    :func:`jaxmix.gmm.stats.accurate_restarts` holds at the restart's current
+    parameters, the exact one otherwise, as EM does
+    (:func:`jaxmix.gmm.stats.per_restart_path`)."""
     make = mini_batch_step if mini_batch else full_batch_step
     if path != "auto":
         return jax.vmap(make(optimizer, covariance_type, data, prior, path))
@@ -265,6 +267,6 @@ def batched_gradient_step(optimizer, covariance_type: str, data: Chunked,
 
     def step(states: GradientState):
         params = jax.vmap(lambda u: constrain(u, covariance_type))(states.params)
-        return jax.lax.cond(gemm_is_accurate(params), gemm, exact, states)
+        return per_restart_path(accurate_restarts(params), gemm(states), exact, states)
 
     return step

@@ -18,9 +18,10 @@ The two paths give the same statistics:
   like ``eps * mu^T P mu``.
 * ``"exact"``: centred distances ``||(x - mu_k) L_k||^2`` and statistics
   about the previous means; it materialises ``(chunk, k, d)``.
-* ``"auto"`` (batched steps only): per iteration, the GEMM path while every
-  restart's components satisfy ``eps * max_k ||mu_k||^2 lambda_max(P_k) <
-  GEMM_ERROR_BUDGET``, the exact path otherwise (:func:`gemm_is_accurate`).
+* ``"auto"`` (batched steps only): per iteration and per restart, the GEMM
+  path while the restart's components satisfy ``eps * max_k ||mu_k||^2
+  lambda_max(P_k) < GEMM_ERROR_BUDGET``, the exact path otherwise
+  (:func:`accurate_restarts`).
 
 Given a :class:`~jaxmix.gmm.whitening.Whitening` (dense families; what
 ``fit_gmm`` passes), the GEMM path runs in whitened coordinates, where the
@@ -204,7 +205,27 @@ def e_step(params: GMMParams, data, path: str = "exact"):
 def gemm_is_accurate(params: GMMParams, white: Whitening | None = None) -> jax.Array:
     """Whether the GEMM path's cancellation error is within budget for all
     restarts (``params`` batched over restarts; ``white``: in the whitened
-    coordinates the path would run in).
+    coordinates the path would run in); see :func:`accurate_restarts`."""
+    return jnp.all(accurate_restarts(params, white))
+
+
+def per_restart_path(ok, fast, exact_fn, arg):
+    """Each restart's result from the path it may take: ``fast`` (the GEMM
+    path's restart-batched result, any pytree) where ``ok (R,)``, else
+    ``exact_fn(arg)``'s, which runs (one ``lax.cond``) only when some restart
+    needs it. A restart's result then does not depend on the restarts
+    batched with it."""
+    def mixed(a):
+        exact = exact_fn(a)
+        return jax.tree.map(
+            lambda u, v: jnp.where(ok.reshape(ok.shape + (1,) * (u.ndim - 1)), u, v),
+            fast, exact)
+    return jax.lax.cond(jnp.all(ok), lambda a: fast, mixed, arg)
+
+
+def accurate_restarts(params: GMMParams, white: Whitening | None = None) -> jax.Array:
+    """``(R,)``: whether the GEMM path's cancellation error is within budget
+    for each restart of ``params`` (batched over restarts).
 
     Raw second moments about the origin cancel to within ``eps * ||mu||^2``
     absolute; relative to the narrowest variance ``1 / lambda_max(P)`` that
@@ -216,4 +237,4 @@ def gemm_is_accurate(params: GMMParams, white: Whitening | None = None) -> jax.A
     k = params.means.shape[-2]
     lam = jax.vmap(lambda pc: fam.component_max_precision(pc, k))(params.precisions_cholesky)
     reach = jnp.sum(params.means * params.means, axis=-1)
-    return eps(params.means.dtype) * jnp.max(reach * lam) < GEMM_ERROR_BUDGET
+    return eps(params.means.dtype) * jnp.max(reach * lam, axis=-1) < GEMM_ERROR_BUDGET

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.priors import log_prior
-from jaxmix.gmm.stats import GMMStats, batched_e_step, e_step, gemm_is_accurate
+from jaxmix.gmm.stats import (GMMStats, accurate_restarts, batched_e_step, e_step,
+                              per_restart_path)
 from jaxmix.gmm.update import enforce_mask, m_step, shift_stats
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
@@ -30,8 +31,10 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     The objective of the params it is given is the mean log-likelihood per
     unit weight, or with a ``prior`` (shared by all restarts, MAP-EM) the mean
     log-posterior ``(loglik + log_prior) / sum(w)``. ``path="auto"`` picks
-    the GEMM or exact E-step per iteration for all restarts at once (one
-    ``lax.cond``, see :mod:`jaxmix.gmm.stats`); ``mask`` ``(R, k)`` keeps the
+    the GEMM or exact E-step per iteration and per restart (the exact pass
+    runs, in one ``lax.cond``, only when some restart needs it; see
+    :mod:`jaxmix.gmm.stats`), so a restart's result does not depend on the
+    restarts batched with it; ``mask`` ``(R, k)`` keeps the
     components of padded mixtures outside it empty (the step's own second
     argument, when given, replaces it: the driver hands each batch of slots
     its rows' masks). ``white`` (:func:`jaxmix.gmm.whitening.whitening` of the
@@ -43,10 +46,13 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     def stats_of(params: GMMParams):
         if path != "auto":
             return batched_e_step(params, data, path, white)
-        # only the E-step is branched: the M-step below is compiled once
-        return jax.lax.cond(gemm_is_accurate(params, white),
-                            lambda q: batched_e_step(q, data, "gemm", white),
-                            lambda q: batched_e_step(q, data, "exact"), params)
+        # Each restart takes its own path, so its result does not depend on
+        # the restarts beside it: the GEMM statistics of every restart, and
+        # only when some restart needs it the exact pass, taken by those.
+        # Only the E-step is branched: the M-step below is compiled once.
+        return per_restart_path(accurate_restarts(params, white),
+                                batched_e_step(params, data, "gemm", white),
+                                lambda q: batched_e_step(q, data, "exact"), params)
 
     def step(params: GMMParams, row_mask=None):
         row_mask = mask if row_mask is None else row_mask

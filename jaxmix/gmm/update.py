@@ -17,15 +17,8 @@ from jaxmix.data.reduce import reduce
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import GMMStats, centred_stats, floored
-from jaxmix.numerics import HIGHEST
+from jaxmix.numerics import HIGHEST, mixture_weights
 from jaxmix.params import GMMParams
-
-
-def mixture_weights(nk):
-    """``nk / sum(nk)``, at least the dtype's smallest normal number: an empty
-    component of a fit whose total weight is huge (1e293, say) keeps a
-    positive weight instead of underflowing to 0."""
-    return jnp.maximum(nk / jnp.sum(nk), jnp.finfo(nk.dtype).tiny)
 
 
 def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,

@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxmix.numerics import HIGHEST
+from jaxmix.numerics import HIGHEST, uniform
 
 KMEANS_INITS = ("k-means++", "random")
 
@@ -61,7 +61,7 @@ def _uniforms(key, k: int, trials: int, dtype):
     per_t = jax.vmap(lambda kc: jax.vmap(lambda t: jax.random.fold_in(kc, t))(
         jnp.arange(trials)))(per_c[1:])
     keys = jnp.concatenate([per_c[:1], per_t.reshape((-1,) + per_t.shape[2:])])
-    u = jax.vmap(lambda kt: jax.random.uniform(kt, (), dtype))(keys)
+    u = jax.vmap(lambda kt: uniform(kt, (), dtype))(keys)
     return jnp.concatenate([jnp.broadcast_to(u[:1], (1, trials)), u[1:].reshape(k - 1, trials)])
 
 
@@ -119,8 +119,8 @@ def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = N
 def random_rows(key, w, k: int):
     """``k`` distinct indices drawn with probability ``w / sum(w)`` without
     replacement (the top ``k`` of ``log w + Gumbel noise``; prefix-stable)."""
-    g = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1)) + jax.random.gumbel(key, w.shape,
-                                                                              w.dtype), -jnp.inf)
+    noise = jax.random.gumbel(key, w.shape, jnp.float32).astype(w.dtype)  # dtype-free draw
+    g = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1)) + noise, -jnp.inf)
     return jax.lax.top_k(g, k)[1]
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from jaxmix.data.chunked import one_chunk
 from jaxmix.kmeans.stats import kmeans_stats
 from jaxmix.kmeans.update import minibatch_update
+from jaxmix.numerics import uniform
 
 class MiniBatchConfig(NamedTuple):
     """Traced hyper-parameters of a mini-batch run (changing them does not
@@ -101,7 +102,7 @@ def _reseed(key, centroids, counts, x, w, ratio):
     order = jnp.argsort(jnp.argsort(counts, stable=True), stable=True)
     low = jnp.where(jnp.sum(low) > 0.5 * b, low & (order < int(0.5 * b)), low)
     # distinct positive-weight samples in random order
-    rows = jnp.argsort(jnp.where(w > 0, jax.random.uniform(key, (b,), x.dtype), 2.0))
+    rows = jnp.argsort(jnp.where(w > 0, uniform(key, (b,), x.dtype), 2.0))
     rank = jnp.cumsum(low) - 1
     take = low & (rank < jnp.sum(w > 0))
     centroids = jnp.where(take[:, None], x[rows[jnp.clip(rank, 0, b - 1)]], centroids)

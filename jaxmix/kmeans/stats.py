@@ -167,7 +167,8 @@ def relocate_empty(stats: KMeansStats, centroids, data, mask=None) -> KMeansStat
     clusters (``mask (B, k)``, default all) ``e_1 < e_2 < ...``, the ``j``-th
     farthest sample (from its own centroid) becomes cluster ``e_j``'s only
     member and leaves its previous cluster. Clusters left empty (fewer
-    positive-weight samples than needed) stay empty. The farthest-sample pass
+    positive-weight samples than needed, or every sample on its centroid,
+    as with more clusters than distinct samples) stay empty. The farthest-sample pass
     runs only if some cluster is empty.
     """
     k = centroids.shape[1]
@@ -180,7 +181,10 @@ def relocate_empty(stats: KMeansStats, centroids, data, mask=None) -> KMeansStat
     def relocate(stats):
         far = farthest_samples(centroids, data, k - 1)
         rank = jnp.cumsum(empty, axis=1) - 1                          # (B, k)
-        valid = jnp.isfinite(far.dist)                                # (B, m)
+        # scikit-learn's guard: when every sample sits on its centroid (more
+        # clusters than distinct samples) relocating is pointless
+        spread = jnp.max(far.dist, axis=1, keepdims=True) > 0         # (B, 1)
+        valid = jnp.isfinite(far.dist) & spread                       # (B, m)
         pick = jnp.clip(rank, 0, k - 2)
         take = empty & _take(valid, pick)                             # (B, k)
         new_w, new_x = _take(far.w, pick), _take(far.x, pick)         # (B, k), (B, k, d)

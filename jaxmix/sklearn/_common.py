@@ -3,11 +3,16 @@ blockwise evaluation on padded row blocks (few compiled shapes for many ``n``)."
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import numbers
+import threading
 
 import jax
 import numpy as np
+from scipy import sparse
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from jaxmix.compiling import jit
 from jaxmix.fit.buckets import component_bucket
@@ -22,6 +27,66 @@ EVAL_BUDGET = 2 ** 22
 _JITTED = {}
 
 
+_X64 = {"users": 0, "saved": None}
+_X64_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _x64_on():
+    """JAX's x64 flag on process-wide while any estimator method runs (the
+    first to enter saves the user's value, the last to leave restores it).
+    Process-wide, not ``jax.enable_x64``'s thread-local switch: the threads
+    in which streamed fits read their chunks (``io_callback``) would not see
+    a thread-local one, and would hand float64 chunks back as float32."""
+    with _X64_LOCK:
+        if _X64["users"] == 0:
+            _X64["saved"] = bool(jax.config.jax_enable_x64)
+            jax.config.update("jax_enable_x64", True)
+        _X64["users"] += 1
+    try:
+        yield
+    finally:
+        with _X64_LOCK:
+            _X64["users"] -= 1
+            if _X64["users"] == 0:
+                jax.config.update("jax_enable_x64", _X64["saved"])
+
+
+def native_dtype(method):
+    """Run an estimator ``method`` with JAX's 64-bit types available, as
+    scikit-learn computes: float64 input is fitted and evaluated in float64,
+    float32 input in float32 (:func:`jaxmix.numerics.float_dtype` under x64),
+    whether or not the user enabled ``jax_enable_x64``. Every array the
+    method returns or stores is numpy, so nothing 64-bit leaves it."""
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        with _x64_on():
+            return method(*args, **kwargs)
+    return wrapped
+
+
+def checked_X(est, X, **kwargs):
+    """scikit-learn's ``validate_data(est, X, dtype=[float64, float32],
+    **kwargs)``, complex input refused by name first (scikit-learn's own
+    message does not say which argument)."""
+    if np.iscomplexobj(X):
+        raise ValueError("Complex data not supported: X must hold real numbers; pass "
+                         "X.real, or the real and imaginary parts as separate features")
+    return validate_data(est, X, dtype=[np.float64, np.float32], **kwargs)
+
+
+def checked_weights(sample_weight, X):
+    """scikit-learn's ``_check_sample_weight`` in the dtype of ``X``, strings
+    and other non-numbers refused by name (scikit-learn parses ``"1"``)."""
+    if sample_weight is None:
+        return None
+    kind = np.asarray(sample_weight).dtype.kind
+    if kind not in "biuf":
+        raise ValueError(f"sample_weight must hold numbers, got dtype "
+                         f"{np.asarray(sample_weight).dtype}")
+    return _check_sample_weight(sample_weight, X, dtype=X.dtype)
+
+
 def key_from_random_state(random_state):
     """A ``jax.random`` key from sklearn's ``random_state`` (None, int, RandomState).
 
@@ -34,7 +99,7 @@ def key_from_random_state(random_state):
     return jax.random.PRNGKey(int(rng.randint(np.iinfo(np.int32).max)))
 
 
-def _bucket(n: int) -> int:
+def bucket(n: int) -> int:
     """``n`` rounded up to a power of two, at least 16."""
     return max(16, 1 << (int(n) - 1).bit_length())
 
@@ -48,15 +113,17 @@ def _jit(fn):
 
 def apply_in_blocks(fn, params, x: np.ndarray, width: int) -> np.ndarray:
     """``fn(params, x)`` evaluated on row blocks of ``x`` (host loop, jitted
-    per padded block shape); results concatenated as numpy."""
+    per padded block shape); results concatenated as numpy. A SciPy sparse
+    ``x`` is made dense one block at a time."""
     n = x.shape[0]
-    block = _bucket(min(n, max(16, EVAL_BUDGET // max(1, width))))
+    block = bucket(min(n, max(16, EVAL_BUDGET // max(1, width, x.shape[1]))))
     f = _jit(fn)
     out = []
     for start in range(0, n, block):
         part = x[start:start + block]
+        part = part.toarray() if sparse.issparse(part) else part
         m = part.shape[0]
-        size = _bucket(m) if start == 0 else block
+        size = bucket(m) if start == 0 else block
         if m < size:
             part = np.concatenate([part, np.repeat(part[:1], size - m, axis=0)])
         out.append(np.asarray(f(params, jax.device_put(part)))[:m])
@@ -87,5 +154,5 @@ def padded_gmm(params, dtype):
 
 
 def compute_dtype(x: np.ndarray):
-    """The dtype JAX computes ``x`` in (float32 unless x64 is on)."""
+    """The dtype JAX computes ``x`` in (its own under :func:`native_dtype`)."""
     return float_dtype(x.dtype)

@@ -19,26 +19,35 @@ Additions and differences, by design:
   when it is within eps of two clusters.
 * ``block_size``: samples per block of the blockwise computation (memory
   about ``block_size^2`` distances per step).
-* Only the Euclidean metric (``metric="euclidean"``, or ``"minkowski"`` with
-  ``p`` 2 or None); ``algorithm``, ``leaf_size`` and ``n_jobs`` are accepted
-  and ignored. Sparse input is not supported.
-* Distances are computed in float32 unless JAX's x64 mode is on (scikit-learn
-  uses float64): a pair within float32 rounding of ``eps`` may then decide
-  differently.
+* Every metric of scikit-learn's: dense data under the Euclidean distance
+  (``"euclidean"``, or ``"minkowski"`` with ``p`` 2 or None) are clustered on
+  the device; sparse data, other metrics, callables and
+  ``metric="precomputed"`` (dense or sparse distances) cluster the
+  eps-neighbourhood graph on the host (:mod:`jaxmix.dbscan.graph`, memory one
+  entry per neighbour pair, as scikit-learn's). ``algorithm``, ``leaf_size``
+  and ``n_jobs`` are accepted and ignored.
+* Distances are computed in the input's dtype (float64 input in float64,
+  as scikit-learn does; float32 input in float32, where a pair within float32
+  rounding of ``eps`` may decide differently from scikit-learn's float64).
 """
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import DBSCAN as _SkDBSCAN
+from sklearn.metrics import pairwise_distances_argmin_min
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from jaxmix.dbscan import DEFAULT_BLOCK, fit_dbscan, predict as dbscan_predict
 from jaxmix.dbscan.clusters import MAX_BLOCK
+from jaxmix.dbscan.graph import cluster_graph, precomputed_graph, radius_graph
+from jaxmix.sklearn._common import checked_weights, checked_X, native_dtype
 
 
 class DBSCAN(ClusterMixin, BaseEstimator):
@@ -75,37 +84,74 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.block_size = block_size
 
-    def _check_metric(self):
-        euclidean = self.metric == "euclidean" or (
-            self.metric == "minkowski" and self.p in (None, 2))
-        if not euclidean or self.metric_params:
-            raise ValueError(
-                f"jaxmix DBSCAN supports only the Euclidean metric, got metric={self.metric!r}"
-                f", p={self.p!r}, metric_params={self.metric_params!r}; use "
-                "sklearn.cluster.DBSCAN for other metrics")
+    def _metric(self):
+        """``(metric, keyword arguments of the distance)`` as scikit-learn's
+        ``NearestNeighbors`` reads them: a ``p`` in ``metric_params`` wins over
+        the constructor's (with its warning); Minkowski without ``p`` is
+        Euclidean."""
+        kwargs = dict(self.metric_params or {})
+        if "p" in kwargs and self.p is not None:
+            warnings.warn("Parameter p is found in metric_params. The corresponding "
+                          "parameter from __init__ is ignored.", SyntaxWarning, stacklevel=3)
+        p = kwargs.pop("p", self.p)
+        if self.metric == "minkowski":
+            if p is None or p == 2:
+                return ("euclidean", kwargs)
+            return ("manhattan", kwargs) if p == 1 else ("minkowski", {**kwargs, "p": p})
+        return self.metric, kwargs
 
+    @native_dtype
     def fit(self, X, y=None, sample_weight=None):
-        """Cluster ``X``; sets ``labels_``, ``core_sample_indices_``, ``components_``."""
+        """Cluster ``X``; sets ``labels_``, ``core_sample_indices_``, ``components_``.
+
+        Dense data under the Euclidean distance run on the device
+        (:func:`jaxmix.dbscan.fit_dbscan`); sparse data, other metrics and
+        ``metric="precomputed"`` (dense or sparse distances) cluster the
+        eps-neighbourhood graph (:mod:`jaxmix.dbscan.graph`)."""
         self._validate_params()
-        self._check_metric()
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
-        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
-        result = fit_dbscan(X, self.eps, self.min_samples, sw, block=self.block_size)
+        metric, kwargs = self._metric()
+        X = checked_X(self, X, accept_sparse="csr")
+        sw = checked_weights(sample_weight, X)
+        if metric == "euclidean" and not kwargs and not sparse.issparse(X):
+            result = fit_dbscan(X, self.eps, self.min_samples, sw, block=self.block_size)
+        else:
+            graph = (precomputed_graph(X, self.eps) if metric == "precomputed" else
+                     radius_graph(X, self.eps, metric, kwargs))
+            result = cluster_graph(graph, self.min_samples, sw)
         self.labels_ = np.asarray(result.labels).astype(np.intp)
         self.core_sample_indices_ = np.flatnonzero(np.asarray(result.core))
-        self.components_ = X[self.core_sample_indices_].copy()
+        self.components_ = (X[self.core_sample_indices_].copy() if self.core_sample_indices_.size
+                            else np.empty((0, X.shape[1])))
         return self
 
+    @native_dtype
     def fit_predict(self, X, y=None, sample_weight=None):
         """``fit(X)`` and return ``labels_``."""
         return self.fit(X, sample_weight=sample_weight).labels_
 
+    @native_dtype
     def predict(self, X, max_distance=None):
         """Cluster of the nearest core sample within ``max_distance`` (default
-        ``eps``) of each row of ``X``, else ``-1`` (an anomaly)."""
+        ``eps``) of each row of ``X``, else ``-1`` (an anomaly); distances
+        under the fit's metric (with ``metric="precomputed"``, ``X`` holds
+        the distances of new samples to the training samples)."""
         check_is_fitted(self, "core_sample_indices_")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        metric, kwargs = self._metric()
+        X = checked_X(self, X, reset=False, accept_sparse="csr")
         radius = self.eps if max_distance is None else max_distance
         core_labels = self.labels_[self.core_sample_indices_]
-        out = dbscan_predict(X, self.components_, core_labels, radius, block=self.block_size)
-        return np.asarray(out).astype(np.intp)
+        if metric == "euclidean" and not kwargs and not sparse.issparse(X):
+            out = dbscan_predict(X, self.components_, core_labels, radius,
+                                 block=self.block_size)
+            return np.asarray(out).astype(np.intp)
+        if core_labels.size == 0:
+            return np.full(X.shape[0], -1, np.intp)
+        if metric == "precomputed":
+            dist = X[:, self.core_sample_indices_]
+            dist = dist.toarray() if sparse.issparse(dist) else np.asarray(dist)
+            nearest = np.argmin(dist, axis=1)
+            gap = dist[np.arange(X.shape[0]), nearest]
+        else:
+            nearest, gap = pairwise_distances_argmin_min(X, self.components_, metric=metric,
+                                                         metric_kwargs=kwargs)
+        return np.where(gap <= radius, core_labels[nearest], -1).astype(np.intp)

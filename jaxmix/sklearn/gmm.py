@@ -38,20 +38,21 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from jaxmix.compiling import jit
-from jaxmix.criteria import aic as gmm_aic, bic as gmm_bic
+from jaxmix.criteria import aic as gmm_aic, bic as gmm_bic, n_parameters as gmm_n_parameters
 from jaxmix.data import chunk
 from jaxmix.fit.driver import AllRestartsFailed
-from jaxmix.fit.gmm import fit_gmm
+from jaxmix.fit.gmm import DEGENERATE_FIX, fit_gmm
 from jaxmix.fit.init import initialize, params_from_means
 from jaxmix.gmm import (family, log_prob, predict as gmm_predict, responsibilities,
                         sample as gmm_sample)
 from jaxmix.io import check_loaded_gmm
 from jaxmix.params import GMMParams
-from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
-                                    key_from_random_state, padded_gmm)
+from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, bucket, checked_X,
+                                    compute_dtype, key_from_random_state, native_dtype,
+                                    padded_gmm)
 from jaxmix.sklearn.persist import Persistent, check_scalars, load_as
 from jaxmix.validation import check_int
 
@@ -63,10 +64,44 @@ SKLEARN_FAILED = ("Fitting the mixture model failed because some components have
                   "or scale the input data.")
 
 
+_sample = jit(gmm_sample, static_argnames="n")
+
+
 @jit(static_argnames="covariance_type")
 def _covariances_and_precisions(pc, covariance_type):
     fam = family(covariance_type)
     return fam.covariance(pc), fam.precisions(pc)
+
+
+def _check_init(name, value, shape, dtype, sklearn_name):
+    """A given init array in float64, of ``shape``, finite also in the
+    compute ``dtype``; errors in scikit-learn's words (its tests match them,
+    ``sklearn_name`` is its name for the array), then ours."""
+    if value is None:
+        return None
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != shape:
+        raise ValueError(f"The parameter '{sklearn_name}' should have the shape of {shape}, "
+                         f"but got {a.shape} ({name})")
+    with np.errstate(over="ignore"):
+        if not np.all(np.isfinite(a.astype(dtype))):
+            raise ValueError(f"The parameter '{name}' contains NaN or infinity (in "
+                             f"{np.dtype(dtype).name}, the dtype of X); rescale it with X")
+    return a
+
+
+def _check_weights_init(weights, given_dtype):
+    """scikit-learn's rules for ``weights_init``: in ``[0, 1]`` and summing to
+    one (to 1e-6 for float32 weights, 1e-8 otherwise), with its messages."""
+    if np.any(weights < 0) or np.any(weights > 1):
+        # scikit-learn's message, whose labels are swapped (its tests match them)
+        raise ValueError("The parameter 'weights' should be in the range [0, 1], but got "
+                         f"max value {np.min(weights):.5f}, min value {np.max(weights):.5f} "
+                         "(weights_init)")
+    atol = 1e-6 if given_dtype == np.float32 else 1e-8
+    if not np.isclose(abs(1.0 - weights.sum()), 0.0, atol=atol):
+        raise ValueError("The parameter 'weights' should be normalized, but got "
+                         f"sum(weights) = {weights.sum():.5f} (weights_init)")
 
 
 class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
@@ -116,11 +151,12 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         self.fit_predict(X, y)
         return self
 
+    @native_dtype
     def fit_predict(self, X, y=None):
         """Fit, then return the most probable component of each sample."""
         self._validate_params()
         check_int(self.n_init, "n_init")  # scikit-learn's Interval takes a bool
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = checked_X(self, X, ensure_min_samples=2)
         n, d = X.shape
         if n < self.n_components:
             raise ValueError("Expected n_samples >= n_components but got n_components = "
@@ -134,11 +170,18 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
             result = fit_gmm(key, X, self.n_components, covariance_type=self.covariance_type,
                              n_restarts=n_restarts, init=self.init_params,
                              init_params=init_params, tol=self.tol, reg_covar=self.reg_covar,
-                             max_iter=self.max_iter)
+                             max_iter=self.max_iter,
+                             init_objective=self.lower_bound_ if warm else None)
         except AllRestartsFailed as err:  # scikit-learn's error, with what jaxmix saw
             raise ValueError(SKLEARN_FAILED + f" ({err})") from err
         result = jax.device_get(result)
         best = int(result.best)
+        if result.failed[best]:  # every restart broke down (scikit-learn raises at the first)
+            reason = AllRestartsFailed(
+                "every initialization produced non-finite parameters at some iteration (the "
+                f"best kept its last finite ones, of iteration {int(result.n_iter[best])}); "
+                + DEGENERATE_FIX)
+            raise ValueError(f"{SKLEARN_FAILED} ({reason})") from reason
         if self.verbose:
             self._print_progress(result, time.perf_counter() - t0)
         converged = bool(result.converged[best])
@@ -166,10 +209,10 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         ct = self.covariance_type
         fam = family(ct)
         dtype = compute_dtype(X)
-        weights = self._check_init("weights_init", self.weights_init, (k,))
-        means = self._check_init("means_init", self.means_init, (k, d))
-        precisions = self._check_init("precisions_init", self.precisions_init,
-                                      fam.pc_shape(k, d))
+        weights = _check_init("weights_init", self.weights_init, (k,), dtype, "weights")
+        means = _check_init("means_init", self.means_init, (k, d), dtype, "means")
+        precisions = _check_init("precisions_init", self.precisions_init, fam.pc_shape(k, d),
+                                 dtype, f"{ct} precision")
         base = None
         if any(g is None for g in given):  # the missing parts: an M-step on ...
             data, reg = chunk(jnp.asarray(X, dtype), None), jnp.asarray(self.reg_covar, dtype)
@@ -181,33 +224,20 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
             base = jax.tree.map(np.asarray, base)
             if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(base)):
                 given_name = "means_init" if means is not None else "init_params"
-                raise ValueError(
+                reason = AllRestartsFailed(
                     f"the starting parameters that {given_name} leaves to the data are not "
                     f"finite: the samples it assigns to some component are degenerate at "
                     f"reg_covar={self.reg_covar}; increase reg_covar or give weights_init and "
                     "precisions_init too")
+                raise ValueError(f"{SKLEARN_FAILED} ({reason})") from reason
         if weights is not None:
-            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-                raise ValueError("The parameter 'weights_init' should be non-negative and "
-                                 f"normalized, but got sum(weights_init) = {weights.sum():.5f}")
+            _check_weights_init(weights, np.asarray(self.weights_init).dtype)
         pc = (None if precisions is None else
               fam.precision_cholesky_from_precisions(precisions, name="precisions_init"))
         return GMMParams(
             jnp.asarray(base.weights if weights is None else weights, dtype),
             jnp.asarray(base.means if means is None else means, dtype),
             jnp.asarray(base.precisions_cholesky if pc is None else pc, dtype), ct)
-
-    @staticmethod
-    def _check_init(name, value, shape):
-        if value is None:
-            return None
-        a = np.asarray(value, dtype=np.float64)
-        if a.shape != shape:
-            raise ValueError(f"The parameter '{name}' should have the shape of {shape}, "
-                             f"but got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"The parameter '{name}' contains NaN or infinity")
-        return a
 
     def _print_progress(self, result, seconds):
         hist = np.asarray(result.history)
@@ -242,29 +272,34 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
 
     def _eval(self, fn, X):
         params = self._params()
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = checked_X(self, X, reset=False)
         padded = padded_gmm(params, compute_dtype(X))
         width = padded.n_components * params.n_features
         return apply_in_blocks(fn, padded, X, width)
 
     # ---- inference -------------------------------------------------------
 
+    @native_dtype
     def predict(self, X):
         """Most probable component of each sample ``(n,)``."""
         return self._eval(gmm_predict, X).astype(np.int64)
 
+    @native_dtype
     def predict_proba(self, X):
         """Posterior probability of each component ``(n, k)``."""
         return self._eval(responsibilities, X)[:, :self.n_components]
 
+    @native_dtype
     def score_samples(self, X):
         """Log-density of each sample ``(n,)``."""
         return self._eval(log_prob, X)
 
     def score(self, X, y=None):
-        """Mean log-likelihood per sample."""
-        return float(np.mean(self.score_samples(X), dtype=np.float64))
+        """Mean log-likelihood per sample (averaged in the dtype of ``X``, as
+        scikit-learn's ``score_samples(X).mean()``)."""
+        return float(np.mean(self.score_samples(X)))
 
+    @native_dtype
     def sample(self, n_samples=1):
         """Draw ``n_samples`` points; returns ``(X, y)`` sorted by component like sklearn."""
         params = self._params()
@@ -272,11 +307,18 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
             raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling "
                              "requires at least one sample.")
         key = key_from_random_state(self.random_state)
-        x, y = gmm_sample(key, as_jax_params(params, compute_dtype(self.means_)),
-                          int(n_samples))
-        x, y = np.asarray(x), np.asarray(y).astype(np.int64)
+        n = int(n_samples)  # drawn in a bucket of sizes, with padded params: few programs
+        x, y = _sample(key, padded_gmm(params, compute_dtype(self.means_)), bucket(n))
+        x, y = np.asarray(x)[:n], np.asarray(y)[:n].astype(np.int64)
         order = np.argsort(y, kind="stable")
         return x[order], y[order]
+
+    def _n_parameters(self):
+        """Free parameters of the fitted model (scikit-learn's private method,
+        which its tests and some user code call)."""
+        check_is_fitted(self, "means_")
+        k, d = self.means_.shape
+        return gmm_n_parameters(k, d, self.covariance_type)
 
     def bic(self, X):
         """Bayesian information criterion on ``X`` (lower is better)."""
@@ -286,9 +328,10 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         """Akaike information criterion on ``X`` (lower is better)."""
         return self._criterion(gmm_aic, X)
 
+    @native_dtype
     def _criterion(self, fn, X):
         params = self._params()
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = checked_X(self, X, reset=False)
         return fn(as_jax_params(params, compute_dtype(X)), X)
 
     # ---- persistence -----------------------------------------------------

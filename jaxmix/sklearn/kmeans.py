@@ -26,12 +26,13 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import sparse
 from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin,
                           TransformerMixin)
 from sklearn.cluster import KMeans as _SkKMeans, MiniBatchKMeans as _SkMiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from jaxmix.compiling import jit
 from jaxmix.data import chunk
@@ -39,10 +40,11 @@ from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.kmeans import (init_centroids as seed_centroids, minibatch_init, minibatch_step,
                            predict as km_predict, score as km_score, transform as km_transform)
+from jaxmix.kmeans.assign import exact_sq_dist, nearest
 from jaxmix.kmeans.minibatch import make_config
 from jaxmix.params import KMeansParams
-from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, compute_dtype,
-                                    key_from_random_state)
+from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, checked_weights, checked_X,
+                                    compute_dtype, key_from_random_state, native_dtype)
 from jaxmix.io import check_loaded_centroids
 from jaxmix.sklearn.persist import Persistent, check_scalars
 
@@ -58,45 +60,68 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # float64 is computed (and returned) only when JAX's x64 mode is on.
-        if not jax.config.jax_enable_x64:
-            tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]  # see native_dtype
         return tags
 
     def _check_fit_data(self, X, sample_weight):
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+        X = checked_X(self, X, accept_sparse="csr", order="C")
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= "
                              f"n_clusters={self.n_clusters}.")
-        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X,
-                                                                      dtype=X.dtype)
+        sw = checked_weights(sample_weight, X)
         return X, sw
 
     def _resolve_init(self, X):
-        """``(init name, init_centroids or None, n_restarts)`` as sklearn resolves them."""
+        """``(init name, (n_restarts, k, d) init_centroids or None, n_restarts)``
+        as sklearn resolves them."""
         init = self.init
         if self.n_init == "auto":
             n_init = 1 if (isinstance(init, str) and init == "k-means++") else (
                 self._default_n_init if (isinstance(init, str) or callable(init)) else 1)
         else:
             n_init = self.n_init
+        self._n_init = n_init if isinstance(init, str) or callable(init) else 1  # as sklearn's
         if isinstance(init, str):
             return init, None, n_init
         if callable(init):
             rng = check_random_state(self.random_state)
-            cents = np.stack([np.asarray(init(X, self.n_clusters, random_state=rng),
-                                         dtype=X.dtype) for _ in range(n_init)])
+            cents = np.stack([self._check_centers(init(X, self.n_clusters, random_state=rng),
+                                                  X) for _ in range(n_init)])
             return "k-means++", cents, n_init
-        cents = np.asarray(init, dtype=X.dtype)
-        if cents.shape != (self.n_clusters, X.shape[1]):
-            raise ValueError(f"The shape of the initial centers {cents.shape} does not match "
-                             f"the number of clusters {self.n_clusters} and features "
-                             f"{X.shape[1]}.")
+        cents = self._check_centers(init, X)[None]
         if n_init != 1:
             warnings.warn("Explicit initial center position passed: performing only one "
                           f"init in {type(self).__name__} instead of n_init={n_init}.",
                           RuntimeWarning, stacklevel=3)
         return "k-means++", cents, 1
+
+    @native_dtype
+    def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight,
+                        init_size=None, n_centroids=None):
+        """scikit-learn's private seeding method (its tests call it): ``init``
+        (``"k-means++"``, ``"random"``, an array or a callable) on ``X``
+        weighted by ``sample_weight``; ``x_squared_norms`` is not needed."""
+        k = self.n_clusters if n_centroids is None else n_centroids
+        if not isinstance(init, str):
+            c = init(X, k, random_state=random_state) if callable(init) else init
+            return np.asarray(c, X.dtype)
+        dtype = compute_dtype(X)
+        w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight)
+        data = chunk(jnp.asarray(X, dtype), None, jnp.asarray(w, dtype))
+        key = key_from_random_state(random_state)
+        return np.asarray(seed_centroids(key, data, k, 1, init)[0])
+
+    def _check_centers(self, centers, X):
+        """Given initial centres as an array of ``X``'s dtype, with
+        scikit-learn's shape checks and messages."""
+        c = np.asarray(centers.toarray() if sparse.issparse(centers) else centers, X.dtype)
+        if c.ndim != 2 or c.shape[0] != self.n_clusters:
+            raise ValueError(f"The shape of the initial centers {c.shape} does not match the "
+                             f"number of clusters {self.n_clusters}.")
+        if c.shape[1] != X.shape[1]:
+            raise ValueError(f"The shape of the initial centers {c.shape} does not match the "
+                             f"number of features of the data {X.shape[1]}.")
+        return c
 
     def _set_fit_attrs(self, result, X, sw):
         result = jax.device_get(result)
@@ -136,45 +161,38 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     def _eval(self, fn, X):
         params = self._params()
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
+        X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
         return apply_in_blocks(fn, as_jax_params(params, compute_dtype(X)), X,
                                self.n_clusters)
 
+    @native_dtype
     def predict(self, X):
         """Index of the nearest centre of each sample ``(n,)``."""
         return self._eval(km_predict, X).astype(np.int32)
 
+    @native_dtype
     def transform(self, X):
         """Euclidean distance of each sample to every centre ``(n, k)``."""
         return self._eval(km_transform, X)
 
+    @native_dtype
     def fit_predict(self, X, y=None, sample_weight=None):
         return self.fit(X, sample_weight=sample_weight).labels_
 
+    @native_dtype
     def fit_transform(self, X, y=None, sample_weight=None):
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
+    @native_dtype
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) inertia of ``X``."""
         params = self._params()
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
-        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X,
-                                                                      dtype=X.dtype)
+        X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
+        sw = checked_weights(sample_weight, X)
+        if sparse.issparse(X):  # exact distances of dense blocks, summed in float64
+            d2 = self._eval(_exact_sq_distance, X)
+            return -float(np.sum(d2 if sw is None else sw * d2, dtype=np.float64))
         return float(km_score(as_jax_params(params, compute_dtype(X)), X, sw))
-
-    def _print_progress(self, result, seconds, what="Iteration"):
-        hist = np.asarray(result.history)
-        for r in range(hist.shape[0]):
-            h = hist[r][~np.isnan(hist[r])]
-            print(f"Initialization {r}: {h.size} {what.lower()}s, final inertia "
-                  f"{-float(result.objective[r]):.6g}"
-                  + (", converged" if result.converged[r] else ""))
-            if self.verbose >= 2:
-                for i, v in enumerate(h):
-                    print(f"  {what} {i}, inertia {-v:.6g}.")
-        print(f"{hist.shape[0]} initialization(s) run batched in {seconds:.3f}s; "
-              f"best: {int(result.best)}")
-
 
 class KMeans(_BaseKMeans):
     """K-Means (Lloyd) with scikit-learn's interface; ``n_init`` restarts batched.
@@ -204,20 +222,40 @@ class KMeans(_BaseKMeans):
         self.copy_x = copy_x
         self.algorithm = algorithm
 
+    @native_dtype
     def fit(self, X, y=None, sample_weight=None):
         """Compute the clustering (``n_init`` restarts in one batched call)."""
         self._validate_params()
         X, sw = self._check_fit_data(X, sample_weight)
         init, cents, n_init = self._resolve_init(X)
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn("algorithm='elkan' doesn't make sense for a single cluster. Using "
+                          "'full' instead.", RuntimeWarning, stacklevel=3)
         t0 = time.perf_counter()
         result = fit_kmeans(key_from_random_state(self.random_state), X, self.n_clusters,
                             n_restarts=n_init, init=init, init_centroids=cents, tol=self.tol,
                             max_iter=self.max_iter, sample_weight=sw)
         result, best = self._set_fit_attrs(result, X, sw)
         if self.verbose:
-            self._print_progress(result, time.perf_counter() - t0)
+            self._print_lloyd(result, time.perf_counter() - t0)
         self.n_iter_ = int(result.n_iter[best])
         return self
+
+    def _print_lloyd(self, result, seconds):
+        """Progress in scikit-learn's words, restart by restart (they ran batched)."""
+        hist = np.asarray(result.history)
+        for r in range(hist.shape[0]):
+            print("Initialization complete")
+            h = hist[r][~np.isnan(hist[r])]
+            for i, v in enumerate(h):
+                print(f"Iteration {i}, inertia {-v}.")
+            if result.converged[r]:
+                end = len(h) - 1
+                print(f"Converged at iteration {end}: strict convergence." if self.tol == 0
+                      else f"Converged at iteration {end}: center shift at most the scaled "
+                      f"tol, within tolerance {self.tol}.")
+        print(f"{hist.shape[0]} initialization(s) run batched in {seconds:.3f}s; "
+              f"best: {int(result.best)}")
 
 
 class MiniBatchKMeans(_BaseKMeans):
@@ -248,7 +286,8 @@ class MiniBatchKMeans(_BaseKMeans):
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
 
-    def _init_size(self, n, batch_size):
+    def _resolve_init_size(self, n, batch_size):
+        """scikit-learn's ``_init_size``: rows the seeding sees."""
         size = self.init_size
         if size is None:
             size = 3 * batch_size if 3 * batch_size >= self.n_clusters else 3 * self.n_clusters
@@ -259,6 +298,7 @@ class MiniBatchKMeans(_BaseKMeans):
             size = 3 * self.n_clusters
         return min(size, n)
 
+    @native_dtype
     def fit(self, X, y=None, sample_weight=None):
         """Compute the clustering by mini-batch steps (``n_init`` runs batched)."""
         self._validate_params()
@@ -266,29 +306,48 @@ class MiniBatchKMeans(_BaseKMeans):
         init, cents, n_init = self._resolve_init(X)
         n = X.shape[0]
         batch_size = min(self.batch_size, n)
+        self._batch_size, self._init_size = batch_size, self._resolve_init_size(n, batch_size)
         t0 = time.perf_counter()
         result = fit_minibatch_kmeans(
             key_from_random_state(self.random_state), X, self.n_clusters, n_restarts=n_init,
             batch_size=batch_size, max_iter=self.max_iter, init=init, init_centroids=cents,
-            init_size=self._init_size(n, batch_size), tol=self.tol,
+            init_size=self._init_size, tol=self.tol,
             max_no_improvement=self.max_no_improvement,
             reassignment_ratio=self.reassignment_ratio, sample_weight=sw)
         result, best = self._set_fit_attrs(result, X, sw)
+        n_steps = self.max_iter * n // batch_size
         if self.verbose:
-            self._print_progress(result, time.perf_counter() - t0, "Minibatch step")
+            self._print_steps(result, n_steps, time.perf_counter() - t0)
         self.n_steps_ = int(result.n_iter[best])
-        steps_per_epoch = int(np.ceil(n / batch_size))
-        self.n_iter_ = int(np.ceil(self.n_steps_ / steps_per_epoch))
+        self.n_iter_ = int(np.ceil(self.n_steps_ * batch_size / n))  # epochs started
         self._state = None  # a later partial_fit starts from cluster_centers_ with zero counts
         return self
 
+    def _print_steps(self, result, n_steps, seconds):
+        """Progress in scikit-learn's words, restart by restart (they ran batched)."""
+        hist = np.asarray(result.history)
+        for r in range(hist.shape[0]):
+            h = hist[r][~np.isnan(hist[r])]
+            for i, v in enumerate(h):
+                print(f"Minibatch step {i + 1}/{n_steps}: mean batch inertia: {-v}")
+            if result.converged[r]:
+                rule = ("small centers change" if self.max_no_improvement is None else
+                        "lack of improvement in inertia" if self.tol == 0 else
+                        "small centers change or lack of improvement in inertia")
+                print(f"Converged ({rule}) at step {h.size}/{n_steps}")
+        print(f"{hist.shape[0]} initialization(s) run batched in {seconds:.3f}s; "
+              f"best: {int(result.best)}")
+
+    @native_dtype
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centres with one mini-batch step on ``X``."""
         first = not hasattr(self, "cluster_centers_")
         if first:
             self._validate_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=first)
-        sw = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        X = checked_X(self, X, accept_sparse="csr", order="C", reset=first)
+        X = X.toarray() if sparse.issparse(X) else X  # one batch, dense
+        sw = checked_weights(sample_weight, X)
+        sw = np.ones(X.shape[0], X.dtype) if sw is None else sw
         dtype = compute_dtype(X)
         x, w = jnp.asarray(X, dtype), jnp.asarray(sw, dtype)
         state = getattr(self, "_state", None)
@@ -322,3 +381,9 @@ class MiniBatchKMeans(_BaseKMeans):
 
 
 _jitted_step = jit(minibatch_step)
+
+
+def _exact_sq_distance(params: KMeansParams, x):
+    """``||x_n - c_label(n)||^2`` from differences (``(n,)``)."""
+    c = params.centroids[None]
+    return exact_sq_dist(x, c, nearest(x, c)[0])[0]

@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 
 from jaxmix.io import check_names, read_estimator, save_estimator
+from jaxmix.sklearn._common import native_dtype
 
 
+@native_dtype
 def load_as(path, classes, covariance_type: str | None = None):
     """The estimator in ``path``, which must hold one of ``classes`` (matched
     by class name); ``ValueError`` naming the file otherwise.

@@ -7,16 +7,17 @@ import pytest
 from sklearn import cluster
 from sklearn.base import clone
 from sklearn.datasets import make_moons
+from scipy import sparse
 from sklearn.exceptions import NotFittedError
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import KNeighborsClassifier, radius_neighbors_graph
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks as ec
 
 from jaxmix.sklearn import DBSCAN
 
-# No check is expected to fail; sparse input is refused with a TypeError that
-# names it, which the sparse checks accept.
+# No check is expected to fail (sparse input is clustered on the graph path).
 EXPECTED_FAILED: dict[str, str] = {}
 
 
@@ -70,12 +71,71 @@ def test_float32_and_no_core_samples(moons):
     assert (empty.predict(moons[:5]) == -1).all()
 
 
-def test_metric_and_parameter_validation(moons):
+METRICS = [dict(metric="manhattan"), dict(metric="minkowski", p=1),
+           dict(metric="minkowski", p=3), dict(metric="chebyshev"),
+           dict(metric="minkowski", metric_params={"p": 1.5}),
+           dict(metric="cosine", eps=0.01), dict(metric=lambda a, b: np.abs(a - b).sum())]
+
+
+@pytest.mark.parametrize("kw", METRICS, ids=lambda kw: str(kw.get("metric"))[:9] + str(
+    kw.get("p", kw.get("metric_params", ""))))
+def test_metrics_match_sklearn(moons, kw):
+    """Every metric scikit-learn's DBSCAN takes gives its labels, core samples
+    and components exactly (the eps-neighbourhood graph path), and predict
+    labels the training core samples with their own clusters."""
+    x = moons[::4]
+    kw = dict(eps=0.1, min_samples=4) | kw
+    db, sk = DBSCAN(**kw).fit(x), cluster.DBSCAN(**kw).fit(x)
+    np.testing.assert_array_equal(db.labels_, sk.labels_)
+    np.testing.assert_array_equal(db.core_sample_indices_, sk.core_sample_indices_)
+    np.testing.assert_array_equal(db.components_, sk.components_)
+    core = db.core_sample_indices_
+    np.testing.assert_array_equal(db.predict(x[core]), db.labels_[core])
+
+
+@pytest.mark.parametrize("container", [np.asarray, sparse.csr_matrix, sparse.csc_array])
+def test_sparse_and_precomputed_match_sklearn(moons, container):
+    """Sparse samples, precomputed dense distances and a sparse radius graph
+    (only stored entries are neighbours; every sample its own) give
+    scikit-learn's clusters, weighted too."""
+    x, w = moons[::4], np.random.default_rng(0).uniform(0.5, 2.0, moons[::4].shape[0])
+    kw = dict(eps=0.1, min_samples=5)
+    cases = [(container(x), {}), (container(pairwise_distances(x)), dict(metric="precomputed"))]
+    if container is not np.asarray:  # a radius graph is sparse by nature
+        cases.append((container(radius_neighbors_graph(x, 0.1, mode="distance")),
+                      dict(metric="precomputed")))
+    for data, extra in cases:
+        for sw in (None, w):
+            db = DBSCAN(**kw, **extra).fit(data, sample_weight=sw)
+            sk = cluster.DBSCAN(**kw, **extra).fit(data, sample_weight=sw)
+            np.testing.assert_array_equal(db.labels_, sk.labels_)
+            np.testing.assert_array_equal(db.core_sample_indices_, sk.core_sample_indices_)
+
+
+def test_a_directed_precomputed_graph_is_read_as_scikit_learn_reads_it():
+    """Row i of a precomputed graph is i's neighbourhood: with an asymmetric
+    graph, clusters are what scikit-learn's search reaches from each core
+    sample in index order (brute-force comparison on random directed graphs)."""
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        d = rng.uniform(0, 1, (30, 30))
+        d[rng.uniform(size=d.shape) < 0.8] = 0
+        g = sparse.csr_matrix(d)  # some diagonal entries stored beyond eps, some not
+        before = g.copy()
+        for m in (2, 3):
+            db = DBSCAN(eps=0.5, min_samples=m, metric="precomputed").fit(g)
+            sk = cluster.DBSCAN(eps=0.5, min_samples=m, metric="precomputed").fit(g)
+            np.testing.assert_array_equal(db.labels_, sk.labels_)
+            np.testing.assert_array_equal(db.core_sample_indices_, sk.core_sample_indices_)
+        assert (g != before).nnz == 0 and g.nnz == before.nnz  # the user's graph unchanged
+
+
+def test_metric_parameter_validation(moons):
     DBSCAN(metric="minkowski", p=2).fit(moons[:50])
-    for kw in (dict(metric="manhattan"), dict(metric="minkowski", p=1),
-               dict(metric_params={"w": 1})):
-        with pytest.raises(ValueError, match="only the Euclidean metric"):
-            DBSCAN(**kw).fit(moons[:50])
+    with pytest.warns(SyntaxWarning, match="Parameter p is found in metric_params"):
+        DBSCAN(metric="minkowski", p=2, metric_params={"p": 1}).fit(moons[:50])
+    with pytest.raises(ValueError, match="must be square"):
+        DBSCAN(metric="precomputed").fit(moons[:50])
     for kw in (dict(eps=0.0), dict(eps=-1.0), dict(min_samples=0), dict(block_size=0)):
         with pytest.raises(ValueError, match="parameter of DBSCAN must be"):
             DBSCAN(**kw).fit(moons[:50])

@@ -24,7 +24,8 @@ from jaxmix.sklearn import KMeans, MiniBatchKMeans
 EXPECTED_FAILED = {
     "check_sample_weight_equivalence_on_dense_data":
         "sample_weight is not equivalent to removing/repeating samples under random seeding",
-    "check_sample_weight_equivalence_on_sparse_data": "sparse input is not supported",
+    "check_sample_weight_equivalence_on_sparse_data":
+        "sample_weight is not equivalent to removing/repeating samples under random seeding",
 }
 
 
