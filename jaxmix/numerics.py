@@ -38,10 +38,16 @@ def eps(dtype) -> float:
 
 
 def uniform(key, shape, dtype):
-    """Uniforms in ``[0, 1)`` of ``dtype``, always drawn in float32 and cast:
-    the same key makes the same random choices (seeds, batches, initial
-    responsibilities) whether the data are float32 or float64."""
-    return jax.random.uniform(key, shape, jnp.float32).astype(dtype)
+    """Uniforms in ``[0, 1)`` of ``dtype`` from 64 random bits, ``hi 2^-32 +
+    lo 2^-64``: float64 gets its 53 bits of resolution (a cumulative-weight
+    search over 2^30 rows stays unbiased) and float32 the same value rounded,
+    so the same key makes the same random choices (seeds, initial
+    responsibilities) whether the data are float32 or float64, but for draws
+    that fall within rounding of a boundary."""
+    bits = jax.random.bits(key, tuple(shape) + (2,), jnp.uint32)
+    u = bits[..., 0].astype(dtype) * 2.0 ** -32 + bits[..., 1].astype(dtype) * 2.0 ** -64
+    one = np.dtype(dtype).type(1)
+    return jnp.minimum(u, jnp.asarray(np.nextafter(one, one - one), dtype))  # < 1 after rounding
 
 
 def mixture_weights(nk, xp=jnp):

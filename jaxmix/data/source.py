@@ -94,18 +94,21 @@ class ArraySource:
         for start in range(0, self.x.shape[0], size):
             yield self.rows(slice(start, start + size))
 
-    def rows(self, index) -> tuple:
-        """``(x[index], w[index] or None)`` copied out of the array; pages of
-        a read-only memory map are released after the copy. A memory-mapped
-        file is first checked to be as it was when the source was opened (a
-        file truncated under its map would kill the process on access)."""
+    def rows(self, index, release: bool = True) -> tuple:
+        """``(x[index], w[index] or None)`` copied out of the array (a sparse
+        one's rows made dense); pages of a read-only memory map are released
+        after the copy (unless not ``release``: rows drawn at random on every
+        step touch pages all over the file, and releasing would drop them
+        all each time). A memory-mapped file is first checked to be as it
+        was when the source was opened (a file truncated under its map would
+        kill the process on access)."""
         self.check_unchanged()
         out = []
         for a, pages in ((self.x, self.x_pages), (self.w, self.w_pages)):
             part = None if a is None else a[index]
             out.append(part.toarray() if sparse.issparse(part) else
                        None if part is None else np.array(part))
-            if pages is not None:
+            if pages is not None and release:
                 pages.release(a, index)
         return tuple(out)
 

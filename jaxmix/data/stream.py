@@ -1,14 +1,17 @@
 """The streamed placement: chunks read from the host during a compiled pass.
 
 A :class:`Stream` names a registered chunk source (:mod:`jaxmix.data.source`:
-an array or ``np.memmap``, a ``.npy`` path, or a callable returning a fresh
-iterable of chunks). Its :meth:`Stream.reduce` runs inside the compiled fit:
+an array or ``np.memmap``, a ``.npy`` path, a SciPy sparse matrix, or a
+callable returning a fresh iterable of chunks). Its :meth:`Stream.reduce` runs
+inside the compiled fit:
 a ``lax.fori_loop`` asks the host for chunk ``c`` (an ordered
 ``jax.experimental.io_callback``), subtracts the centring offset on the
 device and hands the chunk to the same per-chunk statistics as the in-memory
 placement, so with the same chunk size a streamed fit gives the in-memory
 answer up to floating-point rounding while one chunk is on the device at a
-time.
+time. Random-access sources also serve rows in any order inside a compiled
+loop (:meth:`Stream.gather`, :meth:`Stream.weights`: the batches of
+mini-batch K-Means).
 
 >>> import jax, jax.numpy as jnp, numpy as np
 >>> from jaxmix.data.source import open_source, survey
@@ -91,8 +94,7 @@ def _gather(token, rows, layout: Layout):
     rows = np.asarray(rows)
 
     def read(src, info):
-        src.check_unchanged()
-        x, w = src.rows(rows)
+        x, w = src.rows(rows, release=False)
         check_chunk(x, w, 0, layout.n_features, 0, src.name, layout.dtype)
         return (np.asarray(x, layout.dtype),
                 np.ones(rows.shape, layout.dtype) if w is None else np.asarray(w, layout.dtype))

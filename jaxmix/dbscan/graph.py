@@ -4,10 +4,10 @@ Euclidean distance of dense data, which :func:`jaxmix.dbscan.fit_dbscan` tiles
 on the device).
 
 The graph is a SciPy CSR matrix whose row ``i`` stores the eps-neighbours of
-sample ``i`` (itself included). It is built in row blocks of bounded memory
-(:func:`radius_graph`: scikit-learn's ``pairwise_distances_chunked`` computes
-each block's distances, for every metric it knows, callables and sparse
-input included), or read from a precomputed distance matrix
+sample ``i`` (itself included). It is found by scikit-learn's radius search
+(:func:`radius_graph`: the tree or brute-force algorithm it picks, for every
+metric it knows, callables and sparse input included), or read from a
+precomputed distance matrix
 (:func:`precomputed_graph`: dense, or sparse with only the stored entries as
 candidate neighbours, as scikit-learn reads it). Memory is the graph's, one
 entry per neighbour pair, as in scikit-learn.
@@ -30,34 +30,21 @@ import warnings
 
 import numpy as np
 from scipy import sparse
-from sklearn.metrics import pairwise_distances_chunked
+from sklearn.neighbors import radius_neighbors_graph
 
 from jaxmix.dbscan.clusters import DBSCANResult
 
 
-def _csr(rows, n_rows: int, n_cols: int):
-    """A boolean CSR matrix from the column indices of each row."""
-    counts = np.fromiter((len(r) for r in rows), np.int64, n_rows)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    return sparse.csr_matrix((np.ones(indices.size, bool), indices, indptr),
-                             shape=(n_rows, n_cols))
-
-
-def radius_graph(x, eps: float, metric, metric_kwargs=None, working_memory=None):
-    """The eps-neighbourhood graph of the rows of ``x`` (dense or sparse)
-    under ``metric`` (any metric of :func:`sklearn.metrics.pairwise_distances`,
-    or a callable), built one row block at a time (``working_memory`` MiB
-    per block, scikit-learn's default when ``None``)."""
-    def within(block, start):
-        return [np.flatnonzero(row <= eps) for row in block]
-
-    rows = []
-    for part in pairwise_distances_chunked(x, reduce_func=within, metric=metric,
-                                           working_memory=working_memory,
-                                           **(metric_kwargs or {})):
-        rows.extend(part)
-    return _csr(rows, x.shape[0], x.shape[0])
+def radius_graph(x, eps: float, metric, metric_kwargs=None):
+    """The eps-neighbourhood graph of the rows of ``x`` (dense or sparse),
+    each sample its own neighbour, under ``metric`` (any metric of
+    :func:`sklearn.metrics.pairwise_distances`, a callable; ``metric_kwargs``
+    its parameters, ``p`` for Minkowski): scikit-learn's radius search, with
+    the tree or brute-force algorithm it picks for the metric."""
+    kwargs = dict(metric_kwargs or {})
+    p = kwargs.pop("p", 2)
+    return radius_neighbors_graph(x, eps, mode="connectivity", metric=metric, p=p,
+                                  metric_params=kwargs or None, include_self=True).tocsr()
 
 
 def precomputed_graph(d, eps: float):
@@ -69,6 +56,9 @@ def precomputed_graph(d, eps: float):
     if d.ndim != 2 or d.shape[1] != n:
         raise ValueError(f"a precomputed distance matrix must be square, got shape {d.shape}; "
                          "pass distances between every pair of samples")
+    if (d.data if sparse.issparse(d) else np.asarray(d)).min(initial=0) < 0:
+        raise ValueError("X: negative values in a precomputed distance matrix "
+                         "(metric='precomputed'); distances must be >= 0")
     if not sparse.issparse(d):
         return sparse.csr_matrix(np.asarray(d) <= eps)
     d = sparse.csr_matrix(d, copy=True)  # the user's matrix is never modified
@@ -81,20 +71,36 @@ def precomputed_graph(d, eps: float):
     return kept
 
 
-def _reach(graph, start: int, core, labels):
-    """Every unlabelled sample reachable from ``start`` through unlabelled
-    core samples (``start`` included), by levels."""
-    found, frontier = [np.array([start])], np.array([start])
-    seen = np.zeros(labels.shape, bool)
-    seen[start] = True
+def _reach(graph, start: int, core, labels, cluster: int):
+    """Label ``cluster`` every unlabelled sample reachable from ``start``
+    through unlabelled core samples (``start`` included), by levels; the
+    labels themselves mark what was visited."""
+    labels[start] = cluster
+    frontier = np.array([start])
     while frontier.size:
         expand = frontier[core[frontier]]
-        nxt = np.unique(graph[expand].indices) if expand.size else np.zeros(0, np.int64)
-        nxt = nxt[~seen[nxt] & (labels[nxt] < 0)]
-        seen[nxt] = True
-        found.append(nxt)
-        frontier = nxt
-    return np.concatenate(found)
+        if not expand.size:
+            break
+        nxt = np.unique(graph[expand].indices)
+        frontier = nxt[labels[nxt] < 0]
+        labels[frontier] = cluster
+
+
+def nearest_stored(d):
+    """For each row of distances ``d`` (dense, or sparse with only stored
+    entries as distances): ``(column of the smallest, that distance)``, the
+    distance ``inf`` where a sparse row stores none."""
+    if not sparse.issparse(d):
+        d = np.asarray(d)
+        col = np.argmin(d, axis=1)
+        return col, d[np.arange(d.shape[0]), col]
+    d = sparse.csr_matrix(d)
+    col, gap = np.zeros(d.shape[0], np.intp), np.full(d.shape[0], np.inf)
+    for i in np.flatnonzero(np.diff(d.indptr)):
+        row = slice(d.indptr[i], d.indptr[i + 1])
+        j = np.argmin(d.data[row])
+        col[i], gap[i] = d.indices[row][j], d.data[row][j]
+    return col, gap
 
 
 def cluster_graph(graph, min_samples: float, sample_weight=None) -> DBSCANResult:
@@ -112,6 +118,6 @@ def cluster_graph(graph, min_samples: float, sample_weight=None) -> DBSCANResult
     cluster = 0
     for i in np.flatnonzero(core):
         if labels[i] < 0:
-            labels[_reach(graph, i, core, labels)] = cluster
+            _reach(graph, i, core, labels, cluster)
             cluster += 1
     return DBSCANResult(labels, core, np.int32(cluster), counts, np.int32(0))

@@ -220,7 +220,10 @@ def best_restart(objective, failed, params, usable=None):
     """The index of the highest ``objective`` among restarts not ``failed``;
     when every restart failed, the first ``usable`` one (default: all) whose
     ``params`` are finite (they are its last finite ones), else 0."""
-    score = jnp.where(failed, -jnp.inf, objective)
+    # a restart that did not fail beats every failed one, also when no
+    # iteration ran and every objective is still -inf (max_iter=0)
+    low = jnp.finfo(objective.dtype).min
+    score = jnp.where(failed, -jnp.inf, jnp.maximum(objective, low))
     ok = all_finite(params, batch_dims=1)
     usable = jnp.where(ok if usable is None else ok & usable, 0.0, -1.0)
     return jnp.where(jnp.all(failed), jnp.argmax(usable), jnp.argmax(score))

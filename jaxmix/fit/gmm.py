@@ -144,7 +144,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result, _ = jax.block_until_ready(fit_rows(
             key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
-            s.max_iter, prior, check_init_objective(init_objective, init_params), k_max=k_max, covariance_type=s.covariance_type, init=init,
+            s.max_iter, prior, check_init_objective(init_objective, init_params), k_max=k_max,
+            covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max)))
     result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
     return raise_if_all_failed(result, DEGENERATE_FIX)

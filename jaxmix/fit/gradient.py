@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxmix.compiling import jit
@@ -25,9 +26,10 @@ from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.gmm import DEGENERATE_FIX, check_settings, checked_inputs, starting_params
 from jaxmix.fit.inputs import placed, uncentre
-from jaxmix.fit.rows import cut_rows, restart_rows
+from jaxmix.fit.rows import TRACE_COUNT, cut_rows, restart_rows
 from jaxmix.kmeans.init import local_trials
-from jaxmix.gmm.gradient import batched_gradient_step, constrain, init_state, unconstrain
+from jaxmix.gmm.gradient import (batched_gradient_step, constrain, init_state, unconstrain,
+                                 with_hyperparams)
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
@@ -41,7 +43,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
                  init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-6,
                  max_iter: int = 1000, batch_size: int | None = None,
                  chunk_size: int | None = None, sample_weight=None,
-                 reg_covar: float = 1e-6, path: str = "auto", mesh=None) -> FitResult:
+                 reg_covar: float = 1e-6, path: str = "auto", mesh=None,
+                 hyperparams: dict | None = None) -> FitResult:
     """Fit a Gaussian mixture by gradient descent on the negative mean log-posterior.
 
     Args:
@@ -53,7 +56,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
       optimizer: any ``optax.GradientTransformation``. Line-search methods
         (``optax.lbfgs``) receive ``value``, ``grad`` and ``value_fn``. It is a
         static argument: reuse one instance to avoid recompiling (vary a
-        learning rate with ``optax.inject_hyperparams`` instead).
+        learning rate through ``hyperparams`` instead).
       covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
       prior: ``None`` (maximum likelihood), ``"default"`` or a
         :class:`~jaxmix.gmm.priors.GMMPrior`.
@@ -74,6 +77,12 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         samples over (``None``: the mesh of ``x`` if it is placed on one, see
         :mod:`jaxmix.data.sharding`); the full-batch loss and its gradient are
         reduced across devices. Not with ``batch_size``.
+      hyperparams: for an optimizer built with ``optax.inject_hyperparams``
+        (``optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)``), values
+        of its hyper-parameters, by name: numbers, or ``(n_restarts,)``
+        arrays giving each restart its own. They are traced: a sweep over
+        learning rates with one optimizer instance compiles once, and
+        ``(n_restarts,)`` values run the whole sweep in one call.
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult`: ``params`` are ``GMMParams``,
@@ -100,11 +109,34 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result = jax.block_until_ready(_fit(
             _raw_key(key), rows, inp.data, inp.sample, inp.offset, init_params, prior, s.tol,
-            s.reg_covar, s.max_iter, k=s.k, covariance_type=s.covariance_type, init=init,
+            s.reg_covar, s.max_iter, per_row(hyperparams, rows, s.n_restarts), k=s.k,
+            covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,
             mini_batch=batch_size is not None, path=path))
     return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
                                DEGENERATE_FIX + ", or lower the learning rate")
+
+
+def per_row(hyperparams, rows, n_restarts: int):
+    """``hyperparams`` checked (names to finite numbers or ``(n_restarts,)``
+    arrays) and expanded to one value per row of ``rows`` (padding rows take
+    restart 0's); ``None`` stays ``None``."""
+    if hyperparams is None:
+        return None
+    if not isinstance(hyperparams, dict) or not all(isinstance(k, str) for k in hyperparams):
+        raise ValueError("hyperparams must be a dict from hyper-parameter names to values, "
+                         f"got {type(hyperparams).__name__}")
+    out = {}
+    for name, value in hyperparams.items():
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf" or a.ndim > 1 or (a.ndim == 1 and a.shape != (n_restarts,)):
+            raise ValueError(f"hyperparams[{name!r}] must be a number or an array of shape "
+                             f"({n_restarts},) (one value per restart), got {value!r}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"hyperparams[{name!r}] must be finite, got {value!r}")
+        a = np.broadcast_to(a.astype(np.float64), (n_restarts,))
+        out[name] = a[np.where(rows.active, rows.restart, 0)]
+    return out
 
 
 def map_refit(params: GMMParams, data, reg_covar, prior: GMMPrior) -> GMMParams:
@@ -124,9 +156,11 @@ def _raw_key(key):
 
 @jit(static_argnames=(
     "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"))
-def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter, *,
-         k, covariance_type, init, history, optimizer, mini_batch, path) -> FitResult:
+def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter,
+         hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
+         path) -> FitResult:
     """The rows' fits (``k`` unpadded: the loss has no component mask)."""
+    TRACE_COUNT["gradient"] += 1
     dtype = sample.dtype
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
     params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k,
@@ -138,6 +172,9 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
         rows.restart)
     state0 = jax.vmap(lambda p, kk: init_state(optimizer, unconstrain(p), kk, covariance_type,
                                                data, prior))(params0, shuffle_keys)
+    if hyperparams is not None:
+        state0 = jax.vmap(lambda st, h: st._replace(opt_state=with_hyperparams(st.opt_state, h)))(
+            state0, hyperparams)
     step = batched_gradient_step(optimizer, covariance_type, data, prior, mini_batch, path)
     result = iterate(step, state0, tol, max_iter, history_len=history,
                      usable=all_finite(params0, batch_dims=1) & rows.active)

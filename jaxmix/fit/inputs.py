@@ -22,6 +22,7 @@ initialise on ``placement.sample`` (in memory), then :func:`uncentre`.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable, NamedTuple
 
 import jax
@@ -171,6 +172,10 @@ def _sample_rows(key, n: int, init_size, k: int, d: int):
             check_int(init_size, "init_size", low=k))
     if size >= n:
         return np.arange(n)
+    if init_size is None and size < INIT_SIZE:
+        warnings.warn(f"the initialiser sees {size} of the {n} rows: with {d} features a "
+                      f"larger dense sample would exceed {INIT_ELEMENTS} values; pass "
+                      "init_size to choose", RuntimeWarning, stacklevel=5)
     seed = jax.random.fold_in(key, 1)
     if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
         seed = jax.random.key_data(seed)

@@ -1,10 +1,15 @@
 """``fit_minibatch_kmeans``: mini-batch K-Means (scikit-learn's
-``MiniBatchKMeans``) on in-memory data, or on batches from a Python iterator.
+``MiniBatchKMeans``) on in-memory data, on a random-access source, or on
+batches from a Python iterator.
 
-* In memory: batches are drawn inside ``jit`` (with replacement, probability
-  proportional to the sample weight, then unit weights, as sklearn) and the
-  loop over batches is :func:`jaxmix.fit.driver.iterate`, the driver every fit
-  uses, batched over restarts.
+* In memory, or a random-access source (a ``.npy`` path, an ``np.memmap``, a
+  SciPy sparse matrix): batches are drawn inside ``jit`` (with replacement,
+  uniformly, or with probability proportional to unequal sample weights and
+  then unit weights) and the loop over batches is
+  :func:`jaxmix.fit.driver.iterate`, the driver every fit uses, batched over
+  restarts. A source's batch rows are read on the host each step
+  (:meth:`jaxmix.data.stream.Stream.gather`), a sparse matrix's made dense;
+  the results are those of the same data in memory.
 * An iterator of batches (data that does not fit in memory): each step is one
   compiled call of the same :func:`jaxmix.kmeans.minibatch.minibatch_step`.
 
@@ -119,15 +124,15 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
         result = jax.block_until_ready(_fit(
             key, inp.data, inp.sample, None if c0 is None else c0 - inp.offset, config, k=k,
             n_restarts=n_restarts, init=init, n=n, n_steps=max_iter * n // batch_size,
-            batch_size=batch_size, init_size=size))
+            batch_size=batch_size, init_size=size, weighted=_unequal(sample_weight)))
     return raise_if_all_failed(uncentre(result, inp.offset),
                                "check the data's scale (squared distances overflow)")
 
 
 @jit(static_argnames=(
-    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size"))
+    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size", "weighted"))
 def _fit(key, data, sample, centroids0, config, *, k, n_restarts, init, n, n_steps, batch_size,
-         init_size) -> FitResult:
+         init_size, weighted) -> FitResult:
     """The runs, batches drawn inside the loop: gathered from the data in
     memory, or read from a random-access source on the host (``data`` a
     :class:`~jaxmix.data.stream.Stream`: one read of all restarts' batches per
@@ -143,13 +148,15 @@ def _fit(key, data, sample, centroids0, config, *, k, n_restarts, init, n, n_ste
         rows = jax.random.randint(subset_key, (init_size,), 0, n)
         centroids0 = seed_centroids(init_key, one_chunk(*take(rows)), k, n_restarts, init)
     config = config._replace(tol=scaled_tol(sample, config.tol))
-    # rows drawn with probability proportional to their weight (all-ones
-    # weights and none draw the same batches)
-    cdf = jnp.cumsum(w)
+    # rows drawn uniformly, or with probability proportional to unequal
+    # weights (equal weights and none draw the same batches)
+    cdf = jnp.cumsum(w) if weighted else None
     unit = jnp.ones((batch_size,), w.dtype)
 
     def draw(state):
         key, sub = jax.random.split(state.key)
+        if not weighted:
+            return key, jax.random.randint(sub, (batch_size,), 0, n)
         u = uniform(sub, (batch_size,), w.dtype) * cdf[-1]
         return key, jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1)
 
@@ -163,6 +170,11 @@ def _fit(key, data, sample, centroids0, config, *, k, n_restarts, init, n, n_ste
     states0 = jax.vmap(minibatch_init)(jax.random.split(run_key, n_restarts), centroids0)
     result = iterate(step, states0, config.tol, n_steps, stopped)
     return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)), data)
+
+
+def _unequal(sample_weight) -> bool:
+    """Whether batches must be drawn by weight: weights given and not all equal."""
+    return sample_weight is not None and bool(np.ptp(np.asarray(sample_weight)) > 0)
 
 
 _stream_step = jit(minibatch_step)

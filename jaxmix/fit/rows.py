@@ -31,7 +31,7 @@ from jaxmix.kmeans.init import local_trials
 
 # Number of times the compiled fits were traced (a trace precedes every
 # compile): tests and experiments read it.
-TRACE_COUNT = {"gmm": 0, "kmeans": 0}
+TRACE_COUNT = {"gmm": 0, "kmeans": 0, "gradient": 0}
 
 
 class Rows(NamedTuple):

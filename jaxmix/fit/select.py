@@ -117,7 +117,7 @@ def _check_grid(ks, n: int, name: str = "ks") -> np.ndarray:
 def _covariance_types(covariance_type) -> tuple:
     if isinstance(covariance_type, str):
         types = (covariance_type,)
-    elif isinstance(covariance_type, (list, tuple)):
+    elif isinstance(covariance_type, (list, tuple, np.ndarray)):
         types = tuple(covariance_type)
     else:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES} or a list of them, "

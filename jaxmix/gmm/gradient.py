@@ -185,6 +185,23 @@ def init_state(optimizer, u: Unconstrained, key, covariance_type: str, data: Chu
     return GradientState(u, opt_state, key)
 
 
+def with_hyperparams(opt_state, values: dict):
+    """``opt_state`` of an ``optax.inject_hyperparams`` optimizer with the
+    hyper-parameters in ``values`` replaced (traced: other values do not
+    recompile); ``ValueError`` naming ``hyperparams`` otherwise."""
+    current = optax.tree.get(opt_state, "hyperparams")
+    if not isinstance(current, dict):
+        raise ValueError("hyperparams needs an optimizer built with optax.inject_hyperparams, "
+                         "e.g. optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)")
+    unknown = sorted(set(values) - set(current))
+    if unknown:
+        raise ValueError(f"hyperparams: the optimizer has no hyper-parameter {unknown}; it has "
+                         f"{sorted(current)}")
+    merged = {**current, **{name: jnp.asarray(v, jnp.asarray(current[name]).dtype)
+                            for name, v in values.items()}}
+    return optax.tree.set(opt_state, hyperparams=merged)
+
+
 def _update(opt, state: GradientState, value, grad, value_fn):
     updates, opt_state = opt.update(grad, state.opt_state, state.params, value=value,
                                     grad=grad, value_fn=value_fn)

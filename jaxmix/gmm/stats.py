@@ -213,8 +213,10 @@ def per_restart_path(ok, fast, exact_fn, arg):
     """Each restart's result from the path it may take: ``fast`` (the GEMM
     path's restart-batched result, any pytree) where ``ok (R,)``, else
     ``exact_fn(arg)``'s, which runs (one ``lax.cond``) only when some restart
-    needs it. A restart's result then does not depend on the restarts
-    batched with it."""
+    needs it (then both passes run: for a streamed source, two reads of the
+    data that iteration). A restart's path then does not depend on the
+    restarts batched with it (its values are equal bit for bit in the tests'
+    float64; in float32 batch shapes still change the rounding, ~1e-7)."""
     def mixed(a):
         exact = exact_fn(a)
         return jax.tree.map(

@@ -33,8 +33,8 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     log-posterior ``(loglik + log_prior) / sum(w)``. ``path="auto"`` picks
     the GEMM or exact E-step per iteration and per restart (the exact pass
     runs, in one ``lax.cond``, only when some restart needs it; see
-    :mod:`jaxmix.gmm.stats`), so a restart's result does not depend on the
-    restarts batched with it; ``mask`` ``(R, k)`` keeps the
+    :mod:`jaxmix.gmm.stats`), so a restart's path does not depend on the
+    restarts batched with it (:func:`~jaxmix.gmm.stats.per_restart_path`); ``mask`` ``(R, k)`` keeps the
     components of padded mixtures outside it empty (the step's own second
     argument, when given, replaces it: the driver hands each batch of slots
     its rows' masks). ``white`` (:func:`jaxmix.gmm.whitening.whitening` of the

@@ -180,12 +180,26 @@ def _constructor_params(est):
         ok, v = _jsonable(value)
         if ok:
             params[name] = v
-        elif isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "__array__"):
-            arrays[PARAM_PREFIX + name] = np.asarray(value)
-        else:  # RandomState instances, callables: not representable without pickle
+        elif (a := _numeric_array(value)) is not None:
+            arrays[PARAM_PREFIX + name] = a
+        else:  # RandomState instances, callables, optimizers, priors: not without pickle
             params[name] = None
             skipped.append(name)
     return params, arrays, skipped
+
+
+def _numeric_array(value):
+    """``value`` as a numeric array if it is an array-like of numbers (not a
+    named tuple such as an optax optimizer or a prior), else ``None``."""
+    plain = isinstance(value, (np.ndarray, list)) or hasattr(value, "__array__") or (
+        isinstance(value, tuple) and not hasattr(value, "_fields"))
+    if not plain:
+        return None
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    return a if a.dtype.kind in "biuf" else None
 
 
 def _scalar_attributes(est, names):

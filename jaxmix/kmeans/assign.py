@@ -92,6 +92,14 @@ def predict(params: KMeansParams, x):
     return assign(x, params.centroids)[0]
 
 
+def nearest_sq_distance(params: KMeansParams, x):
+    """``||x_n - c_label(n)||^2`` to the nearest centroid, from differences
+    ``(n,)`` (the exact per-sample inertia)."""
+    c = jnp.asarray(params.centroids)[None]
+    x = jnp.asarray(x)
+    return exact_sq_dist(x, c, nearest(x, c)[0])[0]
+
+
 def transform(params: KMeansParams, x):
     """Euclidean distances ``(n, k)`` from each sample to every centroid."""
     return jnp.sqrt(sq_distances(jnp.asarray(x), params.centroids))

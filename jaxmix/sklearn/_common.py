@@ -37,14 +37,18 @@ def _x64_on():
     first to enter saves the user's value, the last to leave restores it).
     Process-wide, not ``jax.enable_x64``'s thread-local switch: the threads
     in which streamed fits read their chunks (``io_callback``) would not see
-    a thread-local one, and would hand float64 chunks back as float32."""
+    a thread-local one, and would hand float64 chunks back as float32. So
+    while an estimator method runs, other threads see the flag on too, and a
+    ``jax.config.update`` of the flag made meanwhile is undone when the last
+    method returns."""
     with _X64_LOCK:
         if _X64["users"] == 0:
             _X64["saved"] = bool(jax.config.jax_enable_x64)
             jax.config.update("jax_enable_x64", True)
         _X64["users"] += 1
     try:
-        yield
+        with jax.enable_x64(True):  # also over a thread-local enable_x64(False)
+            yield
     finally:
         with _X64_LOCK:
             _X64["users"] -= 1

@@ -46,7 +46,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from jaxmix.dbscan import DEFAULT_BLOCK, fit_dbscan, predict as dbscan_predict
 from jaxmix.dbscan.clusters import MAX_BLOCK
-from jaxmix.dbscan.graph import cluster_graph, precomputed_graph, radius_graph
+from jaxmix.dbscan.graph import cluster_graph, nearest_stored, precomputed_graph, radius_graph
 from jaxmix.sklearn._common import checked_weights, checked_X, native_dtype
 
 
@@ -84,21 +84,27 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.block_size = block_size
 
-    def _metric(self):
+    def _metric(self, warn: bool = False):
         """``(metric, keyword arguments of the distance)`` as scikit-learn's
         ``NearestNeighbors`` reads them: a ``p`` in ``metric_params`` wins over
-        the constructor's (with its warning); Minkowski without ``p`` is
-        Euclidean."""
+        the constructor's (with its warning when ``warn``); Minkowski with
+        ``p`` 2 (or none) and no other parameter is Euclidean, with ``p`` 1
+        Manhattan."""
         kwargs = dict(self.metric_params or {})
-        if "p" in kwargs and self.p is not None:
+        if "p" in kwargs and self.p is not None and warn:
             warnings.warn("Parameter p is found in metric_params. The corresponding "
-                          "parameter from __init__ is ignored.", SyntaxWarning, stacklevel=3)
+                          "parameter from __init__ is ignored.", SyntaxWarning, stacklevel=4)
         p = kwargs.pop("p", self.p)
-        if self.metric == "minkowski":
-            if p is None or p == 2:
-                return ("euclidean", kwargs)
-            return ("manhattan", kwargs) if p == 1 else ("minkowski", {**kwargs, "p": p})
-        return self.metric, kwargs
+        if self.metric != "minkowski":
+            return self.metric, kwargs
+        if not kwargs and p in (None, 1, 2):
+            return "manhattan" if p == 1 else "euclidean", {}
+        return "minkowski", {**kwargs, "p": 2 if p is None else p}
+
+    @staticmethod
+    def _on_device(metric, kwargs, X) -> bool:
+        """Dense data under the plain Euclidean distance: the tiled device path."""
+        return metric == "euclidean" and not kwargs and not sparse.issparse(X)
 
     @native_dtype
     def fit(self, X, y=None, sample_weight=None):
@@ -109,10 +115,10 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         ``metric="precomputed"`` (dense or sparse distances) cluster the
         eps-neighbourhood graph (:mod:`jaxmix.dbscan.graph`)."""
         self._validate_params()
-        metric, kwargs = self._metric()
+        metric, kwargs = self._metric(warn=True)
         X = checked_X(self, X, accept_sparse="csr")
         sw = checked_weights(sample_weight, X)
-        if metric == "euclidean" and not kwargs and not sparse.issparse(X):
+        if self._on_device(metric, kwargs, X):
             result = fit_dbscan(X, self.eps, self.min_samples, sw, block=self.block_size)
         else:
             graph = (precomputed_graph(X, self.eps) if metric == "precomputed" else
@@ -140,17 +146,15 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         X = checked_X(self, X, reset=False, accept_sparse="csr")
         radius = self.eps if max_distance is None else max_distance
         core_labels = self.labels_[self.core_sample_indices_]
-        if metric == "euclidean" and not kwargs and not sparse.issparse(X):
-            out = dbscan_predict(X, self.components_, core_labels, radius,
-                                 block=self.block_size)
+        if self._on_device(metric, kwargs, X):
+            cores = self.components_  # dense here, also after a fit on sparse data
+            cores = cores.toarray() if sparse.issparse(cores) else cores
+            out = dbscan_predict(X, cores, core_labels, radius, block=self.block_size)
             return np.asarray(out).astype(np.intp)
         if core_labels.size == 0:
             return np.full(X.shape[0], -1, np.intp)
-        if metric == "precomputed":
-            dist = X[:, self.core_sample_indices_]
-            dist = dist.toarray() if sparse.issparse(dist) else np.asarray(dist)
-            nearest = np.argmin(dist, axis=1)
-            gap = dist[np.arange(X.shape[0]), nearest]
+        if metric == "precomputed":  # a distance not stored (sparse) is no neighbour
+            nearest, gap = nearest_stored(X[:, self.core_sample_indices_])
         else:
             nearest, gap = pairwise_distances_argmin_min(X, self.components_, metric=metric,
                                                          metric_kwargs=kwargs)

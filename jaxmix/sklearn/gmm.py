@@ -23,6 +23,15 @@ Differences from sklearn, by design:
   ``init_params`` on restart 0's key.
 * ``sample`` draws labels and noise with ``jax.random``; the output is sorted
   by component like sklearn's.
+
+Additions (default ``None``: scikit-learn's estimator):
+
+* ``prior``: ``"default"`` or a :class:`~jaxmix.gmm.priors.GMMPrior` fits by
+  MAP-EM; ``lower_bound_`` is then the mean log-posterior per sample.
+* ``optimizer``: an optax optimizer (``optax.lbfgs()``, ``optax.adam(1e-2)``)
+  fits the same objective (likelihood, or posterior with ``prior``) by
+  gradient steps (:func:`jaxmix.fit_gradient`), with the same starts, ``tol``
+  and ``max_iter`` (optimizer updates). It is not saved by ``save``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from jaxmix.compiling import jit
@@ -45,10 +55,12 @@ from jaxmix.criteria import aic as gmm_aic, bic as gmm_bic, n_parameters as gmm_
 from jaxmix.data import chunk
 from jaxmix.fit.driver import AllRestartsFailed
 from jaxmix.fit.gmm import DEGENERATE_FIX, fit_gmm
+from jaxmix.fit.gradient import fit_gradient
 from jaxmix.fit.init import initialize, params_from_means
 from jaxmix.gmm import (family, log_prob, predict as gmm_predict, responsibilities,
                         sample as gmm_sample)
 from jaxmix.io import check_loaded_gmm
+from jaxmix.gmm.priors import GMMPrior
 from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, bucket, checked_X,
                                     compute_dtype, key_from_random_state, native_dtype,
@@ -119,7 +131,9 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
     [-5.0, 5.0]
     """
 
-    _parameter_constraints = dict(_SkGaussianMixture._parameter_constraints)
+    _parameter_constraints = {**_SkGaussianMixture._parameter_constraints,
+                              "prior": [None, StrOptions({"default"}), GMMPrior],
+                              "optimizer": "no_validation"}  # fit_gradient checks it
     _saved_arrays = ("weights_", "means_", "covariances_", "precisions_",
                      "precisions_cholesky_")
     _saved_optional_arrays = ("lower_bounds_",)
@@ -128,7 +142,7 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10):
+                 verbose=0, verbose_interval=10, prior=None, optimizer=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -143,6 +157,8 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.prior = prior
+        self.optimizer = optimizer
 
     # ---- fitting ---------------------------------------------------------
 
@@ -167,14 +183,9 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         n_restarts = 1 if (warm or init_params is not None) else self.n_init
         t0 = time.perf_counter()
         try:
-            result = fit_gmm(key, X, self.n_components, covariance_type=self.covariance_type,
-                             n_restarts=n_restarts, init=self.init_params,
-                             init_params=init_params, tol=self.tol, reg_covar=self.reg_covar,
-                             max_iter=self.max_iter,
-                             init_objective=self.lower_bound_ if warm else None)
+            result = jax.device_get(self._run(key, X, init_params, n_restarts, warm))
         except AllRestartsFailed as err:  # scikit-learn's error, with what jaxmix saw
             raise ValueError(SKLEARN_FAILED + f" ({err})") from err
-        result = jax.device_get(result)
         best = int(result.best)
         if result.failed[best]:  # every restart broke down (scikit-learn raises at the first)
             reason = AllRestartsFailed(
@@ -197,6 +208,17 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         self.lower_bound_ = (float(result.objective[best]) if self.max_iter > 0
                              else -np.inf)
         return self.predict(X)
+
+    def _run(self, key, X, init_params, n_restarts: int, warm: bool):
+        """The functional fit: EM (MAP-EM with ``prior``), or ``optimizer``'s
+        gradient fit of the same objective (:func:`jaxmix.fit_gradient`)."""
+        kw = dict(covariance_type=self.covariance_type, n_restarts=n_restarts,
+                  init=self.init_params, init_params=init_params, tol=self.tol,
+                  reg_covar=self.reg_covar, max_iter=self.max_iter, prior=self.prior)
+        if self.optimizer is not None:
+            return fit_gradient(key, X, self.n_components, self.optimizer, **kw)
+        return fit_gmm(key, X, self.n_components, **kw,
+                       init_objective=self.lower_bound_ if warm else None)
 
     def _user_init(self, key, X) -> GMMParams | None:
         """``GMMParams`` from ``weights_init`` / ``means_init`` / ``precisions_init``

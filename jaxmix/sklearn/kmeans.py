@@ -40,7 +40,7 @@ from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.kmeans import (init_centroids as seed_centroids, minibatch_init, minibatch_step,
                            predict as km_predict, score as km_score, transform as km_transform)
-from jaxmix.kmeans.assign import exact_sq_dist, nearest
+from jaxmix.kmeans.assign import nearest_sq_distance
 from jaxmix.kmeans.minibatch import make_config
 from jaxmix.params import KMeansParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, checked_weights, checked_X,
@@ -100,11 +100,17 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                         init_size=None, n_centroids=None):
         """scikit-learn's private seeding method (its tests call it): ``init``
         (``"k-means++"``, ``"random"``, an array or a callable) on ``X``
-        weighted by ``sample_weight``; ``x_squared_norms`` is not needed."""
+        weighted by ``sample_weight`` (on ``init_size`` random rows when
+        given); ``x_squared_norms`` is not needed."""
         k = self.n_clusters if n_centroids is None else n_centroids
         if not isinstance(init, str):
             c = init(X, k, random_state=random_state) if callable(init) else init
-            return np.asarray(c, X.dtype)
+            return np.asarray(c.toarray() if sparse.issparse(c) else c, X.dtype)
+        if init_size is not None and init_size < X.shape[0]:
+            rows = check_random_state(random_state).randint(0, X.shape[0], init_size)
+            X = X[rows]
+            sample_weight = None if sample_weight is None else np.asarray(sample_weight)[rows]
+        X = X.toarray() if sparse.issparse(X) else X
         dtype = compute_dtype(X)
         w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight)
         data = chunk(jnp.asarray(X, dtype), None, jnp.asarray(w, dtype))
@@ -190,7 +196,7 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
         sw = checked_weights(sample_weight, X)
         if sparse.issparse(X):  # exact distances of dense blocks, summed in float64
-            d2 = self._eval(_exact_sq_distance, X)
+            d2 = self._eval(nearest_sq_distance, X)
             return -float(np.sum(d2 if sw is None else sw * d2, dtype=np.float64))
         return float(km_score(as_jax_params(params, compute_dtype(X)), X, sw))
 
@@ -382,8 +388,3 @@ class MiniBatchKMeans(_BaseKMeans):
 
 _jitted_step = jit(minibatch_step)
 
-
-def _exact_sq_distance(params: KMeansParams, x):
-    """``||x_n - c_label(n)||^2`` from differences (``(n,)``)."""
-    c = params.centroids[None]
-    return exact_sq_dist(x, c, nearest(x, c)[0])[0]

@@ -444,3 +444,15 @@ def test_fit_gmm_every_restart_failed_says_so():
     assert np.all(np.asarray(res.failed)), np.asarray(res.failed)
     assert 0 <= int(res.best) < R
     assert np.all(np.asarray(res.n_iter) == 0)  # failed before the first step
+
+
+def test_a_failed_restart_is_never_best_even_before_any_iteration():
+    """With ``max_iter=0`` every objective is still -inf: the best restart is
+    the first that did not fail, not restart 0 (found by the fuzz test: a
+    k=1 random_from_data start on duplicated points at reg_covar=0)."""
+    from jaxmix.fit.driver import best_restart
+    objective = jnp.full((3,), -jnp.inf)
+    failed = jnp.array([True, False, False])
+    params = jnp.array([[jnp.nan], [1.0], [2.0]])
+    assert int(best_restart(objective, failed, params)) == 1
+    assert int(best_restart(jnp.array([-jnp.inf, -5.0, -3.0]), failed, params)) == 2

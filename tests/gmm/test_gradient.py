@@ -217,3 +217,37 @@ def test_validation():
         fit_gradient(0, x, 2, ADAM, batch_size=0)
     assert isinstance(unconstrain(GMMParams(np.ones(1), np.zeros((1, 2)), np.ones((1,)),
                                             "spherical")), Unconstrained)
+
+
+def test_a_learning_rate_sweep_compiles_once_and_matches_fixed_rates():
+    """``hyperparams`` are traced: three learning rates with one
+    ``inject_hyperparams`` optimizer compile one fit, each equal to the fit
+    with ``optax.adam`` at that rate; ``(n_restarts,)`` values give each
+    restart its own rate in one call (restart r as the scalar fit's restart r)."""
+    from jaxmix.fit.rows import TRACE_COUNT
+    x = blobs(np.random.default_rng(0), 120, [[-3.0, 0.0], [3.0, 0.0]])
+    opt = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+    rates = [3e-3, 1e-2, 3e-2]
+    kw = dict(max_iter=20, tol=0.0, n_restarts=3)
+    fit_gradient(0, x, 2, opt, hyperparams={"learning_rate": rates[0]}, **kw)
+    before = TRACE_COUNT["gradient"]
+    swept = [fit_gradient(0, x, 2, opt, hyperparams={"learning_rate": lr}, **kw) for lr in rates]
+    assert TRACE_COUNT["gradient"] == before, "a new learning rate recompiled the fit"
+    for lr, res in zip(rates, swept):
+        ref = fit_gradient(0, x, 2, optax.adam(lr), **kw)
+        np.testing.assert_allclose(res.history, ref.history, rtol=1e-10)
+    per_restart = fit_gradient(0, x, 2, opt, hyperparams={"learning_rate": np.array(rates)}, **kw)
+    for r, res in enumerate(swept):
+        np.testing.assert_allclose(per_restart.history[r], res.history[r], rtol=1e-10)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"learning_rate": [1.0, 2.0]}, r"shape \(3,\)"), ({"learning_rate": np.nan}, "finite"),
+    ({"momentum": 0.9}, "no hyper-parameter"), ([0.1], "must be a dict")])
+def test_hyperparams_are_checked(bad, match):
+    x = blobs(np.random.default_rng(0), 60, [[-3.0, 0.0], [3.0, 0.0]])
+    opt = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+    with pytest.raises(ValueError, match=match):
+        fit_gradient(0, x, 2, opt, hyperparams=bad, n_restarts=3, max_iter=2)
+    with pytest.raises(ValueError, match="inject_hyperparams"):
+        fit_gradient(0, x, 2, optax.adam(1e-2), hyperparams={"learning_rate": 0.1}, max_iter=2)

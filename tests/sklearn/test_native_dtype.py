@@ -29,7 +29,10 @@ SCRIPT = textwrap.dedent("""
             got[x.dtype] = est.predict(x)
         # the same random_state makes the same random choices for both dtypes
         assert (got[np.dtype(np.float64)] == got[np.dtype(np.float32)]).all(), type(est)
-    assert DBSCAN(eps=1.0).fit(x64).components_.dtype == np.float64
+    # a pair 1e-9 beyond eps: apart in float64, neighbours if computed in float32
+    pair = np.array([[0.0], [1.0 + 1e-9]])
+    assert DBSCAN(eps=1.0, min_samples=2).fit(pair).labels_.tolist() == [-1, -1]
+    assert DBSCAN(eps=1.0, min_samples=2).fit(pair.astype(np.float32)).labels_.tolist() == [0, 0]
     assert GaussianMixture(3, random_state=0).fit(x64).score_samples(x64).dtype == np.float64
     assert not jax.config.jax_enable_x64  # the user's setting is restored
     print("ok")

@@ -179,3 +179,26 @@ def test_check_estimator_subset(check):
 @pytest.mark.slow
 def test_check_estimator_full():
     ec.check_estimator(DBSCAN(), expected_failed_checks=EXPECTED_FAILED)
+
+
+def test_predict_after_a_sparse_fit_and_weighted_minkowski(moons):
+    x = moons[::4]
+    dense = DBSCAN(eps=0.1, min_samples=4).fit(x)
+    sp = DBSCAN(eps=0.1, min_samples=4).fit(sparse.csr_matrix(x))
+    np.testing.assert_array_equal(sp.labels_, dense.labels_)
+    new = moons[1::4]
+    np.testing.assert_array_equal(sp.predict(new), dense.predict(new))
+    np.testing.assert_array_equal(sp.predict(sparse.csr_matrix(new)), dense.predict(new))
+    kw = dict(eps=0.1, min_samples=4, metric="minkowski", p=2,
+              metric_params={"w": np.array([1.0, 2.0])})
+    np.testing.assert_array_equal(DBSCAN(**kw).fit(x).labels_, cluster.DBSCAN(**kw).fit(x).labels_)
+
+
+def test_precomputed_predict_reads_missing_entries_as_no_neighbour():
+    d = sparse.csr_matrix(np.array([[0.0, 0.1, 0.0], [0.1, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    db = DBSCAN(eps=0.2, min_samples=2, metric="precomputed").fit(d)
+    assert db.labels_.tolist() == [0, 0, -1]
+    new = sparse.csr_matrix(np.array([[50.0, 0.0, 0.0], [0.0, 0.05, 0.0], [0.0, 0.0, 0.0]]))
+    assert db.predict(new).tolist() == [-1, 0, -1]  # no stored distance: no neighbour
+    with pytest.raises(ValueError, match="X: negative values"):
+        DBSCAN(metric="precomputed").fit(np.array([[0.0, -1.0], [-1.0, 0.0]]))

@@ -250,3 +250,30 @@ def test_breakdown_raises_sklearns_value_error(covariance_type):
     with pytest.raises(AllRestartsFailed, match="reg_covar"):
         fit_gmm(0, x.astype(np.float32), 3, reg_covar=0.0,
                        covariance_type=covariance_type)
+
+
+def test_prior_and_optimizer_fit_the_functional_fits(tmp_path):
+    """``prior`` makes the face MAP-EM and ``optimizer`` a gradient fit of the
+    same objective: each equals the functional fit with the same key and
+    settings; the optimizer is a fit-time setting, not saved."""
+    import jax
+    import optax
+
+    import jaxmix as jm
+    seed = seed_blobs()
+    key = jax.random.PRNGKey(0)
+    kw = dict(n_init=2, random_state=0, max_iter=50, tol=1e-6)
+    fkw = dict(n_restarts=2, max_iter=50, tol=1e-6)
+    gm = GaussianMixture(3, prior="default", **kw).fit(seed)
+    ref = jm.fit_gmm(key, seed, 3, prior="default", **fkw)
+    np.testing.assert_allclose(gm.lower_bound_, float(ref.objective[ref.best]), rtol=1e-12)
+    opt = optax.lbfgs()
+    gd = GaussianMixture(3, optimizer=opt, **kw).fit(seed)
+    ref = jm.fit_gradient(key, seed, 3, opt, **fkw)
+    np.testing.assert_allclose(gd.means_, np.asarray(ref.best_params.means), rtol=1e-9)
+    gd.save(tmp_path / "gd.npz")
+    assert GaussianMixture.load(tmp_path / "gd.npz").get_params()["optimizer"] is None
+    with pytest.raises(ValueError, match="optimizer must be an optax"):
+        GaussianMixture(3, optimizer="adam").fit(seed)
+    with pytest.raises(ValueError, match="prior"):
+        GaussianMixture(3, prior="flat").fit(seed)

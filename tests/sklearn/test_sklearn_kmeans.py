@@ -158,3 +158,26 @@ def test_check_estimator_subset(Est, check):
 @pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
 def test_check_estimator_full(Est):
     ec.check_estimator(Est(n_clusters=2), expected_failed_checks=EXPECTED_FAILED)
+
+
+@pytest.mark.slow
+def test_random_init_partial_fit_recovers_blobs_as_often_as_sklearn():
+    """The evidence behind excluding scikit-learn's
+    ``test_minibatch_kmeans_partial_fit_init[random]`` (tests/sklearn/upstream.py):
+    from a "random" init, 100 ``partial_fit`` calls recover its three blobs
+    for most seeds but not all, with either library (46 of 60 each when
+    measured); its seed 0 is one that jaxmix's draws miss. Over 60 seeds
+    jaxmix must succeed as often as scikit-learn, within two standard errors."""
+    from sklearn.metrics.cluster import v_measure_score
+    centers = np.array([[0.0, 5.0, 0.0, 0.0, 0.0], [1.0, 1.0, 4.0, 0.0, 0.0],
+                        [1.0, 0.0, 0.0, 5.0, 1.0]])
+    X, y = make_blobs(n_samples=100, centers=centers, cluster_std=1.0, random_state=42)
+    wins = {}
+    for name, est in (("sklearn", cluster.MiniBatchKMeans), ("jaxmix", MiniBatchKMeans)):
+        wins[name] = 0
+        for seed in range(60):
+            km = est(init="random", n_clusters=3, random_state=seed, n_init=10)
+            for _ in range(100):
+                km.partial_fit(X)
+            wins[name] += v_measure_score(y, km.labels_) > 0.999
+    assert wins["jaxmix"] >= wins["sklearn"] - 7, wins

@@ -51,8 +51,10 @@ EXCLUDED = {
         # Not a test of internals, and not passed: it depends on one random
         # draw. From a "random" init, 100 partial_fit calls recover the three
         # blobs for 46 of 60 seeds with scikit-learn and 46 of 60 with
-        # jaxmix (measured, /tmp/pf.py in the issue note); its seed 0 is one
-        # of scikit-learn's successes and one of jaxmix's failures.
+        # jaxmix (measured; tests/sklearn/test_sklearn_kmeans.py::
+        # test_random_init_partial_fit_recovers_blobs_as_often_as_sklearn
+        # keeps checking it); its seed 0 is one of scikit-learn's successes
+        # and one of jaxmix's failures.
         r"test_minibatch_kmeans_partial_fit_init\[random\]":
             "seed-dependent: 'random' init recovers the blobs for 46/60 seeds with both "
             "scikit-learn and jaxmix; seed 0 fails with jaxmix's draws",
