@@ -22,14 +22,14 @@ import optax
 
 from jaxmix.compiling import jit
 from jaxmix.data.source import is_source
-from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
+from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.gmm import DEGENERATE_FIX, check_settings, checked_inputs, starting_params
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import TRACE_COUNT, cut_rows, restart_rows
 from jaxmix.kmeans.init import local_trials
-from jaxmix.gmm.gradient import (batched_gradient_step, constrain, init_state, unconstrain,
-                                 with_hyperparams)
+from jaxmix.gmm.gradient import (batched_gradient_step, constrain, init_state,
+                                 mean_log_posterior, unconstrain, with_hyperparams)
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
@@ -62,8 +62,9 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         :class:`~jaxmix.gmm.priors.GMMPrior`.
       n_restarts: ``R``, restarts run together (``vmap``).
       init: initialiser as in ``fit_gmm``; ignored when ``init_params`` is given.
-        With a prior, its parameters are refitted by one MAP M-step
-        (:func:`map_refit`) before the first gradient step.
+        With a prior, its parameters are refitted by one MAP-EM step
+        (:func:`map_refit`), counted as iteration 1: ``history[0]`` is the
+        objective of the start, equal to MAP-EM's from the same key.
       tol: stop when the mean log-posterior changes by less in one iteration.
       max_iter: iteration cap (optimizer updates, or epochs with ``batch_size``).
       batch_size: ``None`` for full-batch steps, else mini-batch size (the
@@ -148,6 +149,20 @@ def map_refit(params: GMMParams, data, reg_covar, prior: GMMPrior) -> GMMParams:
     return em_step(params, data, reg_covar, "exact", prior)[0]
 
 
+def _with_refit_counted(result: FitResult, head, ran, usable) -> FitResult:
+    """The MAP refit as iteration 1 of every restart that ``ran`` it:
+    ``history[0]`` is the objective of the start (``head``), as for MAP-EM
+    from the same start, and the gradient iterations follow (the loop
+    started from ``objective0=head``, so a restart with no gradient iteration
+    reports ``head``, the objective before its last step, as MAP-EM does)."""
+    shifted = jnp.concatenate([head[:, None], result.history[:, :-1]], axis=1)
+    objective = jnp.where(ran, result.objective, -jnp.inf)  # max_iter=0: as fit_gmm
+    return result._replace(
+        history=jnp.where(ran[:, None], shifted, result.history), objective=objective,
+        n_iter=result.n_iter + ran.astype(result.n_iter.dtype),
+        best=best_restart(objective, result.failed, result.params, usable))
+
+
 def _raw_key(key):
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)
@@ -166,8 +181,13 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
     params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k,
                               covariance_type=covariance_type, init=init,
                               max_trials=local_trials(k), per_k=False)
-    if init_params is None and prior is not None:
-        params0 = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
+    refit = init_params is None and prior is not None
+    loop_iter, head = max_iter, None
+    if refit:  # one MAP-EM step first, counted as iteration 1 (see map_refit)
+        head = jax.vmap(lambda p: mean_log_posterior(p, data, prior))(params0)
+        stepped = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
+        params0 = jax.tree.map(lambda a, b: jnp.where(max_iter > 0, a, b), stepped, params0)
+        loop_iter = jnp.maximum(max_iter - 1, 0)
     shuffle_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(
         rows.restart)
     state0 = jax.vmap(lambda p, kk: init_state(optimizer, unconstrain(p), kk, covariance_type,
@@ -176,9 +196,13 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
         state0 = jax.vmap(lambda st, h: st._replace(opt_state=with_hyperparams(st.opt_state, h)))(
             state0, hyperparams)
     step = batched_gradient_step(optimizer, covariance_type, data, prior, mini_batch, path)
-    result = iterate(step, state0, tol, max_iter, history_len=history,
-                     usable=all_finite(params0, batch_dims=1) & rows.active)
+    usable = all_finite(params0, batch_dims=1) & rows.active
+    result = iterate(step, state0, tol, loop_iter, history_len=history, usable=usable,
+                     objective0=head)
     params = jax.vmap(lambda u: constrain(u, covariance_type))(result.params.params)
+    if refit:
+        result = _with_refit_counted(result._replace(params=params), head,
+                                     usable & (max_iter > 0), usable)
     result = result._replace(params=params, degenerate=degenerate_restarts(
         params, data.total_weight(), reg_covar))
     return uncentre(result, offset)

@@ -73,10 +73,13 @@ def checked_X(est, X, **kwargs):
     """scikit-learn's ``validate_data(est, X, dtype=[float64, float32],
     **kwargs)``, complex input refused by name first (scikit-learn's own
     message does not say which argument)."""
-    if np.iscomplexobj(X):
+    try:
+        return validate_data(est, X, dtype=[np.float64, np.float32], **kwargs)
+    except ValueError as err:
+        if "Complex data not supported" not in str(err):
+            raise
         raise ValueError("Complex data not supported: X must hold real numbers; pass "
-                         "X.real, or the real and imaginary parts as separate features")
-    return validate_data(est, X, dtype=[np.float64, np.float32], **kwargs)
+                         "X.real, or the real and imaginary parts as separate features") from err
 
 
 def checked_weights(sample_weight, X):

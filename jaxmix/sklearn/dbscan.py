@@ -84,6 +84,11 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.block_size = block_size
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _metric(self, warn: bool = False):
         """``(metric, keyword arguments of the distance)`` as scikit-learn's
         ``NearestNeighbors`` reads them: a ``p`` in ``metric_params`` wins over

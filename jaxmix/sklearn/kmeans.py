@@ -61,6 +61,7 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]  # see native_dtype
+        tags.input_tags.sparse = True
         return tags
 
     def _check_fit_data(self, X, sample_weight):

@@ -84,21 +84,29 @@ def write_suite(suite: str, folder: pathlib.Path) -> pathlib.Path:
 def run_suite(suite: str, folder: pathlib.Path, x64: bool, only=None, timeout: float = 3000):
     """Run the rewritten ``suite`` in a fresh pytest process (scikit-learn's
     conftest supplies its fixtures; jaxmix's own conftest is not loaded), JAX
-    in its default float32 mode or with ``JAX_ENABLE_X64=1``. ``only``: test
-    names (prefixes) to run instead of the whole suite. Returns
-    ``(returncode, output)``."""
+    in its default float32 mode or with ``JAX_ENABLE_X64=1``. ``only``: full
+    test ids (``name[parameters]``, none of them excluded) to run instead of
+    the whole suite, which then needs no collection pass. Returns
+    ``(returncode, output, number of tests selected)``."""
     path = write_suite(suite, folder)
-    patterns = [re.compile(p) for p in EXCLUDED[suite]]
     args = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
-            "-p", "sklearn.conftest", "--rootdir", str(folder), str(path)]
-    names = _collect(args, folder, x64)
-    keep = [n for n in names if not any(p.match(n) for p in patterns)
-            and (only is None or any(n.startswith(o) for o in only))]
-    drop = [n for n in names if n not in keep]
-    deselect = sum((["--deselect", f"{path.name}::{n}"] for n in drop), [])
-    proc = subprocess.run(args + deselect, cwd=folder, env=_env(x64), capture_output=True,
+            "-p", "sklearn.conftest", "--rootdir", str(folder)]
+    if only is not None:
+        excluded = [n for n in only if _excluded(suite, n)]
+        assert not excluded, f"excluded tests chosen to run: {excluded}"
+        targets, selected = [f"{path.name}::{n}" for n in only], len(only)
+    else:
+        names = _collect(args + [path.name], folder, x64)
+        drop = [n for n in names if _excluded(suite, n)]
+        targets = [path.name] + sum((["--deselect", f"{path.name}::{n}"] for n in drop), [])
+        selected = len(names) - len(drop)
+    proc = subprocess.run(args + targets, cwd=folder, env=_env(x64), capture_output=True,
                           text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr, len(keep)
+    return proc.returncode, proc.stdout + proc.stderr, selected
+
+
+def _excluded(suite: str, name: str) -> bool:
+    return any(re.match(pattern, name) for pattern in EXCLUDED[suite])
 
 
 def _collect(args, folder, x64):
