@@ -260,12 +260,13 @@ def test_every_method_starts_from_the_same_point(prior):
     gradient fit's MAP refit is its iteration 1, so its ``history[:, 1]`` is
     MAP-EM's too: no method is a step ahead."""
     from jaxmix.datasets import seed_blobs
-    x = seed_blobs()
-    kw = dict(n_restarts=3, prior=prior, max_iter=6, tol=0.0)
+    x = seed_blobs()[::4]
+    kw = dict(n_restarts=2, prior=prior, max_iter=4, tol=0.0)
     em = fit_gmm(0, x, 3, **kw)
-    for opt in (optax.adam(1e-2), optax.lbfgs()):
+    # without a prior the start is the initialiser's for every optimizer alike
+    for opt in (ADAM,) if prior is None else (ADAM, optax.lbfgs()):
         gd = fit_gradient(0, x, 3, opt, **kw)
         np.testing.assert_allclose(gd.history[:, 0], em.history[:, 0], rtol=1e-12)
-        assert np.all(np.asarray(gd.n_iter) == 6)
+        assert np.all(np.asarray(gd.n_iter) == 4)
         if prior is not None:
             np.testing.assert_allclose(gd.history[:, 1], em.history[:, 1], rtol=1e-12)

@@ -16,7 +16,10 @@ FAST = {
     "gaussian_mixture": ["test_warm_start[0]", "test_max_iter_zero"],
     "k_means": ["test_kmeans_results[float64-lloyd-sparse_matrix]",
                 "test_unit_weights_vs_no_weights[42-MiniBatchKMeans-dense]"],
-    "dbscan": None,  # the whole suite is fast
+    "dbscan": ["test_dbscan_feature", "test_dbscan_sparse_precomputed[True]",
+               "test_dbscan_input_not_modified[csr_matrix-precomputed]",
+               "test_dbscan_no_core_samples[csr_matrix]", "test_dbscan_metric_params",
+               "test_dbscan_precomputed_metric_with_initial_rows_zero[csr_matrix]"],
 }
 
 
