@@ -35,13 +35,13 @@ memory of a pass is about one chunk, not the file.
 
 from __future__ import annotations
 
-import mmap
 import os
 from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 from scipy import sparse
 
+from jaxmix.data.pages import MappedPages
 from jaxmix.numerics import float_dtype
 
 
@@ -83,7 +83,7 @@ class ArraySource:
             if w.shape != (x.shape[0],):
                 raise ValueError(f"sample_weight must have shape ({x.shape[0]},), got {w.shape}")
             self.w = w
-        self.x_pages, self.w_pages = _MappedPages.of(x), _MappedPages.of(self.w)
+        self.x_pages, self.w_pages = MappedPages.of(x), MappedPages.of(self.w)
         self.files = [(f, _stamp(f)) for f in {_file_of(x), _file_of(self.w)} - {None}]
 
     @property
@@ -380,43 +380,3 @@ def sample_rows(src, rows, chunk_size: int) -> tuple:
         return np.concatenate(xs), None
     return np.concatenate(xs), np.concatenate(
         [np.ones(len(x)) if w is None else w for x, w in zip(xs, ws)])
-
-
-# ---------------------------------------------------------------------------
-# Memory maps
-
-
-class _MappedPages:
-    """The read-only ``mmap`` behind a ``np.memmap``; :meth:`release` drops the
-    pages of some of its rows from this process (they stay in the page cache,
-    so the next pass reads them without touching the disk)."""
-
-    def __init__(self, mm):
-        self.mm = mm
-        self.address = np.frombuffer(mm, np.uint8).ctypes.data
-
-    @classmethod
-    def of(cls, a):
-        """Pages of ``a`` if it is a read-only (mode ``"r"``) ``np.memmap``,
-        else ``None``: writable or copy-on-write maps are left alone."""
-        if not isinstance(a, np.memmap) or a.mode not in ("r", "readonly"):
-            return None
-        base = a
-        while base is not None and not isinstance(base, mmap.mmap):
-            base = getattr(base, "base", None)
-        if base is None or not hasattr(base, "madvise"):
-            return None
-        return cls(base)
-
-    def release(self, a, index):
-        """Release the rows ``a[index]`` (a slice), or all of ``a``."""
-        first, last = 0, len(self.mm)
-        if isinstance(index, slice) and a.flags.c_contiguous:
-            start, stop, _ = index.indices(a.shape[0])
-            first = a.ctypes.data - self.address + start * a.strides[0]
-            last = first + max(0, stop - start) * a.strides[0]
-        first -= first % mmap.PAGESIZE
-        try:
-            self.mm.madvise(mmap.MADV_DONTNEED, first, max(0, min(last, len(self.mm)) - first))
-        except (OSError, ValueError):  # nothing to release
-            pass
