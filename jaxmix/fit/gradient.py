@@ -200,9 +200,8 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
     result = iterate(step, state0, tol, loop_iter, history_len=history, usable=usable,
                      objective0=head)
     params = jax.vmap(lambda u: constrain(u, covariance_type))(result.params.params)
-    if refit:
-        result = _with_refit_counted(result._replace(params=params), head,
-                                     usable & (max_iter > 0), usable)
     result = result._replace(params=params, degenerate=degenerate_restarts(
         params, data.total_weight(), reg_covar))
+    if refit:
+        result = _with_refit_counted(result, head, usable & (max_iter > 0), usable)
     return uncentre(result, offset)
