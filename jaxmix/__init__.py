@@ -8,7 +8,8 @@ runs many restarts as one compiled computation, returns a
 * Fits: :func:`fit_gmm` (EM, MAP-EM; arrays, sharded arrays or chunk
   sources), :func:`fit_gradient` (any optax optimizer, same objective),
   :func:`fit_gmm_online` (stepwise EM, one pass), :func:`fit_kmeans`,
-  :func:`fit_minibatch_kmeans`, :func:`fit_dbscan`.
+  :func:`fit_minibatch_kmeans`, :func:`fit_dbscan`; :func:`timed` measures
+  a fit's run time per iteration outside its compiled loop.
 * Model selection: :func:`select_k`, :func:`inertia_curve`,
   :func:`n_parameters`, :func:`bic`, :func:`aic`; metrics
   :func:`silhouette_score`; density anomalies :func:`density_threshold`,
@@ -34,6 +35,7 @@ from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.fit.online import fit_gmm_online
 from jaxmix.fit.select import inertia_curve, select_k
+from jaxmix.fit.timing import Timing, timed
 from jaxmix.fit.selection import InertiaCurve, Selection
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.io import load_params, save_params
@@ -47,7 +49,7 @@ __all__ = [
     "COVARIANCE_TYPES", "GMMParams", "GMMPrior", "KMeansParams",
     # fits and their result
     "DBSCANResult", "FitResult", "fit_dbscan", "fit_gmm", "fit_gmm_online", "fit_gradient",
-    "fit_kmeans", "fit_minibatch_kmeans",
+    "fit_kmeans", "fit_minibatch_kmeans", "Timing", "timed",
     # model selection, criteria, metrics, anomalies
     "InertiaCurve", "Selection", "aic", "bic", "density_threshold", "flag_anomalies",
     "inertia_curve", "n_parameters", "score_samples_chunked", "select_k",

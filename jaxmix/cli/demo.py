@@ -86,7 +86,7 @@ def run(out: Path, settings: Settings, figures: bool) -> list:
     rows = sweep(x, list(range(1, s.k_max + 1)), s.covariance_types, em,
                  n_restarts=s.n_restarts, seed=s.seed, progress=report.progress)
     chosen = best_row(rows, "bic")
-    methods = [em, make_method("map-em"), make_method(s.optimizer, s.learning_rate)]
+    methods = [em, make_method("map-em"), make_method(s.optimizer, s.learning_rate, "default")]
     runs = compare_methods(x, chosen.k, chosen.covariance_type, methods,
                            n_restarts=s.n_restarts, seed=s.seed, max_iter=s.max_iter)
     written = [out / "model.npz"]

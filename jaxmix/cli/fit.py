@@ -70,7 +70,8 @@ def make_method(name: str, learning_rate: float | None = None, prior: str | None
     """``"em"``, ``"map-em"`` or an optax optimizer's name (``adam``, ``lbfgs``, ...).
 
     ``prior`` (``"none"`` / ``"default"``) overrides the method's default:
-    none for EM, the default prior for MAP-EM and gradient fits.
+    the default prior for MAP-EM, none (maximum likelihood) for EM and for
+    gradient fits, as in :func:`jaxmix.fit_gradient`.
     """
     choice = None if prior is None else (None if prior == "none" else "default")
     if name in ("em", "map-em"):
@@ -81,8 +82,7 @@ def make_method(name: str, learning_rate: float | None = None, prior: str | None
             raise UsageError(f"--method {name} --prior {prior} contradict each other; use "
                              f"--method {'map-em' if choice else 'em'} instead")
         return Method(name, own)
-    return Method(name, "default" if prior is None else choice,
-                  _optax_optimizer(name, learning_rate))
+    return Method(name, choice, _optax_optimizer(name, learning_rate))
 
 
 def _optax_optimizer(name: str, learning_rate: float | None):

@@ -117,13 +117,15 @@ def _add_fit(sub) -> None:
                      help="em, map-em, or an optax optimizer by name: adam, sgd, lbfgs, ... "
                           "(default em)")
     fit.add_argument("--prior", choices=("none", "default"), default=None,
-                     help="objective of gradient fits: none (maximum likelihood) or default "
-                          "(MAP; the default)")
+                     help="objective of gradient fits: none (maximum likelihood; the "
+                          "default, as for em and jaxmix.fit_gradient) or default (MAP, the "
+                          "objective of map-em)")
     fit.add_argument("--criterion", choices=("bic", "aic"), default="bic",
                      help="how to choose the best model (default bic)")
     fit.add_argument("--tol", type=_float_at_least_zero, default=None,
-                     help="stop when the objective changes less (default 1e-3 EM, 1e-6 "
-                          "gradient)")
+                     help="stop when the objective changes less in an iteration (gradient "
+                          "fits: and an EM step would gain less); default 1e-3 for every "
+                          "method")
     fit.add_argument("--key", help=".npz files: the array to read")
     fit.add_argument("--delimiter", default=",", help=".csv files: field separator")
     fit.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
@@ -136,7 +138,7 @@ def _add_fit(sub) -> None:
                      help="write fit.png and criterion.png (needs matplotlib)")
     fit.add_argument("--x64", action="store_true", help="compute in float64")
     fit.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    _add_common(fit, restarts=10, max_iter_help="100 for EM, 1000 for gradient fits",
+    _add_common(fit, restarts=10, max_iter_help="100 for every method",
                 out="jaxmix-fit", run=_run_fit)
 
 

@@ -44,6 +44,16 @@ class FitResult(NamedTuple):
         floor); the parameters are still finite.
       history: ``(R, max_iter)`` objective per iteration, NaN after the stop.
       best: index of the best restart (highest objective among non-failed).
+      stalled: ``(R,)`` stopped because it made no progress without meeting
+        the convergence test (gradient fits: the parameters stopped changing,
+        see :mod:`jaxmix.gmm.objective`); never together with ``converged``.
+      n_evals: ``(R,)`` passes over the data that evaluated the objective
+        (EM and K-Means: one per iteration; gradient fits: line-search
+        trials and stopping tests included; mini-batch K-Means and online
+        EM: mini-batches and chunks, each a part of the data).
+      n_grads: ``(R,)`` of those, passes that also gave its gradient (0 for
+        EM and K-Means, whose steps need none). For wall time per iteration
+        see :func:`jaxmix.fit.timing.timed`.
     """
 
     params: Any
@@ -54,6 +64,9 @@ class FitResult(NamedTuple):
     degenerate: jax.Array
     history: jax.Array
     best: jax.Array
+    stalled: jax.Array
+    n_evals: jax.Array
+    n_grads: jax.Array
 
     @property
     def best_params(self):
@@ -85,6 +98,7 @@ class _State(NamedTuple):
     converged: jax.Array
     failed: jax.Array
     history: jax.Array
+    stalled: jax.Array
 
 
 def iterate(step: Callable, params0, tol, max_iter,
@@ -106,7 +120,8 @@ def iterate(step: Callable, params0, tol, max_iter,
       tol: convergence tolerance (traced: changing it does not recompile).
       max_iter: iteration cap (an int, or traced when ``history_len`` is given).
       converged_fn: ``(old, new, prev_objective, objective, tol[, rows_B]) ->
-        (B,) bool``.
+        (B,) bool`` (converged), or a pair of them ``(converged, stalled)``:
+        either stops the restart.
       usable: ``(R,)`` whether each restart's starting point is valid
         (default: all of ``params0`` finite; a state with optimizer entries
         that start non-finite passes the test of its model parameters;
@@ -131,7 +146,7 @@ def iterate(step: Callable, params0, tol, max_iter,
     extra = () if rows is None else (rows,)
 
     def active(s):
-        return ~s.converged & ~s.failed & (s.n_iter < max_iter)
+        return ~s.converged & ~s.stalled & ~s.failed & (s.n_iter < max_iter)
 
     def body(s):
         # every restart in its own slot (the usual case): no gathers, no refill
@@ -142,13 +157,14 @@ def iterate(step: Callable, params0, tol, max_iter,
         ok = jnp.isfinite(obj) & all_finite(new, batch_dims=1)
         accept = live & ok
         prev = s.objective if width == n_restarts else s.objective[index]
-        conv = converged_fn(s.slot_params, new, prev, obj, tol, *mine)
+        conv, stall = _stop(converged_fn(s.slot_params, new, prev, obj, tol, *mine))
         kept = _select(accept, new, s.slot_params)
         if width == n_restarts:
             return s._replace(
                 slot_params=kept, objective=jnp.where(accept, obj, s.objective),
                 n_iter=s.n_iter + live.astype(jnp.int32),
                 converged=s.converged | (accept & conv), failed=s.failed | (live & ~ok),
+                stalled=s.stalled | (accept & stall),
                 history=s.history.at[jnp.arange(width), jnp.where(live, s.n_iter, history_len)].set(
                     obj, mode="drop"))
         at = jnp.where(live, s.slot, n_restarts)  # only live slots write back
@@ -160,6 +176,7 @@ def iterate(step: Callable, params0, tol, max_iter,
             objective=put(s.objective, jnp.where(accept, obj, prev)),
             n_iter=s.n_iter.at[at].add(1, mode="drop"),
             converged=put(s.converged, s.converged[index] | (accept & conv)),
+            stalled=put(s.stalled, s.stalled[index] | (accept & stall)),
             failed=put(s.failed, s.failed[index] | ~ok),
             history=s.history.at[at, s.n_iter[index]].set(obj, mode="drop"))
         return _refill(s, active(s), n_restarts)
@@ -168,6 +185,13 @@ def iterate(step: Callable, params0, tol, max_iter,
     if width == n_restarts:  # the slots held the restarts themselves
         final = final._replace(params=final.slot_params)
     return _result(final, usable)
+
+
+def _stop(test):
+    """``(converged, stalled)`` from a ``converged_fn``'s answer."""
+    if isinstance(test, tuple):
+        return test
+    return test, jnp.zeros_like(test)
 
 
 def _gather(tree, index):
@@ -181,6 +205,7 @@ def _initial_state(params0, usable, n_restarts, width, history_len, objective0) 
     common = dict(objective=jnp.broadcast_to(start, (n_restarts,)).astype(dtype),
                   n_iter=jnp.zeros((n_restarts,), jnp.int32),
                   converged=jnp.zeros((n_restarts,), bool), failed=failed,
+                  stalled=jnp.zeros((n_restarts,), bool),
                   history=jnp.full((n_restarts, history_len), jnp.nan, dtype))
     if width == n_restarts:  # each restart its own slot: no queue, no second copy
         return _State(slot_params=params0, slot=jnp.arange(width, dtype=jnp.int32),
@@ -213,7 +238,8 @@ def _refill(s: _State, active, n_restarts: int) -> _State:
 def _result(s: _State, usable) -> FitResult:
     return FitResult(s.params, s.objective, s.n_iter, s.converged, s.failed,
                      jnp.zeros_like(s.failed), s.history,
-                     best_restart(s.objective, s.failed, s.params, usable))
+                     best_restart(s.objective, s.failed, s.params, usable), s.stalled,
+                     s.n_iter, jnp.zeros_like(s.n_iter))
 
 
 def best_restart(objective, failed, params, usable=None):

@@ -28,8 +28,9 @@ from jaxmix.fit.gmm import DEGENERATE_FIX, check_settings, checked_inputs, start
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import TRACE_COUNT, cut_rows, restart_rows
 from jaxmix.kmeans.init import local_trials
-from jaxmix.gmm.gradient import (batched_gradient_step, constrain, init_state,
-                                 mean_log_posterior, unconstrain, with_hyperparams)
+from jaxmix.gmm.gradient import Objective, unconstrain
+from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_rule,
+                                       with_hyperparams)
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
@@ -40,8 +41,8 @@ from jaxmix.validation import as_key, check_int
 
 def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformation, *,
                  covariance_type: str = "full", prior=None, n_restarts: int = 1,
-                 init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-6,
-                 max_iter: int = 1000, batch_size: int | None = None,
+                 init: str = "kmeans", init_params: GMMParams | None = None, tol: float = 1e-3,
+                 max_iter: int = 100, batch_size: int | None = None,
                  chunk_size: int | None = None, sample_weight=None,
                  reg_covar: float = 1e-6, path: str = "auto", mesh=None,
                  hyperparams: dict | None = None) -> FitResult:
@@ -65,13 +66,19 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         With a prior, its parameters are refitted by one MAP-EM step
         (:func:`map_refit`), counted as iteration 1: ``history[0]`` is the
         objective of the start, equal to MAP-EM's from the same key.
-      tol: stop when the mean log-posterior changes by less in one iteration.
-      max_iter: iteration cap (optimizer updates, or epochs with ``batch_size``).
+      tol: stop as converged when the objective changes by less in one
+        iteration and an EM step from the parameters would gain less too
+        (:mod:`jaxmix.gmm.objective`; ``fit_gmm``'s default, with the same
+        meaning). A fit whose parameters stop changing stops as ``stalled``.
+      max_iter: iteration cap (optimizer updates, or epochs with ``batch_size``;
+        the default is ``fit_gmm``'s).
       batch_size: ``None`` for full-batch steps, else mini-batch size (the
         data are padded to a multiple of it with zero-weight rows).
       chunk_size: full batch only: samples per chunk of the loss (bounds memory).
       sample_weight: optional ``(n,)`` non-negative weights.
-      reg_covar: used by the initialiser only (the loss has no ``reg_covar``).
+      reg_covar: covariance floor, as in ``fit_gmm``: the fit optimises over
+        covariances ``S + reg_covar I`` (:mod:`jaxmix.gmm.gradient`), the set
+        EM's M-step keeps them in.
       path: ``"auto"``, ``"gemm"`` or ``"exact"`` log-density in the loss (see
         :func:`batched_gradient_step` and :mod:`jaxmix.gmm.stats`).
       mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis to split the
@@ -88,7 +95,9 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
     Returns:
       :class:`~jaxmix.fit.driver.FitResult`: ``params`` are ``GMMParams``,
       ``objective``/``history`` the mean log-posterior per sample (mean
-      log-likelihood without a prior), ``best`` the restart with the highest.
+      log-likelihood without a prior), ``best`` the restart with the highest;
+      ``n_evals``/``n_grads`` count passes over the data (line-search trials
+      and stopping tests included).
     """
 
     if not (callable(getattr(optimizer, "init", None))
@@ -140,13 +149,14 @@ def per_row(hyperparams, rows, n_restarts: int):
     return out
 
 
-def map_refit(params: GMMParams, data, reg_covar, prior: GMMPrior) -> GMMParams:
-    """One MAP-EM iteration from ``params``: the MAP parameters of their
-    responsibilities. Gradient fits with a prior start from the initialiser's
-    parameters refitted this way, so that the prior's covariance floor holds
-    from the first step (a k-means start on duplicated points has covariances
-    at ``reg_covar``, where the prior's gradient is ~``1 / reg_covar``)."""
-    return em_step(params, data, reg_covar, "exact", prior)[0]
+def map_refit(params: GMMParams, data, reg_covar, prior: GMMPrior):
+    """One MAP-EM iteration from ``params``: ``(the MAP parameters of their
+    responsibilities, the objective of params)``. Gradient fits with a prior
+    start from the initialiser's parameters refitted this way, so that the
+    prior's covariance floor holds from the first step (a k-means start on
+    duplicated points has covariances at ``reg_covar``, where the prior's
+    gradient is ~``1 / reg_covar``)."""
+    return em_step(params, data, reg_covar, "exact", prior)
 
 
 def _with_refit_counted(result: FitResult, head, ran, usable) -> FitResult:
@@ -157,9 +167,10 @@ def _with_refit_counted(result: FitResult, head, ran, usable) -> FitResult:
     reports ``head``, the objective before its last step, as MAP-EM does)."""
     shifted = jnp.concatenate([head[:, None], result.history[:, :-1]], axis=1)
     objective = jnp.where(ran, result.objective, -jnp.inf)  # max_iter=0: as fit_gmm
+    one = ran.astype(result.n_iter.dtype)
     return result._replace(
         history=jnp.where(ran[:, None], shifted, result.history), objective=objective,
-        n_iter=result.n_iter + ran.astype(result.n_iter.dtype),
+        n_iter=result.n_iter + one, n_evals=result.n_evals + one,
         best=best_restart(objective, result.failed, result.params, usable))
 
 
@@ -184,24 +195,27 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
     refit = init_params is None and prior is not None
     loop_iter, head = max_iter, None
     if refit:  # one MAP-EM step first, counted as iteration 1 (see map_refit)
-        head = jax.vmap(lambda p: mean_log_posterior(p, data, prior))(params0)
-        stepped = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
+        stepped, head = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
         params0 = jax.tree.map(lambda a, b: jnp.where(max_iter > 0, a, b), stepped, params0)
         loop_iter = jnp.maximum(max_iter - 1, 0)
+    objective = Objective(covariance_type, data, prior, reg_covar, path)
     shuffle_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(
         rows.restart)
-    state0 = jax.vmap(lambda p, kk: init_state(optimizer, unconstrain(p), kk, covariance_type,
-                                               data, prior))(params0, shuffle_keys)
+    last = jnp.full((rows.restart.shape[0],), -jnp.inf, dtype) if head is None else head
+    state0 = jax.vmap(lambda p, kk, v: init_state(optimizer, unconstrain(p, reg_covar), kk,
+                                                  objective, v))(params0, shuffle_keys, last)
     if hyperparams is not None:
         state0 = jax.vmap(lambda st, h: st._replace(opt_state=with_hyperparams(st.opt_state, h)))(
             state0, hyperparams)
-    step = batched_gradient_step(optimizer, covariance_type, data, prior, mini_batch, path)
+    step = batched_gradient_step(optimizer, objective, tol, mini_batch)
     usable = all_finite(params0, batch_dims=1) & rows.active
-    result = iterate(step, state0, tol, loop_iter, history_len=history, usable=usable,
-                     objective0=head)
-    params = jax.vmap(lambda u: constrain(u, covariance_type))(result.params.params)
-    result = result._replace(params=params, degenerate=degenerate_restarts(
-        params, data.total_weight(), reg_covar))
+    result = iterate(step, state0, tol, loop_iter, stop_rule, history_len=history,
+                     usable=usable, objective0=head)
+    final = result.params
+    params = jax.vmap(objective.params)(final.params)
+    result = result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,
+                             degenerate=degenerate_restarts(params, data.total_weight(),
+                                                            reg_covar))
     if refit:
         result = _with_refit_counted(result, head, usable & (max_iter > 0), usable)
     return uncentre(result, offset)

@@ -219,7 +219,9 @@ def _fit_stream(key, batches, n_clusters: int, *, init, init_centroids, tol,
                      jnp.asarray([int(state.step)], jnp.int32),
                      jnp.asarray([bool(state.stop)]), jnp.zeros((1,), bool),
                      jnp.asarray([bool(jnp.any(state.counts <= 0))]), history,
-                     jnp.asarray(0, jnp.int32))
+                     jnp.asarray(0, jnp.int32), stalled=jnp.zeros((1,), bool),
+                     n_evals=jnp.asarray([int(state.step)], jnp.int32),
+                     n_grads=jnp.zeros((1,), jnp.int32))
 
 
 def _run_stream(state, batch, it, offset, config, max_steps, shape):

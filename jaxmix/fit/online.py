@@ -157,7 +157,9 @@ def _run(params, pieces, layout: Layout, offset, reg_covar, name, kappa, t0) -> 
     return FitResult(batched, jnp.mean(tail, axis=1), jnp.asarray([history.shape[1]], jnp.int32),
                      jnp.zeros((1,), bool), failed,
                      degenerate_restarts(batched, jnp.asarray(total, dtype), reg_covar),
-                     history, jnp.asarray(0, jnp.int32))
+                     history, jnp.asarray(0, jnp.int32), stalled=jnp.zeros((1,), bool),
+                     n_evals=jnp.asarray([history.shape[1]], jnp.int32),
+                     n_grads=jnp.zeros((1,), jnp.int32))
 
 
 def _zero_stats(params: GMMParams) -> GMMStats:

@@ -6,7 +6,8 @@ Fits are :func:`jaxmix.fit_gmm`, :func:`jaxmix.fit_gradient` and
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import (component_log_prob, log_prob, mean_log_likelihood, predict,
                                 responsibilities, sample, weighted_log_prob)
-from jaxmix.gmm.gradient import Unconstrained, constrain, mean_log_posterior, unconstrain
+from jaxmix.gmm.gradient import Unconstrained, constrain, unconstrain
+from jaxmix.gmm.objective import mean_log_posterior
 from jaxmix.gmm.priors import GMMPrior, default_prior, log_prior
 from jaxmix.gmm.stats import GMMStats, batched_e_step, e_step
 from jaxmix.gmm.step import batched_em_step, em_step, stepwise_em_step

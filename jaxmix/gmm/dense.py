@@ -163,12 +163,30 @@ class Full(Family):
     # -- gradient bijector --------------------------------------------------
 
     @staticmethod
-    def constrain_factor(raw):
-        return _with_diagonal(raw, jnp.exp)
+    def constrain_factor(raw, reg=0.0):
+        """The factor ``U'`` of ``S + reg I``, where ``raw`` (log-diagonal)
+        gives ``U`` with ``U U^T = S^{-1}``: ``U' = U L^{-T}`` with ``L L^T =
+        I + reg U^T U`` (eigenvalues at least 1, so the Cholesky is stable;
+        ``reg = 0`` gives ``U`` exactly)."""
+        u = _with_diagonal(raw, jnp.exp)
+        ut = jnp.swapaxes(u, -1, -2)
+        chol = jnp.linalg.cholesky(_eye_like(u) + reg * jnp.matmul(ut, u, precision=HIGHEST))
+        return jnp.swapaxes(solve_triangular(chol, ut, lower=True), -1, -2)
 
     @staticmethod
-    def unconstrain_factor(pc):
-        return _with_diagonal(pc, jnp.log)
+    def unconstrain_factor(pc, reg=0.0):
+        """Inverse of :meth:`constrain_factor`: the factor of ``cov - reg I``,
+        from ``N = I - reg U'^T U'``; eigenvalues of ``N`` below ``100 eps``
+        (a covariance at or under the floor) are raised to it."""
+        pct = jnp.swapaxes(pc, -1, -2)
+        n = _eye_like(pc) - reg * jnp.matmul(pct, pc, precision=HIGHEST)
+        vals, vecs = jnp.linalg.eigh(n)
+        low = 100 * jnp.finfo(pc.dtype).eps
+        clipped = jnp.matmul(vecs * jnp.maximum(vals, low)[..., None, :],
+                             jnp.swapaxes(vecs, -1, -2), precision=HIGHEST)
+        n = jnp.where(jnp.all(vals >= low, axis=-1)[..., None, None], n, clipped)
+        u = solve_triangular(jnp.linalg.cholesky(n), pct, lower=True)
+        return _with_diagonal(jnp.swapaxes(u, -1, -2), jnp.log)
 
     # -- prior unit: inverse-Wishart ----------------------------------------
 

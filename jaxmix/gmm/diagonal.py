@@ -148,8 +148,19 @@ class Diag(Family):
 
     # -- gradient bijector --------------------------------------------------
 
-    constrain_factor = staticmethod(jnp.exp)
-    unconstrain_factor = staticmethod(jnp.log)
+    @staticmethod
+    def constrain_factor(raw, reg=0.0):
+        """``1 / sqrt(s + reg)`` for the scales ``s = exp(-2 raw)`` (as
+        :meth:`jaxmix.gmm.dense.Full.constrain_factor`, one coordinate)."""
+        u = jnp.exp(raw)
+        return u * jax.lax.rsqrt(1 + reg * u * u)
+
+    @staticmethod
+    def unconstrain_factor(pc, reg=0.0):
+        """Inverse of :meth:`constrain_factor`; a variance at or under the
+        floor is raised to ``reg (1 + 100 eps)``."""
+        low = 100 * jnp.finfo(pc.dtype).eps
+        return jnp.log(pc) - 0.5 * jnp.log(jnp.maximum(1 - reg * pc * pc, low))
 
     # -- prior unit: inverse-Gamma ------------------------------------------
 

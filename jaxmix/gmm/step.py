@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.covariance import family
-from jaxmix.gmm.priors import log_prior
+from jaxmix.gmm.objective import mean_log_posterior, per_sample
 from jaxmix.gmm.stats import (GMMStats, accurate_restarts, batched_e_step, e_step,
                               per_restart_path)
 from jaxmix.gmm.update import enforce_mask, m_step, shift_stats
@@ -60,10 +60,9 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
         real = jnp.ones(params.weights.shape, bool) if row_mask is None else row_mask
         new = jax.vmap(lambda s, m: m_step(s, reg_covar, params.covariance_type, prior,
                                            jnp.sum(m)))(stats, real)
-        objective = stats.loglik
-        if prior is not None:
-            objective = objective + jax.vmap(lambda p, m: log_prior(p, prior, m))(params, real)
-        return enforce_mask(new, row_mask), objective / total
+        objective = jax.vmap(lambda ll, p, m: per_sample(ll, p, prior, total, real=m))(
+            stats.loglik, params, real)
+        return enforce_mask(new, row_mask), objective
 
     return step
 
@@ -74,6 +73,15 @@ def em_step(params: GMMParams, data, reg_covar, path: str = "exact", prior=None)
     new, objective = batched_em_step(data, reg_covar, path, prior)(
         jax.tree.map(lambda a: a[None], params))
     return jax.tree.map(lambda a: a[0], new), objective[0]
+
+
+def em_gain(params: GMMParams, objective, data, reg_covar, prior=None):
+    """What one EM (MAP-EM) step from ``params`` would gain in the objective
+    ``J`` (:mod:`jaxmix.gmm.objective`), given ``objective = J(params)``: two
+    exact passes (the step's E-step, then ``J`` of its result). The test that
+    makes a gradient fit's ``converged`` mean what EM's does."""
+    new = em_step(params, data, reg_covar, "exact", prior)[0]
+    return mean_log_posterior(new, data, prior) - objective
 
 
 def degenerate_restarts(params: GMMParams, total, reg_covar, mask=None):

@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import TYPES, blobs, random_params
+from conftest import TYPES, blobs, index, random_params
 
 from jaxmix import GMMParams, chunk, fit_gmm
 from jaxmix.gmm import component_log_prob
 from jaxmix.fit.gradient import fit_gradient
-from jaxmix.gmm.gradient import (Unconstrained, constrain, loss, mean_log_posterior,
-                             unconstrain)
+from jaxmix.gmm.gradient import Objective, Unconstrained, constrain, unconstrain
+from jaxmix.gmm.objective import mean_log_posterior
 from jaxmix.gmm.priors import default_prior, log_prior_terms
 
 # Optimizers are static arguments of the compiled fit: one instance each, so
@@ -53,14 +53,46 @@ def test_bijection_round_trips(rng, covariance_type):
     np.testing.assert_allclose(again.chol, expected_chol, atol=1e-12)
 
 
+def _covariances(p: GMMParams):
+    """Dense ``(k or 1, d, d)`` covariances of ``p`` (independent of the families)."""
+    pc, d = np.asarray(p.precisions_cholesky, np.float64), p.means.shape[-1]
+    if p.covariance_type in ("full", "tied"):
+        pc = pc.reshape((-1, d, d))
+        return np.linalg.inv(pc @ np.swapaxes(pc, -1, -2))
+    scale = pc.reshape((pc.shape[0], -1)) if pc.ndim else pc.reshape(1, 1)
+    return np.stack([np.eye(d) / np.broadcast_to(s, (d,)) ** 2 for s in scale])
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_bijection_floors_covariances_at_reg_covar(rng, covariance_type):
+    """constrain(u, t, r) has covariances S + r I, S those of constrain(u, t, 0)
+    (closed form), and unconstrain(., r) is its inverse; a covariance on the
+    floor (a start on duplicated points) comes back within 100 eps of it."""
+    params, _ = random_params(rng, covariance_type, 3, 4)
+    reg = 0.05
+    u = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape)), unconstrain(params))
+    plain, floored = constrain(u, covariance_type), constrain(u, covariance_type, reg)
+    np.testing.assert_allclose(_covariances(floored), _covariances(plain) + reg * np.eye(4),
+                               rtol=1e-10, atol=1e-12)
+    back = constrain(unconstrain(floored, reg), covariance_type, reg)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(floored)):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+    on_floor = params.replace(precisions_cholesky=constrain(
+        Unconstrained(u.logits, u.means, jnp.full_like(u.chol, 30.0)), covariance_type, reg
+    ).precisions_cholesky)  # S ~ e^-60: every covariance is r I
+    again = _covariances(constrain(unconstrain(on_floor, reg), covariance_type, reg))
+    np.testing.assert_allclose(again, _covariances(on_floor), rtol=1e-12, atol=reg * 1e-12)
+    assert np.all(np.isfinite(jax.tree.leaves(unconstrain(on_floor, reg))[-1]))
+
+
 def test_loss_is_negative_mean_log_posterior(rng):
     params, _ = random_params(rng, "full", 3, 2)
     x = jnp.asarray(rng.normal(size=(50, 2)) * 3)
     prior = default_prior(x, 3, "full")
     data = chunk(x, 16)  # padded chunks carry zero weight
-    value = loss(unconstrain(params), "full", data, prior)
+    value = Objective("full", data, prior).loss(unconstrain(params))
     np.testing.assert_allclose(-value, mean_log_posterior(params, chunk(x), prior), rtol=1e-12)
-    np.testing.assert_allclose(-loss(unconstrain(params), "full", data, None),
+    np.testing.assert_allclose(-Objective("full", data).loss(unconstrain(params)),
                                mean_log_posterior(params, chunk(x), None), rtol=1e-12)
 
 
@@ -83,9 +115,9 @@ def test_stats_gradient_equals_autodiff(rng, covariance_type, path):
     expected = jax.grad(direct)(u)
     for chunk_size in (None, 64):
         data = chunk(x, chunk_size)
-        np.testing.assert_allclose(loss(u, covariance_type, data, prior, path), direct(u),
-                                   rtol=1e-12)
-        got = jax.grad(loss)(u, covariance_type, data, prior, path)
+        objective = Objective(covariance_type, data, prior, path=path)
+        np.testing.assert_allclose(objective.loss(u), direct(u), rtol=1e-12)
+        got = jax.grad(objective.loss)(u)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
@@ -270,3 +302,115 @@ def test_every_method_starts_from_the_same_point(prior):
         assert np.all(np.asarray(gd.n_iter) == 4)
         if prior is not None:
             np.testing.assert_allclose(gd.history[:, 1], em.history[:, 1], rtol=1e-12)
+
+
+# -- stopping, cost counts and the covariance floor (issue 18) ----------------
+
+def em_step_gain(x, params, prior=None):
+    """What one EM step from ``params`` gains, by fit_gmm itself (independent
+    of the gradient fit's own test): its history over two iterations."""
+    h = np.asarray(fit_gmm(0, x, K, init_params=params, prior=prior, max_iter=2, tol=0.0,
+                           path="exact").history[0], np.float64)
+    return h[1] - h[0]
+
+
+def test_a_tiny_first_step_is_not_convergence(rng):
+    """A schedule warming up from 0 makes no move at iteration 1 (the objective
+    does not change: the old rule called that converged at iteration 2); the
+    fit goes on, and every restart it calls converged passes EM's own test."""
+    x = separated(rng)
+    start = kmeans_start(x)
+    start = start.replace(means=start.means * 0.5 + 1.0)
+    warmup = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 0.2, 20, 300))
+    result = fit_gradient(0, x, K, warmup, init_params=start, n_restarts=R, max_iter=MAX_ITER)
+    hist = np.asarray(result.history)
+    assert hist[0, 1] == hist[0, 0]  # the first update was a zero step
+    assert np.all(np.asarray(result.n_iter) > 20) and not np.any(result.stalled)
+    assert np.all(result.converged), "the warmed-up fit should converge within MAX_ITER"
+    for r in range(R):
+        assert em_step_gain(x, index(result.params, r)) < 1e-3
+
+
+def test_an_optimizer_that_cannot_move_stalls(rng):
+    """Zero learning rate: the parameters never change; the fit stops as
+    stalled (not converged) after STALL_ITERATIONS iterations."""
+    from jaxmix.gmm.objective import STALL_ITERATIONS
+    x = separated(rng)
+    start = kmeans_start(x)
+    result = fit_gradient(0, x, K, optax.sgd(0.0), init_params=start.replace(
+        means=start.means * 0.5 + 1.0), n_restarts=R, max_iter=MAX_ITER)
+    assert np.all(result.stalled) and not np.any(result.converged)
+    assert np.all(np.asarray(result.n_iter) == STALL_ITERATIONS)
+
+
+def counting(optimizer, calls: list):
+    """``optimizer`` whose line search's objective evaluations are counted
+    (host callback): an independent count of its passes over the data."""
+    def update(updates, state, params=None, *, value_fn=None, **extra):
+        def counted(u, *args, **kwargs):
+            jax.debug.callback(lambda: calls.append(1))
+            return value_fn(u, *args, **kwargs)
+        return optimizer.update(updates, state, params, value_fn=counted, **extra)
+    return optax.GradientTransformationExtraArgs(optimizer.init, update)
+
+
+def test_cost_counts_every_pass_over_the_data(rng):
+    """EM: one evaluating pass per iteration, no gradients. Adam: one value
+    and gradient per iteration. L-BFGS: the start's evaluation plus every
+    line-search trial, counted independently by a host callback."""
+    x = separated(rng)
+    start = kmeans_start(x)
+    em = fit_gmm(0, x, K, init_params=start, n_restarts=R, max_iter=20, tol=0.0)
+    np.testing.assert_array_equal(em.n_evals, em.n_iter)
+    np.testing.assert_array_equal(em.n_grads, 0)
+    adam = fit(x, "adam", None, start, max_iter=20)
+    np.testing.assert_array_equal(adam.n_evals, adam.n_iter)
+    np.testing.assert_array_equal(adam.n_grads, adam.n_iter)
+    # L-BFGS's count against a host callback in its line search. Outside
+    # vmap a cond runs one branch, so the callback counts evaluations (under
+    # vmap both branches of the line search's conds run: wall time, not the
+    # count, shows that)
+    from jaxmix.gmm.gradient_steps import full_batch_step, init_state
+    calls, objective = [], Objective("full", chunk(jnp.asarray(x)), None, 1e-6, "exact")
+    opt = counting(LBFGS, calls)
+    state = init_state(opt, unconstrain(start.replace(means=start.means * 0.5 + 1.0), 1e-6),
+                       jnp.zeros(2, jnp.uint32), objective, -jnp.inf)
+    step = jax.jit(full_batch_step(opt, objective))
+    for _ in range(6):
+        state, _ = step(state)
+    assert int(state.n_grads) == int(state.n_evals) == 1 + len(calls) >= 1 + 6
+    # the stopping test's EM step is counted too: two passes per test
+    stopped = fit(x, "adam", None, start, tol=1e-3)
+    assert np.all(np.asarray(stopped.n_evals) > np.asarray(stopped.n_grads))
+    assert np.all((np.asarray(stopped.n_evals) - np.asarray(stopped.n_grads)) % 2 == 0)
+
+
+@pytest.mark.parametrize("name", ["adam", "lbfgs"])
+def test_maximum_likelihood_gradient_fits_keep_the_covariance_floor(rng, name):
+    """Duplicated points: the unregularised likelihood is unbounded; with
+    ``reg_covar`` the gradient fit, like EM, keeps every covariance at least
+    ``reg_covar`` in every direction, and both flag the collapse."""
+    x = degenerate_data(rng)
+    reg = 1e-3
+    start = kmeans_start(x)
+    gd = fit(x, name, None, start, reg_covar=reg)
+    em = fit_gmm(0, x, K, init_params=start, n_restarts=R, reg_covar=reg, max_iter=MAX_ITER)
+    for result in (gd, em):
+        cov = _covariances(index(result.params, 0))
+        assert np.linalg.eigvalsh(cov).min() >= reg * (1 - 1e-5)
+        assert np.all(result.degenerate)
+    assert finite(gd.params) and not np.any(gd.failed)
+
+
+def test_the_defaults_and_the_command_line_agree():
+    """One objective, one stopping rule: fit_gradient's tol, max_iter and
+    reg_covar defaults are fit_gmm's, and the command line's gradient
+    methods default to maximum likelihood, as fit_gradient does."""
+    import inspect
+    from jaxmix.cli.fit import make_method
+    em, gd = (inspect.signature(f).parameters for f in (fit_gmm, fit_gradient))
+    for name in ("tol", "max_iter", "reg_covar", "prior", "n_restarts", "init"):
+        assert em[name].default == gd[name].default, name
+    assert make_method("adam").prior is None and make_method("em").prior is None
+    assert make_method("map-em").prior == "default"
+    assert make_method("adam", prior="default").prior == "default"
