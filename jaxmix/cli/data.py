@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import os
 import re
@@ -27,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxmix.cli.columns import ColumnError, resolve
 from jaxmix.io.untrusted import npy_array, npz_arrays
 
 SUFFIXES = (".npy", ".npz", ".csv")
@@ -47,16 +49,20 @@ class UsageError(ValueError):
 
 class Data(NamedTuple):
     """A loaded data set."""
-    x: np.ndarray        # (n, d) float64, finite
+    x: np.ndarray        # (n, d) float64, finite: the kept columns
     notes: list          # things the user should know (header, dropped rows, reshapes)
+    names: list | None = None    # the file's header (every column), if it has one
+    columns: list | None = None  # the file's columns in x, in order
 
 
 def load(path, *, key: str | None = None, delimiter: str = ",", header: bool | None = None,
-         drop_nan: bool = False) -> Data:
+         drop_nan: bool = False, columns=None, drop=None) -> Data:
     """Read ``path`` into a finite ``(n, d)`` float64 array (see the module docstring).
 
     ``header`` (``.csv`` only): True, the first record is a header; False, it is
     data; None (default), a header when none of its fields is a number or missing.
+    ``columns`` / ``drop``: lists of header names or 0-based indices
+    (:mod:`jaxmix.cli.columns`); columns not kept are never parsed.
     """
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
@@ -67,15 +73,24 @@ def load(path, *, key: str | None = None, delimiter: str = ",", header: bool | N
         raise UsageError(f"DATA {path!r}: no such file; check the path")
     if os.path.isdir(path):
         raise UsageError(f"DATA {path!r} is a directory; give a data file")
+    pick = functools.partial(_selection, columns=columns, drop=drop, path=path)
     if suffix == ".csv":
-        x, lines, notes = _read_csv(path, delimiter, header)
+        x, lines, notes, names, keep = _read_csv(path, delimiter, header, pick)
     elif header is not None:
         raise UsageError("--header/--no-header apply to .csv files only; drop it")
     else:
         x, notes = _as_matrix(path, _read_array(path, suffix, key))
-        lines = None
+        names, keep, lines = None, pick(None, x.shape[1]), None
+        x = x[:, keep]
     x, dropped = _finite_rows(path, x, lines, drop_nan)
-    return Data(x, notes + dropped)
+    return Data(x, notes + dropped, names, keep)
+
+
+def _selection(names, width: int, *, columns, drop, path):
+    try:
+        return resolve(columns, drop, names, width, path)
+    except ColumnError as err:
+        raise UsageError(str(err)) from None
 
 
 def _read_array(path: str, suffix: str, key: str | None) -> np.ndarray:
@@ -203,19 +218,24 @@ class _Sheet:
     (a header when none of its fields is a number or a missing value).
     """
 
-    def __init__(self, path: str, header: bool | None):
-        self.path, self.header = path, header
+    def __init__(self, path: str, header: bool | None, pick):
+        self.path, self.header, self.pick = path, header, pick
         self.rows, self.lines, self.notes = [], [], []
         self.width = self.first = None       # fields per record, as on line ``first``
+        self.names = self.keep = None        # the header, and the columns kept
         self.rejected, self.reasons = 0, []  # count, and the first few reasons
 
     def add(self, line_no: int, fields) -> None:
-        values = [_number(f) for f in fields]
         if self.first is None:
             self.width, self.first = len(fields), line_no
-            if self.header or (self.header is None and all(v is None for v in values)):
+            if self.header or (self.header is None and all(_number(f) is None for f in fields)):
                 self.notes.append(self._header_note(fields))
+                self.names = [f.strip(BLANKS) for f in fields]
+                self.keep = self.pick(self.names, self.width)
                 return
+            self.keep = self.pick(None, self.width)
+        kept = [fields[c] for c in self.keep] if len(fields) == self.width else fields
+        values = [_number(f) for f in kept]
         reason = self._problem(line_no, fields, values)
         if reason is None:
             self.rows.append(values)
@@ -234,7 +254,8 @@ class _Sheet:
         if len(fields) != self.width:
             return (f"line {line_no}: {len(fields)} fields, expected {self.width} "
                     f"(as on line {self.first})")
-        for column, (text, value) in enumerate(zip(fields, values), start=1):
+        for column, value in zip(self.keep, values):
+            text, column = fields[column], column + 1
             if value is None:
                 quote = " (a quote left open runs over line ends)" if "\n" in text else ""
                 return f"line {line_no}, column {column}: {_shown(text)} is not a number{quote}"
@@ -248,7 +269,7 @@ class _Sheet:
             header = f" after the header on line {self.first}" if self.notes else ""
             raise UsageError(f"DATA {self.path!r} has no data rows{header}; it needs at least "
                              f"one line of numbers separated by {delimiter!r}")
-        return np.array(self.rows, np.float64), self.lines, self.notes
+        return np.array(self.rows, np.float64), self.lines, self.notes, self.names, self.keep
 
     def _rejection(self, delimiter: str) -> str:
         total = self.rejected + len(self.rows)
@@ -260,11 +281,12 @@ class _Sheet:
                     "missing values: pass --header if it is a header")
         return (f"DATA {self.path!r}: {self.rejected} of {total} row(s) rejected, at line(s) "
                 f"{lines}: " + "; ".join(r for _, r in self.reasons[:3]) +
-                f"; fix or delete those rows, or check --delimiter (now {delimiter!r})" + hint)
+                f"; fix or delete those rows, check --delimiter (now {delimiter!r}), or leave "
+                "a column of labels or text out with --drop NAME_OR_INDEX" + hint)
 
 
-def _read_csv(path: str, delimiter: str, header: bool | None):
-    sheet = _Sheet(path, header)
+def _read_csv(path: str, delimiter: str, header: bool | None, pick):
+    sheet = _Sheet(path, header, pick)
     for line_no, fields in _records(path, delimiter):
         sheet.add(line_no, fields)
     return sheet.result(delimiter)

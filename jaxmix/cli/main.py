@@ -3,9 +3,11 @@
     jaxmix demo                         # the main job on the built-in seed data
     jaxmix fit DATA --k 1-6 --plot      # choose k for your data (.npy, .npz, .csv)
     jaxmix bench --n 50000              # EM speed against scikit-learn
+    jaxmix predict MODEL DATA --out p.csv   # labels, probabilities, log-density, anomalies
+    jaxmix info MODEL                   # what a model file holds
 
 Argument parsing and dispatch only: the jobs live in :mod:`jaxmix.cli.fit`,
-:mod:`jaxmix.cli.demo` and :mod:`jaxmix.cli.bench`, loading in
+:mod:`jaxmix.cli.demo`, :mod:`jaxmix.cli.bench` and :mod:`jaxmix.cli.apply`, loading in
 :mod:`jaxmix.cli.data`, output in :mod:`jaxmix.cli.report`.
 
 Compiled programs are kept in JAX's persistent compilation cache (a per-user
@@ -97,10 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                "in a per-user cache folder so that the next run starts faster; "
                "--no-compilation-cache turns that off, --compilation-cache DIR moves it.")
     _add_cache_options(parser, default=None)
-    sub = parser.add_subparsers(dest="command", metavar="{fit,demo,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{fit,demo,bench,predict,info}")
     _add_fit(sub)
     _add_demo(sub)
     _add_bench(sub)
+    from jaxmix.cli.apply import add_commands
+
+    add_commands(sub)
     for command in sub.choices.values():
         _add_cache_options(command, default=argparse.SUPPRESS)
     return parser
@@ -134,6 +139,14 @@ def _add_fit(sub) -> None:
                           "number or a missing value")
     fit.add_argument("--drop-nan", action="store_true",
                      help="drop rows with missing, NaN or infinite values instead of failing")
+    fit.add_argument("--columns", metavar="COLS",
+                     help="columns to fit, by header name or 0-based index: a,b,3 (default: "
+                          "all); recorded in the model, so `jaxmix predict` reads the same")
+    fit.add_argument("--drop", metavar="COLS",
+                     help="columns to leave out (e.g. a label column), by name or index")
+    fit.add_argument("--scale", action="store_true",
+                     help="standardise every column to mean 0, standard deviation 1 before "
+                          "fitting (recorded in the model and applied again by predict)")
     fit.add_argument("--plot", action="store_true",
                      help="write fit.png and criterion.png (needs matplotlib)")
     fit.add_argument("--x64", action="store_true", help="compute in float64")
@@ -193,11 +206,17 @@ def _enable_cache(args) -> None:
 
 def _run_fit(args) -> int:
     from jaxmix.cli import report
+    from jaxmix.cli.columns import ColumnError, parse_spec
     from jaxmix.cli.data import load
-    from jaxmix.cli.fit import best_row, make_method, parse_ks, sweep
+    from jaxmix.cli.fit import best_row, make_method, model_about, parse_ks, sweep
+    from jaxmix.cli.outputs import staged
     from jaxmix.io import save_params
 
     ks = parse_ks(args.k)
+    try:
+        columns, drop = parse_spec(args.columns), parse_spec(args.drop)
+    except ColumnError as err:
+        raise UsageError(f"--columns/--drop {err}") from None
     method = make_method(args.method, args.learning_rate, args.prior)
     if args.plot and not report.have_matplotlib():
         raise UsageError(f"--plot needs matplotlib, which is not installed: "
@@ -206,27 +225,46 @@ def _run_fit(args) -> int:
         import jax
         jax.config.update("jax_enable_x64", True)
     data = load(args.data, key=args.key, delimiter=args.delimiter, header=args.header,
-                drop_nan=args.drop_nan)
-    args.out.mkdir(parents=True, exist_ok=True)  # fail before fitting, not after
-    say = (lambda line: None) if args.quiet else report.progress
-    for note in data.notes:
-        report.progress(f"note: {note}")
-    say(f"{args.data}: {data.x.shape[0]} samples, {data.x.shape[1]} features; method "
-        f"{method.name} ({method.objective})")
-    rows = sweep(data.x, ks, _covariance_types(args.covariance or ["full"]), method,
-                 n_restarts=args.restarts, seed=args.seed, max_iter=args.max_iter,
-                 tol=args.tol, progress=say)
-    chosen = best_row(rows, args.criterion)
-    table = report.rows_table(rows, chosen)
+                drop_nan=args.drop_nan, columns=columns, drop=drop)
+    live = report.LiveProgress()
+    say = (lambda line: None) if args.quiet else live
+    try:
+        with staged(args.out) as folder:  # nothing lands in --out unless all of it does
+            for note in data.notes:
+                report.progress(f"note: {note}")
+            x, about = _inputs(data, args.scale, report)
+            say(f"{args.data}: {x.shape[0]} samples, {x.shape[1]} features; method "
+                f"{method.name} ({method.objective})")
+            rows = sweep(x, ks, _covariance_types(args.covariance or ["full"]), method,
+                         n_restarts=args.restarts, seed=args.seed, max_iter=args.max_iter,
+                         tol=args.tol, progress=say)
+            live.close()
+            chosen = best_row(rows, args.criterion)
+            table = report.rows_table(rows, chosen)
+            written = [folder / "table.md", folder / "model.npz"]
+            write_text(written[0], table + "\n")
+            save_params(written[1], chosen.params, model_about(about, chosen, x, method, args))
+            if args.plot:
+                written += _fit_figures(folder, x, rows, chosen, args.criterion, report)
+    finally:
+        live.close()
     print(table)
     print(f"\nbest by {args.criterion.upper()}: {chosen.covariance_type}, k={chosen.k}")
-    written = [args.out / "table.md", args.out / "model.npz"]
-    write_text(written[0], table + "\n")
-    save_params(written[1], chosen.params)
-    if args.plot:
-        written += _fit_figures(args.out, data.x, rows, chosen, args.criterion, report)
-    print("wrote " + ", ".join(str(p) for p in written))
+    print("wrote " + ", ".join(str(args.out / p.name) for p in written))
     return 0
+
+
+def _inputs(data, scale: bool, report):
+    """``(x the model is fitted on, About of its inputs)``: the kept columns,
+    standardised with ``--scale``."""
+    from jaxmix.cli.columns import about_inputs, standardised
+
+    if not scale:
+        return data.x, about_inputs(data.names, data.columns)
+    x, center, spread, notes = standardised(data.x)
+    for note in notes:
+        report.progress(f"note: {note}")
+    return x, about_inputs(data.names, data.columns, center, spread)
 
 
 def _fit_figures(out: Path, x, rows, chosen, criterion: str, report) -> list:
@@ -256,7 +294,10 @@ def _run_demo(args) -> int:
         covariance_types=_covariance_types(args.covariance or defaults.covariance_types),
         learning_rate=args.learning_rate, max_iter=args.max_iter or defaults.max_iter,
         seed=args.seed)
-    paths = cli_demo.run(args.out, settings, figures)
+    from jaxmix.cli.outputs import staged
+
+    with staged(args.out) as folder:  # nothing lands in --out unless all of it does
+        paths = [args.out / p.name for p in cli_demo.run(folder, settings, figures)]
     print(f"report: {paths[0]}")
     for path in paths[1:]:
         print(f"        {path}")

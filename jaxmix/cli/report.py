@@ -22,6 +22,46 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class LiveProgress:
+    """:func:`progress`, plus, on a terminal, the seconds elapsed ticking at
+    the end of a line that ends in ``...`` (a compile or a fit under way)
+    until the next line; plain lines when stderr is not a terminal. A
+    thread rewrites the line twice a second; :meth:`close` stops it. Written
+    here rather than taken from ``tqdm`` or ``rich``: the work has no known
+    length (compiling), so a bar would not help, and a ticker is a few lines."""
+
+    def __init__(self, stream=None, interval: float = 0.5):
+        self.stream = sys.stderr if stream is None else stream
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval, self._stop, self._thread = interval, None, None
+
+    def __call__(self, line: str) -> None:
+        self.close()
+        if not (self.live and line.endswith("...")):
+            print(line, file=self.stream, flush=True)
+            return
+        import threading
+        import time
+        start, self._stop = time.perf_counter(), threading.Event()
+
+        def tick(stop=self._stop):
+            while True:
+                print(f"\r{line} {time.perf_counter() - start:.0f} s", end="", file=self.stream,
+                      flush=True)
+                if stop.wait(self.interval):
+                    print(file=self.stream, flush=True)
+                    return
+        self._thread = threading.Thread(target=tick, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """End a ticking line (idempotent)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+
 def have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401

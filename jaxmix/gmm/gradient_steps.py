@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmix.data.chunked import Chunked, one_chunk
+from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.gradient import Objective, Unconstrained
 from jaxmix.gmm.objective import STALL_ITERATIONS
 from jaxmix.gmm.stats import accurate_restarts, per_restart_path

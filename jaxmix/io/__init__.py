@@ -1,18 +1,20 @@
 """Save and load fitted models and raw parameters (never pickle).
 
-File format (``FORMAT_VERSION = 1``)
+File format (``FORMAT_VERSION = 2``)
 ------------------------------------
 An ``.npz`` archive (``numpy.savez``). It holds
 
 * ``__metadata__``: a 0-d unicode array with one JSON object::
 
-      {"format": "jaxmix", "format_version": 1, "jaxmix_version": "0.1.0",
+      {"format": "jaxmix", "format_version": 2, "jaxmix_version": "0.1.0",
        "kind": "GMMParams" | "KMeansParams" | "GaussianMixture" | "KMeans"
                | "MiniBatchKMeans",
        "covariance_type": "full" | "tied" | "diag" | "spherical" | null,
        "arrays": {name: {"shape": [...], "dtype": "float32"}, ...},
        "params": {...},      # estimators: JSON-able constructor parameters
-       "attributes": {...}}  # estimators: scalar fitted attributes
+       "attributes": {...},  # estimators: scalar fitted attributes
+       "about": {...}}       # optional (version 2): feature names, preprocessing,
+                             # the fit's settings and scores (jaxmix.io.about)
 
 * one entry per array named in ``"arrays"``: for ``GMMParams`` ``weights``,
   ``means``, ``precisions_cholesky`` (sklearn's layout per covariance type,
@@ -34,6 +36,11 @@ file's covariance type; centroids must be finite. Estimators: constructor
 parameters are JSON scalars or numeric arrays, ``covariance_type`` is the
 metadata's, attributes are numbers or bools; the names a class accepts are
 :func:`jaxmix.sklearn.persist.load_as`'s part.
+
+One format for every loader: :func:`load_params` reads the parameters of an
+estimator's file too, :func:`load_model` reads any model file with what it
+says about the model, and the estimators' ``load`` reads a parameters file
+(:func:`jaxmix.sklearn.persist.load_as`). Version-1 files still load.
 
 Estimators are written by :func:`save_estimator`, which imports no estimator
 class: each class names the attributes it saves (``_saved_arrays``, ...).
@@ -59,15 +66,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxmix.io.about import About, read_about
 from jaxmix.io.model_file import (FORMAT, FORMAT_VERSION, MAX_MEMBERS, MAX_METADATA_BYTES,
-                                  METADATA_KEY, check_names, read, write)
+                                  METADATA_KEY, check_names, peek_metadata, read, write)
 from jaxmix.io.untrusted import problem, shown
 from jaxmix.params import GMMParams, KMeansParams
 from jaxmix.validation import check_gmm_params
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_MEMBERS", "MAX_METADATA_BYTES", "METADATA_KEY",
-           "StoredEstimator", "check_loaded_centroids", "check_loaded_gmm", "check_names",
-           "load_params", "read_estimator", "save_estimator", "save_params"]
+           "About", "Model", "StoredEstimator", "check_loaded_centroids", "check_loaded_gmm",
+           "check_names", "load_model", "load_params", "peek_metadata", "read_estimator",
+           "save_estimator", "save_params"]
 
 PARAM_PREFIX = "param:"  # array-valued constructor parameters
 _NON_FINITE = ("-inf", "inf", "nan")  # scalar attributes stored as their repr
@@ -79,36 +88,77 @@ _NON_FINITE = ("-inf", "inf", "nan")  # scalar attributes stored as their repr
 
 _PARAM_ARRAYS = {"GMMParams": ("weights", "means", "precisions_cholesky"),
                  "KMeansParams": ("centroids",)}
+# Estimator files read as parameters: kind -> (parameters kind, its arrays' names there).
+_ESTIMATOR_PARAMS = {
+    "GaussianMixture": ("GMMParams", ("weights_", "means_", "precisions_cholesky_")),
+    "KMeans": ("KMeansParams", ("cluster_centers_",)),
+    "MiniBatchKMeans": ("KMeansParams", ("cluster_centers_",))}
 
 
-def save_params(path, params) -> None:
-    """Write :class:`GMMParams` or :class:`KMeansParams` (single or restart-batched)."""
+class Model(NamedTuple):
+    """What :func:`load_model` read: ``params`` (:class:`GMMParams` or
+    :class:`KMeansParams`), ``about`` (:class:`~jaxmix.io.about.About`) and
+    the file's ``kind``."""
+
+    params: object
+    about: About
+    kind: str
+
+
+def save_params(path, params, about: About | None = None) -> None:
+    """Write :class:`GMMParams` or :class:`KMeansParams` (single or
+    restart-batched), with what ``about`` says about the model."""
     if isinstance(params, GMMParams):
         write(path, "GMMParams", dict(weights=params.weights, means=params.means,
                                        precisions_cholesky=params.precisions_cholesky),
-               params.covariance_type)
+               params.covariance_type, about)
     elif isinstance(params, KMeansParams):
-        write(path, "KMeansParams", dict(centroids=params.centroids))
+        write(path, "KMeansParams", dict(centroids=params.centroids), about=about)
     else:
         raise ValueError(f"params must be GMMParams or KMeansParams, got "
                          f"{type(params).__name__}")
 
 
 def load_params(path, kind: str | None = None, covariance_type: str | None = None):
-    """Read parameters written by :func:`save_params` (numpy leaves): the
-    kind's arrays and no others, values checked under the file's covariance type.
+    """Read parameters (numpy leaves) from a file of :func:`save_params` or of
+    an estimator's ``save`` (a ``GaussianMixture``'s are ``GMMParams``, a
+    ``KMeans``'s or ``MiniBatchKMeans``'s ``KMeansParams``); values checked
+    under the file's covariance type.
 
     Args:
       kind: ``"GMMParams"`` or ``"KMeansParams"`` to insist on one.
       covariance_type: insist on a GMM of this covariance type.
     """
+    return load_model(path, kind, covariance_type).params
+
+
+def load_model(path, kind: str | None = None, covariance_type: str | None = None) -> Model:
+    """:func:`load_params`, with what the file says about the model
+    (:class:`~jaxmix.io.about.About`: feature names, preprocessing, the fit's
+    settings and scores; empty for a version-1 file)."""
     if kind not in (None, *_PARAM_ARRAYS):
         raise ValueError(f"kind must be one of {tuple(_PARAM_ARRAYS)} or None, got {kind!r}")
     if covariance_type is not None and kind is None:
         kind = "GMMParams"
-    meta, arrays = read(path, kind or tuple(_PARAM_ARRAYS), covariance_type)
-    kind, ct = meta["kind"], meta["covariance_type"]
-    check_names(path, "arrays", arrays, _PARAM_ARRAYS[kind], required=_PARAM_ARRAYS[kind])
+    kinds = tuple(k for k in (*_PARAM_ARRAYS, *_ESTIMATOR_PARAMS)
+                  if kind is None or kind in (k, _ESTIMATOR_PARAMS.get(k, ("",))[0]))
+    meta, arrays = read(path, kinds, covariance_type)
+    stored = meta["kind"]
+    params = _params_of(path, stored, meta["covariance_type"], arrays)
+    d = params.means.shape[-1] if isinstance(params, GMMParams) else params.centroids.shape[-1]
+    return Model(params, read_about(os.fspath(path), meta, d), stored)
+
+
+def _params_of(path, kind: str, ct, arrays):
+    """The parameters in a file of ``kind`` (a parameters or an estimator kind)."""
+    if kind in _ESTIMATOR_PARAMS:
+        kind, names = _ESTIMATOR_PARAMS[kind]
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise ValueError(f"{os.fspath(path)} is corrupt: missing arrays {missing}")
+        arrays = dict(zip(_PARAM_ARRAYS[kind], (arrays[n] for n in names)))
+    else:
+        check_names(path, "arrays", arrays, _PARAM_ARRAYS[kind], required=_PARAM_ARRAYS[kind])
     if (ct is None) != (kind == "KMeansParams"):
         raise problem(os.fspath(path), "metadata 'covariance_type'", f"{ct!r} does not fit a {kind}")
     if kind == "KMeansParams":
@@ -160,6 +210,7 @@ class StoredEstimator(NamedTuple):
     params: dict
     arrays: dict
     attributes: dict
+    about: About = About()
 
 
 def _jsonable(value):
@@ -229,8 +280,10 @@ def save_estimator(path, est) -> None:
     for name in cls._saved_arrays + getattr(cls, "_saved_optional_arrays", ()):
         if hasattr(est, name):
             arrays[name] = np.asarray(getattr(est, name))
-    write(path, kind, arrays, getattr(est, "covariance_type", None), params=params,
-           attributes=_scalar_attributes(est, getattr(cls, "_saved_scalars", ())),
+    names = getattr(est, "feature_names_in_", None)
+    about = About(feature_names=[str(n) for n in names]) if names is not None else None
+    write(path, kind, arrays, getattr(est, "covariance_type", None), about,
+           params=params, attributes=_scalar_attributes(est, getattr(cls, "_saved_scalars", ())),
            params_not_saved=skipped)
 
 
@@ -276,4 +329,6 @@ def read_estimator(path, kinds=None, covariance_type: str | None = None) -> Stor
     attributes = _json_object(where, meta, "attributes", lambda v: isinstance(
         v, (bool, int, float)) or v in _NON_FINITE, f"a number, a bool or one of {_NON_FINITE}")
     attributes = {name: float(v) if v in _NON_FINITE else v for name, v in attributes.items()}
-    return StoredEstimator(meta["kind"], {**params, **array_params}, arrays, attributes)
+    d = attributes.get("n_features_in_")
+    about = read_about(where, meta, d if isinstance(d, int) else None)
+    return StoredEstimator(meta["kind"], {**params, **array_params}, arrays, attributes, about)

@@ -4,6 +4,7 @@ untrusted input (:mod:`jaxmix.io.untrusted`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
@@ -17,14 +18,17 @@ from jaxmix.io.untrusted import (NUMERIC, archive_members, is_int, member_array,
 from jaxmix.params import COVARIANCE_TYPES
 
 FORMAT = "jaxmix"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the optional "about" object (jaxmix.io.about)
 METADATA_KEY = "__metadata__"
 MAX_MEMBERS = 64  # arrays in one file (an estimator saves about a dozen)
 MAX_METADATA_BYTES = 2 ** 20  # a model's metadata is a few kB
 
 
-def write(path, kind: str, arrays: dict, covariance_type=None, **extra):
+def write(path, kind: str, arrays: dict, covariance_type=None, about=None, **extra):
+    """Write a model file atomically; ``about``: a :class:`jaxmix.io.about.About`."""
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    if about is not None and about.to_json():
+        extra["about"] = about.to_json()
     for name, a in arrays.items():
         if a.dtype.kind not in NUMERIC:
             raise ValueError(f"cannot save {name!r}: dtype {a.dtype} is not numeric")
@@ -92,16 +96,22 @@ def check_expected(where, meta, expect_kind, covariance_type) -> None:
                          f"{meta['covariance_type']!r}, expected {covariance_type!r}")
 
 
-def read(path, expect_kind=None, covariance_type=None):
-    """``(metadata, arrays)`` of a jaxmix file, read as untrusted input (see
-    :mod:`jaxmix.io`); ``ValueError`` naming the file and the field otherwise."""
+@contextlib.contextmanager
+def _opened(path):
+    """``(where, zip file, its members by name)``, the archive's structure checked."""
     where = os.fspath(path)
     with reading(where, "the archive"):
         size = os.path.getsize(where)
         zf = zipfile.ZipFile(where)
     with zf:
-        members = archive_members(where, zf, size, MAX_MEMBERS + 1,
-                                  limit=f"at most {MAX_MEMBERS} arrays and its metadata")
+        yield where, zf, archive_members(where, zf, size, MAX_MEMBERS + 1,
+                                         limit=f"at most {MAX_MEMBERS} arrays and its metadata")
+
+
+def read(path, expect_kind=None, covariance_type=None):
+    """``(metadata, arrays)`` of a jaxmix file, read as untrusted input (see
+    :mod:`jaxmix.io`); ``ValueError`` naming the file and the field otherwise."""
+    with _opened(path) as (where, zf, members):
         meta = metadata(where, zf, members.pop(METADATA_KEY, None))
         check_expected(where, meta, expect_kind, covariance_type)
         declared = meta["arrays"]
@@ -111,6 +121,12 @@ def read(path, expect_kind=None, covariance_type=None):
         return meta, {name: member_array(where, zf, members[name], f"array {shown(name)}",
                                     NUMERIC, spec["shape"], spec["dtype"])
                       for name, spec in declared.items()}
+
+
+def peek_metadata(path) -> dict:
+    """A jaxmix file's metadata, checked (its arrays not read)."""
+    with _opened(path) as (where, zf, members):
+        return metadata(where, zf, members.get(METADATA_KEY))
 
 
 def check_names(path, what: str, names, allowed, required=()) -> None:

@@ -65,6 +65,7 @@ from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, bucket, checked_X,
                                     compute_dtype, key_from_random_state, native_dtype,
                                     padded_gmm)
+from jaxmix.sklearn.from_params import gaussian_mixture_from_model
 from jaxmix.sklearn.persist import Persistent, check_scalars, load_as
 from jaxmix.validation import check_int
 
@@ -138,6 +139,8 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
                      "precisions_cholesky_")
     _saved_optional_arrays = ("lower_bounds_",)
     _saved_scalars = ("converged_", "n_iter_", "lower_bound_", "n_features_in_")
+    _params_kind = "GMMParams"  # GaussianMixture.load reads parameters files too
+    _from_model = classmethod(gaussian_mixture_from_model)
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 
-from jaxmix.io import check_names, read_estimator, save_estimator
+import numpy as np
+
+from jaxmix.io import check_names, load_model, peek_metadata, read_estimator, save_estimator
 from jaxmix.sklearn._common import native_dtype
 
 
@@ -32,6 +34,10 @@ def load_as(path, classes, covariance_type: str | None = None):
       covariance_type: insist on a model of this covariance type.
     """
     by_kind = {cls.__name__: cls for cls in classes}
+    from_params = {cls._params_kind: cls for cls in classes if cls._params_kind}
+    if peek_metadata(path)["kind"] in from_params:  # a parameters file (jaxmix fit, save_params)
+        model = load_model(path, covariance_type=covariance_type)
+        return from_params[model.kind]._from_model(path, model)
     stored = read_estimator(path, tuple(by_kind), covariance_type)
     cls = by_kind[stored.kind]
     est = cls()
@@ -46,8 +52,15 @@ def load_as(path, classes, covariance_type: str | None = None):
         raise ValueError(f"{os.fspath(path)}: params: {err}") from None
     for name, value in {**stored.arrays, **stored.attributes}.items():
         setattr(est, name, value)
+    set_feature_names(est, stored.about)
     est._check_loaded(path)
     return est
+
+
+def set_feature_names(est, about) -> None:
+    """``feature_names_in_`` (scikit-learn's attribute) from a file's names."""
+    if about.feature_names is not None:
+        est.feature_names_in_ = np.asarray(about.feature_names, dtype=object)
 
 
 def check_scalars(path, est, types: dict, required=("n_features_in_",)) -> None:
@@ -82,6 +95,7 @@ class Persistent:
 
     _saved_optional_arrays = ()
     _saved_scalars = ()
+    _params_kind = None  # the parameters kind the class also loads (``_from_model``)
 
     def save(self, path):
         """Write the fitted model to ``path`` (see :mod:`jaxmix.io`)."""

@@ -184,8 +184,17 @@ def test_other_failures_exit_1(tmp_path, monkeypatch, capsys):
     (tmp_path / "taken").write_text("a file where the output folder should go")
     code, _, err = run(["fit", tmp_path / "small.npy", "--k", "1", "--restarts", "1",
                         "--quiet", "--out", tmp_path / "taken"], capsys)
+    assert code == 2 and "is a file; give a folder" in err  # checked before fitting
+    import jaxmix.cli.fit as cli_fit
+
+    def broken(*args, **kwargs):
+        raise FileExistsError("something unexpected")
+    monkeypatch.setattr(cli_fit, "sweep", broken)
+    code, _, err = run(["fit", tmp_path / "small.npy", "--k", "1", "--quiet", "--out",
+                        tmp_path / "o"], capsys)
     assert code == 1
     assert err.startswith("jaxmix fit: failed: FileExistsError")
+    assert not (tmp_path / "o").exists()
 
 
 def test_help_exits_0(capsys):
@@ -204,7 +213,9 @@ def test_no_command_runs_the_demo(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
     code, out, _ = run([], capsys)
     assert code == 0 and seen["settings"] == cli_demo.Settings()
-    assert seen["out"] == pathlib.Path("jaxmix-demo")
+    # the demo writes into a staging folder beside ./jaxmix-demo, moved in at the end
+    assert seen["out"].parent == tmp_path and seen["out"].name.startswith(".jaxmix-demo.")
+    assert not seen["out"].exists() and (tmp_path / "jaxmix-demo").is_dir()
     assert "report: jaxmix-demo/report.md" in out
 
 
