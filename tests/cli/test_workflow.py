@@ -202,3 +202,21 @@ def test_live_progress_ticks_on_a_terminal_only():
     quiet("fitting k=3 ...")
     quiet.close()
     assert plain.getvalue() == "fitting k=3 ...\n"
+
+
+@pytest.mark.parametrize("about, field", [
+    ([1], "metadata 'about'"), ({"colour": 1}, "unknown keys"),
+    ({"feature_names": ["a"]}, "feature_names"), ({"feature_names": ["a", 2]}, "feature_names"),
+    ({"columns": [0, 0]}, "repeat"), ({"columns": [0, -1]}, "columns"),
+    ({"center": [0.0, 1.0]}, "without the other"),
+    ({"center": [0.0, 1.0], "scale": [1.0, 0.0]}, "scale"),
+    ({"center": [0.0, "nan"], "scale": [1.0, 1.0]}, "center"),
+    ({"fit": {"k": [1, 2]}}, "about['fit']"), ({"fit": 3}, "about['fit']"),
+])
+def test_what_a_file_says_about_its_model_is_checked(about, field):
+    """The "about" object is untrusted input: every malformed entry is a
+    ValueError naming the file and the field."""
+    from jaxmix.io.about import read_about
+    with pytest.raises(ValueError, match="model.npz") as err:
+        read_about("model.npz", {"about": about}, 2)
+    assert field in str(err.value)
