@@ -1,0 +1,173 @@
+"""``fit_mixture``: EM (or MAP-EM) for a mixture of any component family
+(:mod:`jaxmix.families.protocol`), all restarts in one compiled call, under
+the library's one driver (:func:`jaxmix.fit.driver.iterate`).
+
+>>> import numpy as np
+>>> from jaxmix.families import Bernoulli, fit_mixture
+>>> rng = np.random.default_rng(0)
+>>> probs = np.array([[0.9, 0.9, 0.1], [0.1, 0.2, 0.9]])
+>>> x = (rng.random((400, 3)) < probs[np.arange(400) % 2]).astype(np.float32)
+>>> result = fit_mixture(0, x, 2, Bernoulli(), n_restarts=4)
+>>> np.sort(np.asarray(result.best_params.theta[:, 0])).round(1)
+array([0.1, 0.9], dtype=float32)
+
+The objective is the mean log-likelihood per unit weight (the mean
+log-posterior with a prior: Dirichlet(``prior_weights``) on the weights and
+the family's conjugate prior on the components), the stopping rule and the
+per-restart status those of :func:`jaxmix.fit_gmm`. Restart ``r`` starts
+from ``k`` samples drawn with ``fold_in(key, r)`` (:func:`seeded_start`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmix.compiling import jit
+from jaxmix.data.chunked import chunk
+from jaxmix.data.reduce import reduce
+from jaxmix.fit.buckets import history_bucket
+from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
+from jaxmix.fit.rows import cut_rows
+from jaxmix.families.mixture import MixtureParams
+from jaxmix.validation import (as_key, check_data, check_int, check_max_iter, check_n_restarts,
+                               check_nonneg, check_sample_weight)
+
+# Traces of the compiled fit (tests read it: restarts run in one program).
+TRACE_COUNT = {"mixture": 0}
+
+
+def _weights(nk, alpha):
+    """MAP weights under a symmetric Dirichlet(``alpha``) (``alpha = 1``: ML)."""
+    top = jnp.maximum(nk + alpha - 1, 10 * jnp.finfo(nk.dtype).eps)
+    return top / jnp.sum(top, axis=-1, keepdims=True)
+
+
+def batched_em_step(family, data, prior, alpha):
+    """``params_R -> (new params_R, objective of params_R)``: one pass over
+    ``data`` (any placement) for every restart, then each restart's M-step."""
+    total = data.total_weight()
+
+    def step(params: MixtureParams):
+        def chunk_stats(x, w, _):
+            def one(p):
+                lp = jnp.log(p.weights) + family.log_prob(p.theta, x)
+                ll = jax.nn.logsumexp(lp, axis=1)
+                r = jnp.exp(lp - ll[:, None]) * w[:, None]
+                return jnp.sum(r, axis=0), family.stats(x, r), jnp.sum(w * ll)
+            return jax.vmap(one)(params)
+
+        nk, stats, loglik = reduce(chunk_stats, data)
+        new = jax.vmap(lambda n, s: MixtureParams(_weights(n, alpha),
+                                                  family.m_step(n, s, prior)))(nk, stats)
+        return new, (loglik + jax.vmap(lambda p: log_prior(family, p, prior, alpha))(params)) / total
+
+    return step
+
+
+def log_prior(family, params: MixtureParams, prior, alpha):
+    """The prior's log-density (up to the Dirichlet's constant; 0 without a prior)."""
+    if prior is None:
+        return jnp.zeros((), params.weights.dtype)
+    return (alpha - 1) * jnp.sum(jnp.log(params.weights)) + family.log_prior(params.theta, prior)
+
+
+def seeded_start(family, key, xs, ws, k: int) -> MixtureParams:
+    """Equal weights and ``k`` components, each the maximum-likelihood
+    component of one sample drawn (distinct, by weight) and one pseudo-sample
+    at the data's mean statistics: seeds from the data that start apart
+    (random responsibilities would start every component at the mean, a
+    fixed point of EM), for any family, from its own statistics."""
+    p = ws / jnp.sum(ws)
+    seeds = jax.random.choice(key, xs.shape[0], (k,), replace=False, p=p)
+    onehot = jnp.zeros((xs.shape[0], k), xs.dtype).at[seeds, jnp.arange(k)].set(1.0)
+    mean = jax.tree.map(lambda s: s / jnp.sum(ws), family.stats(xs, ws[:, None]))
+    stats = jax.tree.map(jnp.add, family.stats(xs, onehot), mean)
+    theta = family.m_step(jnp.full((k,), 2.0, xs.dtype), stats, None)
+    return MixtureParams(jnp.full((k,), 1.0 / k, xs.dtype), theta)
+
+
+def check_init(params, k: int, d: int, dtype):
+    """``params`` as arrays of ``dtype``: weights ``(k,)`` positive and summing
+    to one, finite component leaves leading with ``k`` and ending with ``d``."""
+    if params is None:
+        return None
+    if not isinstance(params, MixtureParams):
+        raise ValueError(f"init_params must be MixtureParams, got {type(params).__name__}")
+    w = np.asarray(params.weights, dtype)
+    if w.shape != (k,) or not np.all(w > 0) or abs(float(w.sum()) - 1) > 1e-4:
+        raise ValueError(f"init_params.weights must be {k} positive numbers summing to 1, got {w}")
+    theta = jax.tree.map(lambda a: np.asarray(a, dtype), params.theta)
+    for leaf in jax.tree.leaves(theta):
+        if leaf.shape[:1] != (k,) or leaf.shape[-1] != d or not np.all(np.isfinite(leaf)):
+            raise ValueError(f"init_params.theta must be finite with shape ({k}, ..., {d}), got "
+                             f"shape {leaf.shape}")
+    return MixtureParams(jnp.asarray(w), jax.tree.map(jnp.asarray, theta))
+
+
+def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior=None,
+                tol: float = 1e-3, max_iter: int = 100, sample_weight=None,
+                chunk_size: int | None = None, prior_weights: float = 1.0,
+                init_params: MixtureParams | None = None) -> FitResult:
+    """Fit a mixture of ``family`` components by EM from ``n_restarts`` starts.
+
+    Args:
+      key: ``jax.random`` key or int seed.
+      x: ``(n, d)`` data in the family's support (checked).
+      n_components: ``k``.
+      family: a component family, e.g. :class:`~jaxmix.families.Bernoulli`.
+      n_restarts, tol, max_iter, sample_weight, chunk_size: as in :func:`jaxmix.fit_gmm`.
+      prior: ``None`` (maximum likelihood), ``"default"`` (the family's weak
+        conjugate prior from the data) or the family's prior pytree.
+      prior_weights: ``alpha`` of the symmetric Dirichlet prior on the
+        weights when ``prior`` is given (1: flat).
+      init_params: one :class:`~jaxmix.families.MixtureParams` every restart
+        starts from (else :func:`seeded_start`).
+
+    Returns:
+      :class:`~jaxmix.fit.driver.FitResult` whose params are
+      :class:`~jaxmix.families.MixtureParams` with a leading restart axis.
+    """
+    key = as_key(key)
+    x = check_data(x)
+    family.check_data(x)
+    k = check_int(n_components, "n_components", high=x.shape[0])
+    n_restarts, max_iter = check_n_restarts(n_restarts), check_max_iter(max_iter)
+    tol = check_nonneg(tol, "tol")
+    alpha = check_nonneg(prior_weights, "prior_weights", strict=True)
+    w = check_sample_weight(sample_weight, x.shape[0], x.dtype, k)
+    w = np.ones(x.shape[0], x.dtype) if w is None else w
+    if isinstance(prior, str):
+        if prior != "default":
+            raise ValueError(f"prior must be None, 'default' or the family's prior, got {prior!r}")
+        prior = family.default_prior(jnp.asarray(x), jnp.asarray(w), k)
+    data = chunk(x, chunk_size, w)
+    init_params = check_init(init_params, k, x.shape[1], x.dtype)
+    result = jax.block_until_ready(_fit(key, data, prior, tol, max_iter, alpha, init_params,
+                                        family=family,
+                                        k=k, n_restarts=n_restarts,
+                                        history=history_bucket(max_iter)))
+    return raise_if_all_failed(cut_rows(result, n_restarts, max_iter),
+                               "check the data and the prior")
+
+
+@jit(static_argnames=("family", "k", "n_restarts", "history"))
+def _fit(key, data, prior, tol, max_iter, alpha, init_params, *, family, k, n_restarts,
+         history):
+    TRACE_COUNT["mixture"] += 1
+    dtype = data.x.dtype
+    alpha = jnp.asarray(alpha, dtype)
+    xs, ws = data.flat()
+
+    if init_params is None:
+        params0 = jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws,
+                                                  k))(jnp.arange(n_restarts))
+    else:
+        params0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape),
+                               init_params)
+    result = iterate(batched_em_step(family, data, prior, alpha), params0,
+                     jnp.asarray(tol, dtype), max_iter, history_len=history)
+    # a component with less than one sample's weight: collapsed
+    return result._replace(
+        degenerate=jnp.any(result.params.weights * data.total_weight() < 1.0, axis=1))

@@ -1,0 +1,74 @@
+"""Mixtures of any component family: parameters, densities, sampling and
+the information criteria (the same definitions as for Gaussian mixtures).
+
+>>> import jax, jax.numpy as jnp
+>>> from jaxmix.families import Bernoulli, MixtureParams, log_prob
+>>> p = MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.2, 0.8]]))
+>>> [round(float(v), 4) for v in jnp.exp(log_prob(Bernoulli(), p, jnp.array([[1.0, 0.0]])))]
+[0.425]
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class MixtureParams(NamedTuple):
+    """Attributes:
+      weights: ``(k,)`` mixture weights (leading restart axes allowed).
+      theta: the family's component parameters (leaves lead with ``k``).
+    """
+
+    weights: jax.Array
+    theta: Any
+
+
+def weighted_log_prob(family, params: MixtureParams, x):
+    """``(n, k)``: ``log w_j + log p(x_n | component j)``."""
+    return jnp.log(params.weights) + family.log_prob(params.theta, x)
+
+
+def log_prob(family, params: MixtureParams, x):
+    """``(n,)`` log-density of the mixture."""
+    return jax.nn.logsumexp(weighted_log_prob(family, params, x), axis=1)
+
+
+def responsibilities(family, params: MixtureParams, x):
+    """``(n, k)`` posterior component probabilities."""
+    return jax.nn.softmax(weighted_log_prob(family, params, x), axis=1)
+
+
+def predict(family, params: MixtureParams, x):
+    """``(n,)`` most probable component."""
+    return jnp.argmax(weighted_log_prob(family, params, x), axis=1)
+
+
+def sample(family, key, params: MixtureParams, n: int):
+    """``(x (n, d), labels (n,))`` drawn from the mixture."""
+    k_labels, k_x = jax.random.split(key)
+    labels = jax.random.categorical(k_labels, jnp.log(params.weights), shape=(n,))
+    d = jax.tree.leaves(params.theta)[0].shape[-1]
+    return family.sample(k_x, params.theta, labels, d), labels
+
+
+def n_parameters(family, params: MixtureParams) -> int:
+    """Free parameters: ``k - 1`` weights plus ``k`` components' own."""
+    k = params.weights.shape[-1]
+    d = jax.tree.leaves(params.theta)[0].shape[-1]
+    return k - 1 + k * family.n_free(d)
+
+
+def bic(family, params: MixtureParams, x) -> float:
+    """``-2 log L + n_parameters log n`` (scikit-learn's definition)."""
+    total = float(np.sum(np.asarray(log_prob(family, params, x), np.float64)))
+    return -2 * total + n_parameters(family, params) * np.log(np.shape(x)[0])
+
+
+def aic(family, params: MixtureParams, x) -> float:
+    """``-2 log L + 2 n_parameters``."""
+    total = float(np.sum(np.asarray(log_prob(family, params, x), np.float64)))
+    return -2 * total + 2 * n_parameters(family, params)

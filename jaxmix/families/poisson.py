@@ -1,0 +1,75 @@
+r"""Poisson components: count features, independent within a component.
+
+.. math::
+
+    \log p(x \mid \lambda_j) = \sum_i x_i \log \lambda_{ji} - \lambda_{ji} - \log x_i!,
+
+statistics ``s_j = sum_n r_nj x_n``, the M-step ``lambda_j = s_j / n_j``; under
+the prior ``lambda_ji ~ Gamma(shape alpha, rate beta)`` the MAP
+``lambda_j = (s_j + alpha - 1) / (n_j + beta)``. Rates are floored at
+``sqrt(tiny)`` (a component with no counts in a feature keeps a finite
+log-density).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+
+class GammaPrior(NamedTuple):
+    """``lambda_ji ~ Gamma(shape, rate)`` for every component and feature."""
+    shape: jax.Array
+    rate: jax.Array
+
+
+def _floor(lam):
+    return jnp.maximum(lam, jnp.finfo(lam.dtype).tiny ** 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson:
+    """Counts; ``theta`` is the ``(k, d)`` array of rates."""
+
+    name: str = "poisson"
+
+    def log_prob(self, theta, x):
+        lam = _floor(theta)
+        return (jnp.matmul(x, jnp.log(lam).T) - jnp.sum(lam, axis=1)
+                - jnp.sum(gammaln(x + 1), axis=1, keepdims=True))
+
+    def stats(self, x, r):
+        return jnp.matmul(r.T, x)
+
+    def m_step(self, nk, stats, prior):
+        if prior is None:
+            return _floor(stats / jnp.maximum(nk, jnp.finfo(stats.dtype).tiny)[:, None])
+        return _floor((stats + prior.shape - 1) / (nk[:, None] + prior.rate))
+
+    def log_prior(self, theta, prior):
+        if prior is None:
+            return jnp.zeros((), theta.dtype)
+        lam, a, b = _floor(theta), prior.shape, prior.rate
+        return jnp.sum(a * jnp.log(b) - gammaln(a) + (a - 1) * jnp.log(lam) - b * lam)
+
+    def default_prior(self, x, w, k: int):
+        """``Gamma(1 + m / 100, 1 / 100)`` per feature (``m``: its mean): the
+        weight of one hundredth of a sample at the data's mean."""
+        mean = jnp.sum(w[:, None] * x, axis=0) / jnp.sum(w)
+        return GammaPrior(1 + mean / 100, jnp.full_like(mean, 0.01))
+
+    def n_free(self, d: int) -> int:
+        return d
+
+    def check_data(self, x) -> None:
+        x = np.asarray(x)
+        if not np.all((x >= 0) & (x == np.floor(x))):
+            raise ValueError("X must hold counts (integers >= 0) for the Poisson family")
+
+    def sample(self, key, theta, labels, d: int):
+        return jax.random.poisson(key, theta[labels]).astype(theta.dtype)

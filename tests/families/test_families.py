@@ -1,0 +1,146 @@
+"""Mixtures of Bernoulli and Poisson components (jaxmix.families): densities
+against scipy.stats, M-steps against brute force, EM's monotone objective,
+one compiled call for all restarts, placements, weights, criteria, sampling."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats as st
+from scipy.optimize import minimize_scalar
+
+from jaxmix.families import (Bernoulli, BetaPrior, GammaPrior, MixtureParams, Poisson, bic,
+                             fit_mixture, log_prob, n_parameters, sample)
+from jaxmix.families.fit import TRACE_COUNT
+
+FAMILIES = {"bernoulli": Bernoulli(), "poisson": Poisson()}
+TRUE = {"bernoulli": np.tile([[0.9, 0.8, 0.1, 0.2], [0.1, 0.9, 0.9, 0.1], [0.2, 0.1, 0.8, 0.9]],
+                             (1, 2)),  # 8 binary features: identifiable at n = 1500
+        "poisson": np.array([[1.0, 8.0, 0.5, 3.0], [6.0, 0.5, 2.0, 3.0], [3.0, 3.0, 9.0, 0.2]])}
+
+
+def planted(name, n=1500, seed=0):
+    rng = np.random.default_rng(seed)
+    theta = TRUE[name][np.arange(n) % 3]
+    x = rng.random(theta.shape) < theta if name == "bernoulli" else rng.poisson(theta)
+    return x.astype(np.float64)
+
+
+def scipy_log_prob(name, weights, theta, x):
+    dist = st.bernoulli if name == "bernoulli" else st.poisson
+    per = np.stack([dist.logpmf(x, t).sum(axis=1) for t in theta], axis=1)
+    return np.logaddexp.reduce(np.log(weights) + per, axis=1)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_log_density_is_scipys(name):
+    x = planted(name, 50)
+    weights = np.array([0.2, 0.5, 0.3])
+    got = log_prob(FAMILIES[name], MixtureParams(jnp.asarray(weights), jnp.asarray(TRUE[name])), x)
+    np.testing.assert_allclose(got, scipy_log_prob(name, weights, TRUE[name], x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_m_step_maximises_the_expected_log_posterior(name, with_prior):
+    """Each coordinate of the M-step is the 1-D maximiser (found by scipy) of
+    sum_n r_n log p(x_n | theta) + log prior(theta)."""
+    family, x = FAMILIES[name], planted(name, 200)
+    r = np.random.default_rng(1).dirichlet(np.ones(3), size=len(x))
+    prior = (BetaPrior(2.0, 3.0) if name == "bernoulli" else GammaPrior(2.0, 0.5)) \
+        if with_prior else None
+    nk = r.sum(axis=0)
+    theta = np.asarray(family.m_step(jnp.asarray(nk), family.stats(jnp.asarray(x), jnp.asarray(r)),
+                                     prior))
+    dist = st.bernoulli if name == "bernoulli" else st.poisson
+    for j in range(3):
+        for i in range(x.shape[1]):
+            def negative(t):
+                value = np.sum(r[:, j] * dist.logpmf(x[:, i], t))
+                if prior is not None:
+                    value += (st.beta(prior.a, prior.b).logpdf(t) if name == "bernoulli"
+                              else st.gamma(prior.shape, scale=1 / prior.rate).logpdf(t))
+                return -value
+            bounds = (1e-9, 1 - 1e-9) if name == "bernoulli" else (1e-9, 50.0)
+            best = minimize_scalar(negative, bounds=bounds, method="bounded",
+                                   options=dict(xatol=1e-10))
+            np.testing.assert_allclose(theta[j, i], best.x, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_log_prior_is_scipys(name):
+    family, theta = FAMILIES[name], TRUE[name]
+    if name == "bernoulli":
+        prior, ref = BetaPrior(2.0, 3.0), st.beta(2.0, 3.0).logpdf(theta).sum()
+    else:
+        prior, ref = GammaPrior(2.0, 0.5), st.gamma(2.0, scale=2.0).logpdf(theta).sum()
+    np.testing.assert_allclose(family.log_prior(jnp.asarray(theta), prior), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_em_recovers_planted_components_in_one_compiled_call(name):
+    x = planted(name)
+    before = TRACE_COUNT["mixture"]
+    result = fit_mixture(0, x, 3, FAMILIES[name], n_restarts=8, max_iter=200, tol=1e-8)
+    assert TRACE_COUNT["mixture"] == before + 1  # eight restarts, one program
+    hist = np.asarray(result.history)
+    for h in hist:  # EM never lowers its objective
+        h = h[~np.isnan(h)]
+        assert np.all(np.diff(h) >= -1e-12), np.diff(h).min()
+    best = result.best_params
+    theta = np.asarray(best.theta)
+    order = min(itertools.permutations(range(3)),
+                key=lambda p: np.abs(theta[list(p)] - TRUE[name]).sum())
+    scale = 0.06 if name == "bernoulli" else 0.5  # a few standard errors at n=500 each
+    np.testing.assert_allclose(theta[list(order)], TRUE[name], atol=scale)
+    np.testing.assert_allclose(np.asarray(best.weights), 1 / 3, atol=0.05)
+    at_truth = scipy_log_prob(name, np.full(3, 1 / 3), TRUE[name], x).mean()
+    assert float(result.objective[result.best]) >= at_truth  # the MLE beats the truth
+    assert not np.any(result.failed) and np.all(result.converged)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_chunks_and_weights_change_nothing(name):
+    """Chunked passes equal one chunk; integer weights equal repeated rows."""
+    x = planted(name, 300)
+    family, kw = FAMILIES[name], dict(n_restarts=2, max_iter=30, tol=0.0)
+    one = fit_mixture(0, x, 3, family, **kw)
+    chunked = fit_mixture(0, x, 3, family, chunk_size=64, **kw)
+    np.testing.assert_allclose(chunked.history, one.history, rtol=1e-10)
+    counts = np.random.default_rng(2).integers(1, 4, len(x))
+    start = jax.tree.map(lambda a: a[0], one.params)
+    weighted = fit_mixture(0, x, 3, family, sample_weight=counts.astype(float), prior="default",
+                           init_params=start, **kw)
+    repeated = fit_mixture(0, np.repeat(x, counts, axis=0), 3, family, prior="default",
+                           init_params=start, **kw)
+    np.testing.assert_allclose(weighted.history, repeated.history, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_criteria_and_sampling(name):
+    family = FAMILIES[name]
+    params = MixtureParams(jnp.array([0.2, 0.5, 0.3]), jnp.asarray(TRUE[name]))
+    x, labels = sample(family, jax.random.PRNGKey(0), params, 30000)
+    x, labels = np.asarray(x), np.asarray(labels)
+    np.testing.assert_allclose(np.bincount(labels) / len(labels), [0.2, 0.5, 0.3], atol=0.01)
+    for j in range(3):
+        np.testing.assert_allclose(x[labels == j].mean(axis=0), TRUE[name][j],
+                                   atol=0.03 if name == "bernoulli" else 0.15)
+    free = 2 + 3 * TRUE[name].shape[1]
+    assert n_parameters(family, params) == free
+    total = scipy_log_prob(name, np.array([0.2, 0.5, 0.3]), TRUE[name], x[:500]).sum()
+    np.testing.assert_allclose(bic(family, params, x[:500]), -2 * total + free * np.log(500),
+                               rtol=1e-10)
+
+
+def test_data_outside_the_support_is_refused():
+    with pytest.raises(ValueError, match="binary"):
+        fit_mixture(0, np.array([[0.0, 2.0], [1.0, 0.0]]), 1, Bernoulli())
+    with pytest.raises(ValueError, match="counts"):
+        fit_mixture(0, np.array([[0.0, -1.0], [1.0, 0.0]]), 1, Poisson())
+    with pytest.raises(ValueError, match="prior"):
+        fit_mixture(0, np.array([[0.0, 1.0], [1.0, 0.0]]), 1, Poisson(), prior="strong")
