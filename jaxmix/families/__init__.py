@@ -1,14 +1,21 @@
 """Mixtures of any component family (the protocol is in
-:mod:`jaxmix.families.protocol`): Bernoulli (binary features) and Poisson
-(counts), fitted by :func:`fit_mixture` (EM / MAP-EM, restarts batched)."""
+:mod:`jaxmix.families.protocol`): Bernoulli (binary features), categorical
+(integer codes per column), Poisson (counts), exponential (positive values),
+diagonal Gaussian, and products of them over column blocks (mixed-type
+data), fitted by :func:`fit_mixture` (EM / MAP-EM, restarts batched)."""
 
 from jaxmix.families.bernoulli import Bernoulli, BetaPrior
+from jaxmix.families.categorical import Categorical, DirichletPrior
+from jaxmix.families.exponential import Exponential, RatePrior
 from jaxmix.families.fit import fit_mixture
+from jaxmix.families.gaussian import DiagGaussian, DiagParams
 from jaxmix.families.mixture import (MixtureParams, aic, bic, log_prob, n_parameters, predict,
                                      responsibilities, sample, weighted_log_prob)
 from jaxmix.families.poisson import GammaPrior, Poisson
+from jaxmix.families.product import Product
 from jaxmix.families.protocol import ComponentFamily
 
-__all__ = ["Bernoulli", "BetaPrior", "ComponentFamily", "GammaPrior", "MixtureParams", "Poisson",
-           "aic", "bic", "fit_mixture", "log_prob", "n_parameters", "predict",
-           "responsibilities", "sample", "weighted_log_prob"]
+__all__ = ["Bernoulli", "BetaPrior", "Categorical", "ComponentFamily", "DiagGaussian",
+           "DiagParams", "DirichletPrior", "Exponential", "GammaPrior", "MixtureParams",
+           "Poisson", "Product", "RatePrior", "aic", "bic", "fit_mixture", "log_prob",
+           "n_parameters", "predict", "responsibilities", "sample", "weighted_log_prob"]

@@ -17,7 +17,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 class BetaPrior(NamedTuple):
@@ -36,15 +35,16 @@ class Bernoulli:
     """Binary features; ``theta`` is the ``(k, d)`` array of probabilities."""
 
     name: str = "bernoulli"
+    support: str = "0 or 1"
 
     def log_prob(self, theta, x):
         p = _clip(theta)
         return jnp.matmul(x, jnp.log(p).T) + jnp.matmul(1 - x, jnp.log1p(-p).T)
 
-    def stats(self, x, r):
+    def stats(self, theta, x, r):
         return jnp.matmul(r.T, x)
 
-    def m_step(self, nk, stats, prior):
+    def m_step(self, theta, nk, stats, prior):
         if prior is None:
             return _clip(stats / jnp.maximum(nk, jnp.finfo(stats.dtype).tiny)[:, None])
         return _clip((stats + prior.a - 1) / (nk[:, None] + prior.a + prior.b - 2))
@@ -65,11 +65,8 @@ class Bernoulli:
     def n_free(self, d: int) -> int:
         return d
 
-    def check_data(self, x) -> None:
-        x = np.asarray(x)
-        if not np.all((x == 0) | (x == 1)):
-            raise ValueError("X must be binary (0 or 1) for the Bernoulli family; threshold "
-                             "or binarise it first")
+    def in_support(self, x):
+        return jnp.all((x == 0) | (x == 1), axis=1)
 
-    def sample(self, key, theta, labels, d: int):
+    def sample(self, key, theta, labels):
         return jax.random.bernoulli(key, theta[labels]).astype(theta.dtype)

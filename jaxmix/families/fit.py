@@ -25,14 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.compiling import jit
-from jaxmix.data.chunked import chunk
 from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
+from jaxmix.fit.inputs import placed
 from jaxmix.fit.rows import cut_rows
 from jaxmix.families.mixture import MixtureParams
-from jaxmix.validation import (as_key, check_data, check_int, check_max_iter, check_n_restarts,
-                               check_nonneg, check_sample_weight)
+from jaxmix.validation import (as_key, check_int, check_max_iter, check_n_restarts,
+                               check_nonneg, is_traced)
 
 # Traces of the compiled fit (tests read it: restarts run in one program).
 TRACE_COUNT = {"mixture": 0}
@@ -55,12 +55,12 @@ def batched_em_step(family, data, prior, alpha):
                 lp = jnp.log(p.weights) + family.log_prob(p.theta, x)
                 ll = jax.nn.logsumexp(lp, axis=1)
                 r = jnp.exp(lp - ll[:, None]) * w[:, None]
-                return jnp.sum(r, axis=0), family.stats(x, r), jnp.sum(w * ll)
+                return jnp.sum(r, axis=0), family.stats(p.theta, x, r), jnp.sum(w * ll)
             return jax.vmap(one)(params)
 
         nk, stats, loglik = reduce(chunk_stats, data)
-        new = jax.vmap(lambda n, s: MixtureParams(_weights(n, alpha),
-                                                  family.m_step(n, s, prior)))(nk, stats)
+        new = jax.vmap(lambda p, n, s: MixtureParams(
+            _weights(n, alpha), family.m_step(p.theta, n, s, prior)))(params, nk, stats)
         return new, (loglik + jax.vmap(lambda p: log_prior(family, p, prior, alpha))(params)) / total
 
     return step
@@ -82,9 +82,9 @@ def seeded_start(family, key, xs, ws, k: int) -> MixtureParams:
     p = ws / jnp.sum(ws)
     seeds = jax.random.choice(key, xs.shape[0], (k,), replace=False, p=p)
     onehot = jnp.zeros((xs.shape[0], k), xs.dtype).at[seeds, jnp.arange(k)].set(1.0)
-    mean = jax.tree.map(lambda s: s / jnp.sum(ws), family.stats(xs, ws[:, None]))
-    stats = jax.tree.map(jnp.add, family.stats(xs, onehot), mean)
-    theta = family.m_step(jnp.full((k,), 2.0, xs.dtype), stats, None)
+    mean = jax.tree.map(lambda s: s / jnp.sum(ws), family.stats(None, xs, ws[:, None]))
+    stats = jax.tree.map(jnp.add, family.stats(None, xs, onehot), mean)
+    theta = family.m_step(None, jnp.full((k,), 2.0, xs.dtype), stats, None)
     return MixtureParams(jnp.full((k,), 1.0 / k, xs.dtype), theta)
 
 
@@ -109,17 +109,20 @@ def check_init(params, k: int, d: int, dtype):
 def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior=None,
                 tol: float = 1e-3, max_iter: int = 100, sample_weight=None,
                 chunk_size: int | None = None, prior_weights: float = 1.0,
-                init_params: MixtureParams | None = None) -> FitResult:
+                init_params: MixtureParams | None = None, mesh=None) -> FitResult:
     """Fit a mixture of ``family`` components by EM from ``n_restarts`` starts.
 
     Args:
       key: ``jax.random`` key or int seed.
-      x: ``(n, d)`` data in the family's support (checked).
+      x: ``(n, d)`` data in the family's support (checked in one pass): an
+        array (possibly sharded over ``mesh``) or a chunk source, as in
+        :func:`jaxmix.fit_gmm` (the data are not centred).
       n_components: ``k``.
       family: a component family, e.g. :class:`~jaxmix.families.Bernoulli`.
-      n_restarts, tol, max_iter, sample_weight, chunk_size: as in :func:`jaxmix.fit_gmm`.
+      n_restarts, tol, max_iter, sample_weight, chunk_size, mesh: as in
+        :func:`jaxmix.fit_gmm`.
       prior: ``None`` (maximum likelihood), ``"default"`` (the family's weak
-        conjugate prior from the data) or the family's prior pytree.
+        conjugate prior from the initialiser's sample) or the family's prior.
       prior_weights: ``alpha`` of the symmetric Dirichlet prior on the
         weights when ``prior`` is given (1: flat).
       init_params: one :class:`~jaxmix.families.MixtureParams` every restart
@@ -130,36 +133,38 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
       :class:`~jaxmix.families.MixtureParams` with a leading restart axis.
     """
     key = as_key(key)
-    x = check_data(x)
-    family.check_data(x)
-    k = check_int(n_components, "n_components", high=x.shape[0])
     n_restarts, max_iter = check_n_restarts(n_restarts), check_max_iter(max_iter)
+    k = check_int(n_components, "n_components")
     tol = check_nonneg(tol, "tol")
     alpha = check_nonneg(prior_weights, "prior_weights", strict=True)
-    w = check_sample_weight(sample_weight, x.shape[0], x.dtype, k)
-    w = np.ones(x.shape[0], x.dtype) if w is None else w
-    if isinstance(prior, str):
-        if prior != "default":
-            raise ValueError(f"prior must be None, 'default' or the family's prior, got {prior!r}")
-        prior = family.default_prior(jnp.asarray(x), jnp.asarray(w), k)
-    data = chunk(x, chunk_size, w)
-    init_params = check_init(init_params, k, x.shape[1], x.dtype)
-    result = jax.block_until_ready(_fit(key, data, prior, tol, max_iter, alpha, init_params,
-                                        family=family,
-                                        k=k, n_restarts=n_restarts,
-                                        history=history_bucket(max_iter)))
+    width = lambda d: n_restarts * k + d  # noqa: E731 - log-probs and a chunk per row
+    with placed(key, x, k, row_elements=width, chunk_size=chunk_size,
+                sample_weight=sample_weight, mesh=mesh, centring=False) as inp:
+        xs, ws = inp.sample.flat()
+        if isinstance(prior, str):
+            if prior != "default":
+                raise ValueError(f"prior must be None, 'default' or the family's prior, got "
+                                 f"{prior!r}")
+            prior = family.default_prior(xs, ws, k)
+        init_params = check_init(init_params, k, inp.n_features, xs.dtype)
+        result, outside = jax.block_until_ready(_fit(
+            key, inp.data, inp.sample, prior, tol, max_iter, alpha, init_params, family=family,
+            k=k, n_restarts=n_restarts, history=history_bucket(max_iter)))
+    if not is_traced(outside) and int(outside) > 0:
+        raise ValueError(f"X: {int(outside)} row(s) lie outside the {family.name} family's "
+                         f"support ({family.support}); transform them first")
     return raise_if_all_failed(cut_rows(result, n_restarts, max_iter),
                                "check the data and the prior")
 
 
 @jit(static_argnames=("family", "k", "n_restarts", "history"))
-def _fit(key, data, prior, tol, max_iter, alpha, init_params, *, family, k, n_restarts,
-         history):
+def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family, k,
+         n_restarts, history):
     TRACE_COUNT["mixture"] += 1
-    dtype = data.x.dtype
+    dtype = sample.x.dtype
     alpha = jnp.asarray(alpha, dtype)
-    xs, ws = data.flat()
-
+    xs, ws = sample.flat()
+    outside = reduce(lambda x, w, _: jnp.sum((w > 0) & ~family.in_support(x)), data)
     if init_params is None:
         params0 = jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws,
                                                   k))(jnp.arange(n_restarts))
@@ -169,5 +174,5 @@ def _fit(key, data, prior, tol, max_iter, alpha, init_params, *, family, k, n_re
     result = iterate(batched_em_step(family, data, prior, alpha), params0,
                      jnp.asarray(tol, dtype), max_iter, history_len=history)
     # a component with less than one sample's weight: collapsed
-    return result._replace(
-        degenerate=jnp.any(result.params.weights * data.total_weight() < 1.0, axis=1))
+    return result._replace(degenerate=jnp.any(
+        result.params.weights * data.total_weight() < 1.0, axis=1)), outside

@@ -51,24 +51,23 @@ def sample(family, key, params: MixtureParams, n: int):
     """``(x (n, d), labels (n,))`` drawn from the mixture."""
     k_labels, k_x = jax.random.split(key)
     labels = jax.random.categorical(k_labels, jnp.log(params.weights), shape=(n,))
-    d = jax.tree.leaves(params.theta)[0].shape[-1]
-    return family.sample(k_x, params.theta, labels, d), labels
+    return family.sample(k_x, params.theta, labels), labels
 
 
-def n_parameters(family, params: MixtureParams) -> int:
-    """Free parameters: ``k - 1`` weights plus ``k`` components' own."""
+def n_parameters(family, params: MixtureParams, n_features: int) -> int:
+    """Free parameters on ``n_features`` columns: ``k - 1`` weights plus ``k``
+    components' own."""
     k = params.weights.shape[-1]
-    d = jax.tree.leaves(params.theta)[0].shape[-1]
-    return k - 1 + k * family.n_free(d)
+    return k - 1 + k * family.n_free(n_features)
 
 
 def bic(family, params: MixtureParams, x) -> float:
     """``-2 log L + n_parameters log n`` (scikit-learn's definition)."""
     total = float(np.sum(np.asarray(log_prob(family, params, x), np.float64)))
-    return -2 * total + n_parameters(family, params) * np.log(np.shape(x)[0])
+    return -2 * total + n_parameters(family, params, np.shape(x)[1]) * np.log(np.shape(x)[0])
 
 
 def aic(family, params: MixtureParams, x) -> float:
     """``-2 log L + 2 n_parameters``."""
     total = float(np.sum(np.asarray(log_prob(family, params, x), np.float64)))
-    return -2 * total + 2 * n_parameters(family, params)
+    return -2 * total + 2 * n_parameters(family, params, np.shape(x)[1])

@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import gammaln
 
 
@@ -37,16 +36,17 @@ class Poisson:
     """Counts; ``theta`` is the ``(k, d)`` array of rates."""
 
     name: str = "poisson"
+    support: str = "integers >= 0"
 
     def log_prob(self, theta, x):
         lam = _floor(theta)
         return (jnp.matmul(x, jnp.log(lam).T) - jnp.sum(lam, axis=1)
                 - jnp.sum(gammaln(x + 1), axis=1, keepdims=True))
 
-    def stats(self, x, r):
+    def stats(self, theta, x, r):
         return jnp.matmul(r.T, x)
 
-    def m_step(self, nk, stats, prior):
+    def m_step(self, theta, nk, stats, prior):
         if prior is None:
             return _floor(stats / jnp.maximum(nk, jnp.finfo(stats.dtype).tiny)[:, None])
         return _floor((stats + prior.shape - 1) / (nk[:, None] + prior.rate))
@@ -66,10 +66,8 @@ class Poisson:
     def n_free(self, d: int) -> int:
         return d
 
-    def check_data(self, x) -> None:
-        x = np.asarray(x)
-        if not np.all((x >= 0) & (x == np.floor(x))):
-            raise ValueError("X must hold counts (integers >= 0) for the Poisson family")
+    def in_support(self, x):
+        return jnp.all((x >= 0) & (x == jnp.floor(x)), axis=1)
 
-    def sample(self, key, theta, labels, d: int):
+    def sample(self, key, theta, labels):
         return jax.random.poisson(key, theta[labels]).astype(theta.dtype)

@@ -9,17 +9,22 @@ with the component axis ``k``; its prior is a pytree of traced values (or
 ``None``). It defines::
 
     log_prob(theta, x)            (m, k) log p(x_n | component j), no weights
-    stats(x, r)                   expected sufficient statistics of a chunk:
+    stats(theta, x, r)            expected sufficient statistics of a chunk:
                                   a pytree, additive over chunks (r: (m, k)
-                                  responsibilities times the sample weights)
-    m_step(nk, stats, prior)      the components maximising the expected
-                                  complete-data log-likelihood (+ log prior)
+                                  responsibilities times the sample weights;
+                                  theta the current components, None when
+                                  seeding: latent-variable families use it)
+    m_step(theta, nk, stats, prior)  the components maximising the expected
+                                  complete-data log-likelihood (+ log prior);
+                                  theta: those the stats were taken under
     log_prior(theta, prior)       scalar (0 for prior=None)
     default_prior(x, w, k)        a weak conjugate prior from the data
-    n_free(d)                     free parameters of one component
-    check_data(x)                 ValueError naming ``X`` unless x is in the
-                                  family's support (host-side, concrete x)
-    sample(key, theta, labels, d) one draw per label
+    n_free(d)                     free parameters of one component (d: the
+                                  data's columns)
+    in_support(x)                 (m,) bool: rows in the family's support
+                                  (checked over every chunk of every
+                                  placement; ``support`` says it in words)
+    sample(key, theta, labels)    one draw per label
 
 The weights are the generic part's: ``w_k = (nk + alpha - 1) / (N + k (alpha - 1))``
 under a symmetric Dirichlet(``alpha``) prior (``alpha = 1``: maximum
@@ -39,12 +44,13 @@ class ComponentFamily(Protocol):
     """Static description of one family of mixture components (see the module)."""
 
     name: str
+    support: str
 
     def log_prob(self, theta, x): ...
-    def stats(self, x, r): ...
-    def m_step(self, nk, stats, prior): ...
+    def stats(self, theta, x, r): ...
+    def m_step(self, theta, nk, stats, prior): ...
     def log_prior(self, theta, prior): ...
     def default_prior(self, x, w, k: int): ...
     def n_free(self, d: int) -> int: ...
-    def check_data(self, x) -> None: ...
-    def sample(self, key, theta, labels, d: int): ...
+    def in_support(self, x): ...
+    def sample(self, key, theta, labels): ...

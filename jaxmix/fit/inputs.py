@@ -100,9 +100,12 @@ def centre(x, w):
 
 @contextlib.contextmanager
 def placed(key, x, k: int, *, row_elements: Callable[[int], int], chunk_size=None,
-           sample_weight=None, mesh=None, init_size=None, k_name: str = "n_components"):
+           sample_weight=None, mesh=None, init_size=None, k_name: str = "n_components",
+           centring: bool = True):
     """Validate and place ``x`` for a fit of ``k`` components; yields a
     :class:`Placement` (a streamed source stays readable inside the block).
+    ``centring=False`` keeps the data's own frame (offset zero): families
+    whose support is not translation invariant (counts, binary features).
 
     ``row_elements(d)`` is the fit's largest per-chunk intermediate per row
     (the chunk rule's input); ``chunk_size`` overrides the rule. Every fit
@@ -115,13 +118,19 @@ def placed(key, x, k: int, *, row_elements: Callable[[int], int], chunk_size=Non
             raise ValueError("mesh cannot be combined with a streamed source; pass an array "
                              "(or a sharded array) to fit on a mesh")
         with _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size,
-                       k_name) as placement:
+                       k_name, centring) as placement:
             yield placement
         return
-    yield _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name)
+    yield _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name, centring)
 
 
-def _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name) -> Placement:
+def _centre_or_zero(x, w, centring: bool):
+    return centre(x, w) if centring else (np if isinstance(x, np.ndarray) else jnp).zeros(
+        x.shape[1], x.dtype)
+
+
+def _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name,
+               centring=True) -> Placement:
     if mesh is not None:
         mesh = check_mesh(mesh)
     x = check_data(x)
@@ -130,13 +139,14 @@ def _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name) -> P
     w = check_sample_weight(sample_weight, n, x.dtype, k)
     extent = None if is_traced(x, w) else check_spread(x, w)
     size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
-    offset = centre(x, w)
+    offset = _centre_or_zero(x, w, centring)
     data = placed_chunks(x, w, offset, mesh, row_elements(d), size, sample_bucket(n))
     return Placement(data, data, offset, n, extent)
 
 
 @contextlib.contextmanager
-def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_name):
+def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_name,
+              centring=True):
     src = open_source(x, sample_weight)
     if chunk_size is not None:
         size = check_int(chunk_size, "chunk_size")
@@ -151,7 +161,7 @@ def _streamed(key, x, k, row_elements, chunk_size, sample_weight, init_size, k_n
     sx, sw = sample_rows(src, rows, info.layout.chunk_size)
     sx = check_data(sx)
     sw = check_sample_weight(sw, sx.shape[0], sx.dtype)
-    offset = centre(sx, sw)
+    offset = _centre_or_zero(sx, sw, centring)
     # padded to the sample bucket like in-memory data: one compiled shape per
     # bucket, and initialisers that draw k_max rows always have them
     sample = chunk(sx - offset, info.layout.chunk_size, sw, sample_bucket(sx.shape[0]))

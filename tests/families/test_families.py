@@ -54,7 +54,7 @@ def test_m_step_maximises_the_expected_log_posterior(name, with_prior):
     prior = (BetaPrior(2.0, 3.0) if name == "bernoulli" else GammaPrior(2.0, 0.5)) \
         if with_prior else None
     nk = r.sum(axis=0)
-    theta = np.asarray(family.m_step(jnp.asarray(nk), family.stats(jnp.asarray(x), jnp.asarray(r)),
+    theta = np.asarray(family.m_step(None, jnp.asarray(nk), family.stats(None, jnp.asarray(x), jnp.asarray(r)),
                                      prior))
     dist = st.bernoulli if name == "bernoulli" else st.poisson
     for j in range(3):
@@ -131,16 +131,16 @@ def test_criteria_and_sampling(name):
         np.testing.assert_allclose(x[labels == j].mean(axis=0), TRUE[name][j],
                                    atol=0.03 if name == "bernoulli" else 0.15)
     free = 2 + 3 * TRUE[name].shape[1]
-    assert n_parameters(family, params) == free
+    assert n_parameters(family, params, TRUE[name].shape[1]) == free
     total = scipy_log_prob(name, np.array([0.2, 0.5, 0.3]), TRUE[name], x[:500]).sum()
     np.testing.assert_allclose(bic(family, params, x[:500]), -2 * total + free * np.log(500),
                                rtol=1e-10)
 
 
 def test_data_outside_the_support_is_refused():
-    with pytest.raises(ValueError, match="binary"):
+    with pytest.raises(ValueError, match="support \\(0 or 1\\)"):
         fit_mixture(0, np.array([[0.0, 2.0], [1.0, 0.0]]), 1, Bernoulli())
-    with pytest.raises(ValueError, match="counts"):
+    with pytest.raises(ValueError, match="integers >= 0"):
         fit_mixture(0, np.array([[0.0, -1.0], [1.0, 0.0]]), 1, Poisson())
     with pytest.raises(ValueError, match="prior"):
         fit_mixture(0, np.array([[0.0, 1.0], [1.0, 0.0]]), 1, Poisson(), prior="strong")
