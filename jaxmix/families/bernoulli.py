@@ -18,6 +18,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmix.families.summed import SummedFeatures
+
 
 class BetaPrior(NamedTuple):
     """``p_ji ~ Beta(a, b)`` for every component and feature."""
@@ -31,7 +33,7 @@ def _clip(p):
 
 
 @dataclasses.dataclass(frozen=True)
-class Bernoulli:
+class Bernoulli(SummedFeatures):
     """Binary features; ``theta`` is the ``(k, d)`` array of probabilities."""
 
     name: str = "bernoulli"
@@ -41,12 +43,9 @@ class Bernoulli:
         p = _clip(theta)
         return jnp.matmul(x, jnp.log(p).T) + jnp.matmul(1 - x, jnp.log1p(-p).T)
 
-    def stats(self, theta, x, r):
-        return jnp.matmul(r.T, x)
-
     def m_step(self, theta, nk, stats, prior):
         if prior is None:
-            return _clip(stats / jnp.maximum(nk, jnp.finfo(stats.dtype).tiny)[:, None])
+            return _clip(self.weighted_mean(nk, stats))
         return _clip((stats + prior.a - 1) / (nk[:, None] + prior.a + prior.b - 2))
 
     def log_prior(self, theta, prior):

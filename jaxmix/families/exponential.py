@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
+from jaxmix.families.summed import SummedFeatures
+
 
 class RatePrior(NamedTuple):
     """``lambda_ji ~ Gamma(shape, rate)``."""
@@ -22,7 +24,7 @@ class RatePrior(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Exponential:
+class Exponential(SummedFeatures):
     """Positive values; ``theta`` is the ``(k, d)`` array of rates."""
 
     name: str = "exponential"
@@ -30,9 +32,6 @@ class Exponential:
 
     def log_prob(self, theta, x):
         return jnp.sum(jnp.log(theta), axis=1) - jnp.matmul(x, theta.T)
-
-    def stats(self, theta, x, r):
-        return jnp.matmul(r.T, x)
 
     def m_step(self, theta, nk, stats, prior):
         tiny = jnp.finfo(stats.dtype).tiny ** 0.5

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
+from jaxmix.families.summed import SummedFeatures
+
 
 class GammaPrior(NamedTuple):
     """``lambda_ji ~ Gamma(shape, rate)`` for every component and feature."""
@@ -32,7 +34,7 @@ def _floor(lam):
 
 
 @dataclasses.dataclass(frozen=True)
-class Poisson:
+class Poisson(SummedFeatures):
     """Counts; ``theta`` is the ``(k, d)`` array of rates."""
 
     name: str = "poisson"
@@ -43,12 +45,9 @@ class Poisson:
         return (jnp.matmul(x, jnp.log(lam).T) - jnp.sum(lam, axis=1)
                 - jnp.sum(gammaln(x + 1), axis=1, keepdims=True))
 
-    def stats(self, theta, x, r):
-        return jnp.matmul(r.T, x)
-
     def m_step(self, theta, nk, stats, prior):
         if prior is None:
-            return _floor(stats / jnp.maximum(nk, jnp.finfo(stats.dtype).tiny)[:, None])
+            return _floor(self.weighted_mean(nk, stats))
         return _floor((stats + prior.shape - 1) / (nk[:, None] + prior.rate))
 
     def log_prior(self, theta, prior):
