@@ -148,3 +148,22 @@ def _release_compiled_programs():
     """
     yield
     jax.clear_caches()
+
+
+def rewrite_metadata(path, **changes) -> None:
+    """Change entries of a jaxmix model file's JSON metadata in place (a
+    crafted or an old-format file); an entry set to None is removed."""
+    import io
+    import json
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    meta = json.loads(str(np.load(io.BytesIO(members["__metadata__.npy"]))[()]))
+    meta.update(changes)
+    meta = {key: value for key, value in meta.items() if value is not None}
+    buf = io.BytesIO()
+    np.save(buf, np.array(json.dumps(meta)))
+    members["__metadata__.npy"] = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)

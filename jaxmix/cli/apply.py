@@ -1,9 +1,9 @@
 """``jaxmix predict MODEL DATA`` and ``jaxmix info MODEL``: a saved model
 applied to new data, and what a model file holds.
 
-Any jaxmix model file works: ``jaxmix fit``'s ``model.npz``, a
-``GaussianMixture``'s ``save``, or :func:`jaxmix.save_params` (one model, not
-restart-batched). The data go through the model's recorded preprocessing:
+Any jaxmix mixture file works: ``jaxmix fit``'s ``model.npz`` (also with
+``--family``), a ``GaussianMixture``'s or ``MixtureModel``'s ``save``, or
+:func:`jaxmix.save_params` (one model, not restart-batched). The data go through the model's recorded preprocessing:
 its columns (by header name when both the model and the file have names,
 else by index) and its standardisation.
 
@@ -20,12 +20,14 @@ from __future__ import annotations
 import io
 import json
 import os
+from typing import Callable, NamedTuple
 
+import jax
 import numpy as np
 
 from jaxmix.atomic import atomic_write, write_text
 from jaxmix.cli.data import UsageError, load
-from jaxmix.io import load_model, peek_metadata
+from jaxmix.io import About, load_model, peek_metadata
 from jaxmix.params import GMMParams
 
 
@@ -50,24 +52,55 @@ def add_commands(sub) -> None:
     info.set_defaults(run=run_info)
 
 
-def _model(path):
+class Applied(NamedTuple):
+    """A model file ready to apply: what it says, and its ``(n, k)`` weighted
+    component log-densities ``log w_j + log p(x | j)``."""
+    about: About
+    n_features: int
+    description: str
+    weighted: Callable
+
+
+def _model(path) -> Applied:
     if not os.path.isfile(path):
         raise UsageError(f"MODEL {path!r}: no such file; check the path")
+    if peek_metadata(path)["kind"] == "MixtureParams":
+        return _family_model(path)
     model = load_model(path)
-    if not isinstance(model.params, GMMParams):
-        raise UsageError(f"MODEL {path!r} holds K-Means centroids; predict takes a Gaussian "
-                         "mixture")
-    if np.ndim(model.params.weights) != 1:
-        raise UsageError(f"MODEL {path!r} holds {np.shape(model.params.weights)[0]} restarts; "
-                         "save the one to apply (FitResult.best_params)")
-    return model
+    p = model.params
+    if not isinstance(p, GMMParams):
+        raise UsageError(f"MODEL {path!r} holds K-Means centroids; predict takes a mixture")
+    _single(path, p.weights)
+    from jaxmix.gmm import weighted_log_prob
+    k, d = p.means.shape
+    return Applied(model.about, d, f"Gaussian mixture: covariance {p.covariance_type}, k={k}, "
+                   f"d={d}, dtype {np.asarray(p.means).dtype}",
+                   lambda x: weighted_log_prob(p, np.asarray(x, p.means.dtype)))
+
+
+def _family_model(path) -> Applied:
+    from jaxmix.families import weighted_log_prob
+    from jaxmix.io.mixture_file import load_mixture, n_features_of
+
+    family, p, about = load_mixture(path)
+    _single(path, p.weights)
+    d = n_features_of(family, jax.tree.leaves(p.theta))
+    dtype = np.asarray(p.weights).dtype
+    return Applied(about, d, f"{family.name} mixture: k={p.weights.shape[0]}, d={d}, dtype "
+                   f"{dtype}", lambda x: weighted_log_prob(family, p, np.asarray(x, dtype)))
+
+
+def _single(path, weights) -> None:
+    if np.ndim(weights) != 1:
+        raise UsageError(f"MODEL {path!r} holds {np.shape(weights)[0]} restarts; save the one "
+                         "to apply (FitResult.best_params)")
 
 
 def model_inputs(model, args) -> np.ndarray:
     """``args.data``'s columns as the model's inputs (its recorded
     preprocessing): by header name when the model has names and the file a
     header, else by the recorded indices; other columns are not parsed."""
-    about, d = model.about, model.params.means.shape[-1]
+    about, d = model.about, model.n_features
     choices = [c for c in (about.feature_names, about.columns) if c is not None] or [None]
     for i, columns in enumerate(choices):
         try:
@@ -83,14 +116,11 @@ def model_inputs(model, args) -> np.ndarray:
     return about._replace(columns=None).transform(data.x)
 
 
-def predictions(model, x: np.ndarray):
+def predictions(model: Applied, x: np.ndarray):
     """``(column names, (n, columns) float64 values)``."""
-    from jaxmix.criteria import score_samples_chunked
-    from jaxmix.gmm import responsibilities
-
-    p = model.params
-    proba = np.asarray(responsibilities(p, np.asarray(x, p.means.dtype)), np.float64)
-    log_density = np.asarray(score_samples_chunked(p, x), np.float64)
+    weighted = np.asarray(model.weighted(x), np.float64)
+    log_density = np.logaddexp.reduce(weighted, axis=1)
+    proba = np.exp(weighted - log_density[:, None])
     names = ["label"] + [f"probability_{j}" for j in range(proba.shape[1])] + ["log_density"]
     columns = [np.argmax(proba, axis=1), *proba.T, log_density]
     threshold = model.about.fit.get("anomaly_threshold")
@@ -129,11 +159,10 @@ def run_predict(args) -> int:
 
 def run_info(args) -> int:
     model = _model(args.model)
-    meta, p, about = peek_metadata(args.model), model.params, model.about
+    meta, about = peek_metadata(args.model), model.about
     lines = [f"{args.model}: {meta['kind']} (format version {meta['format_version']}, "
              f"written by jaxmix {meta.get('jaxmix_version', '?')})",
-             f"  Gaussian mixture: covariance {p.covariance_type}, k={p.means.shape[0]}, "
-             f"d={p.means.shape[1]}, dtype {np.asarray(p.means).dtype}",
+             f"  {model.description}",
              f"  features: {about.feature_names if about.feature_names else 'not named'}",
              f"  columns read: {about.columns if about.columns is not None else 'all, in order'}",
              f"  standardised: {'yes' if about.center is not None else 'no'}"]

@@ -182,20 +182,21 @@ def _span(ks) -> str:
     return f"{ks[0]}..{ks[-1]}" if list(ks) == list(range(ks[0], ks[-1] + 1)) else str(list(ks))
 
 
-def model_about(inputs, row: Row, x, method: Method, args):
+def model_about(inputs, row: Row, x, method: Method, args, extra=None):
     """What ``jaxmix fit`` records in its model file: ``inputs`` (names,
     columns, scaling) and the fit's settings and scores, with the anomaly
-    threshold (log-density at the 4th percentile of the training data)."""
-    from jaxmix.anomaly import density_threshold
-
+    threshold (log-density at the 4th percentile of the training data;
+    ``extra`` replaces it for other families)."""
     fit = dict(command="jaxmix fit", method=method.name, objective=method.objective,
                covariance_type=row.covariance_type, k=row.k, criterion=args.criterion,
                n_restarts=args.restarts, seed=args.seed, tol=args.tol, max_iter=args.max_iter,
                n_samples=int(x.shape[0]), log_likelihood=row.log_likelihood, bic=row.bic,
-               aic=row.aic, converged=row.converged, n_iter=row.n_iter,
-               anomaly_percentile=ANOMALY_PERCENTILE,
-               anomaly_threshold=float(density_threshold(row.params, x, ANOMALY_PERCENTILE)))
-    return inputs._replace(fit=fit)
+               aic=row.aic, converged=row.converged, n_iter=row.n_iter)
+    if extra is None:
+        from jaxmix.anomaly import density_threshold
+        extra = dict(anomaly_percentile=ANOMALY_PERCENTILE, anomaly_threshold=float(
+            density_threshold(row.params, x, ANOMALY_PERCENTILE)))
+    return inputs._replace(fit={**fit, **extra})
 
 
 def best_row(rows, criterion: str = "bic") -> Row:

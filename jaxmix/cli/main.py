@@ -144,6 +144,10 @@ def _add_fit(sub) -> None:
                           "all); recorded in the model, so `jaxmix predict` reads the same")
     fit.add_argument("--drop", metavar="COLS",
                      help="columns to leave out (e.g. a label column), by name or index")
+    fit.add_argument("--family", metavar="NAME",
+                     help="fit mixtures of another component family instead of Gaussians: "
+                          "bernoulli (0/1 columns), poisson (counts), exponential (values "
+                          ">= 0) or categorical (integer codes); by em or map-em")
     fit.add_argument("--scale", action="store_true",
                      help="standardise every column to mean 0, standard deviation 1 before "
                           "fitting (recorded in the model and applied again by predict)")
@@ -208,9 +212,8 @@ def _run_fit(args) -> int:
     from jaxmix.cli import report
     from jaxmix.cli.columns import ColumnError, parse_spec
     from jaxmix.cli.data import load
-    from jaxmix.cli.fit import best_row, make_method, model_about, parse_ks, sweep
+    from jaxmix.cli.fit import best_row, make_method, parse_ks
     from jaxmix.cli.outputs import staged
-    from jaxmix.io import save_params
 
     ks = parse_ks(args.k)
     try:
@@ -235,15 +238,13 @@ def _run_fit(args) -> int:
             x, about = _inputs(data, args.scale, report)
             say(f"{args.data}: {x.shape[0]} samples, {x.shape[1]} features; method "
                 f"{method.name} ({method.objective})")
-            rows = sweep(x, ks, _covariance_types(args.covariance or ["full"]), method,
-                         n_restarts=args.restarts, seed=args.seed, max_iter=args.max_iter,
-                         tol=args.tol, progress=say)
+            rows, save = _fitted(x, ks, method, args, say)
             live.close()
             chosen = best_row(rows, args.criterion)
             table = report.rows_table(rows, chosen)
             written = [folder / "table.md", folder / "model.npz"]
             write_text(written[0], table + "\n")
-            save_params(written[1], chosen.params, model_about(about, chosen, x, method, args))
+            save(written[1], chosen, about)
             if args.plot:
                 written += _fit_figures(folder, x, rows, chosen, args.criterion, report)
     finally:
@@ -252,6 +253,30 @@ def _run_fit(args) -> int:
     print(f"\nbest by {args.criterion.upper()}: {chosen.covariance_type}, k={chosen.k}")
     print("wrote " + ", ".join(str(args.out / p.name) for p in written))
     return 0
+
+
+def _fitted(x, ks, method, args, say):
+    """``(rows, save(path, row, about))``: Gaussian mixtures over the k grid and
+    covariance types, or mixtures of ``--family``."""
+    from jaxmix.cli.fit import model_about, sweep
+    from jaxmix.io import save_params
+
+    options = dict(n_restarts=args.restarts, seed=args.seed, max_iter=args.max_iter,
+                   tol=args.tol, progress=say)
+    if args.family is None:
+        rows = sweep(x, ks, _covariance_types(args.covariance or ["full"]), method, **options)
+        return rows, lambda path, row, about: save_params(
+            path, row.params, model_about(about, row, x, method, args))
+    from jaxmix.cli.family_fit import family_named, family_record, family_sweep
+    from jaxmix.io.mixture_file import save_mixture
+
+    if method.optimizer is not None or args.covariance or args.plot:
+        raise UsageError("--family fits by --method em or map-em, without --covariance and "
+                         "--plot (they describe Gaussian mixtures); drop them")
+    family = family_named(args.family, x)
+    rows = family_sweep(x, ks, family, method.prior, **options)
+    return rows, lambda path, row, about: save_mixture(path, family, row.params, model_about(
+        about, row, x, method, args, family_record(family, row, x)))
 
 
 def _inputs(data, scale: bool, report):

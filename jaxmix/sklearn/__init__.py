@@ -15,6 +15,7 @@ versioned npz + JSON format of :mod:`jaxmix.io` (never pickle);
 from jaxmix.sklearn.dbscan import DBSCAN
 from jaxmix.sklearn.gmm import GaussianMixture
 from jaxmix.sklearn.kmeans import KMeans, MiniBatchKMeans
+from jaxmix.sklearn.mixture import MixtureModel
 from jaxmix.sklearn.persist import load_as
 
 # The estimators with a file format (jaxmix.io); DBSCAN has none.
@@ -32,5 +33,6 @@ def load_estimator(path, cls=None, covariance_type: str | None = None):
     return load_as(path, SAVED_ESTIMATORS if cls is None else (cls,), covariance_type)
 
 
-__all__ = ["DBSCAN", "GaussianMixture", "KMeans", "MiniBatchKMeans", "SAVED_ESTIMATORS",
+__all__ = ["DBSCAN", "GaussianMixture", "KMeans", "MiniBatchKMeans", "MixtureModel",
+           "SAVED_ESTIMATORS",
            "load_estimator"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from conftest import rewrite_metadata
 from test_cli import run
 
 from jaxmix import GMMParams, fit_gmm, load_params, save_params
@@ -138,17 +138,7 @@ def test_every_loader_reads_every_model_file(fitted, tmp_path):
 
 def _as_version_1(path) -> None:
     """Rewrite a file's metadata as the first format (no 'about')."""
-    with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    meta = json.loads(str(np.load(io.BytesIO(members["__metadata__.npy"]))[()]))
-    meta["format_version"] = 1
-    meta.pop("about", None)
-    buf = io.BytesIO()
-    np.save(buf, np.array(json.dumps(meta)))
-    members["__metadata__.npy"] = buf.getvalue()
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+    rewrite_metadata(path, format_version=1, about=None)
 
 
 def test_a_failed_run_leaves_no_output(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,83 @@
+"""Families by name, for files and the command line: a family as a JSON
+object and back (read as untrusted input), and the shapes of its component
+parameters, derived from the family itself (no per-family code).
+
+>>> from jaxmix.families import Categorical
+>>> to_spec(Categorical((3, 2)))
+{'name': 'categorical', 'n_categories': [3, 2]}
+>>> from_spec(to_spec(Categorical((3, 2))), "model.npz")
+Categorical(n_categories=(3, 2), name='categorical', support='integer codes 0 .. n_categories - 1 per column')
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.families.bernoulli import Bernoulli
+from jaxmix.families.categorical import Categorical
+from jaxmix.families.exponential import Exponential
+from jaxmix.families.gaussian import DiagGaussian
+from jaxmix.families.poisson import Poisson
+from jaxmix.families.product import Product
+
+# Families without settings, by name (the command line's --family).
+SIMPLE = {"bernoulli": Bernoulli, "poisson": Poisson, "exponential": Exponential}
+
+
+def to_spec(family) -> dict:
+    """``family`` as a JSON object."""
+    if isinstance(family, Categorical):
+        return {"name": family.name, "n_categories": list(family.n_categories)}
+    if isinstance(family, DiagGaussian):
+        return {"name": family.name, "reg_covar": family.reg_covar}
+    if isinstance(family, Product):
+        return {"name": family.name,
+                "blocks": [[to_spec(f), list(cols)] for f, cols in family.blocks]}
+    if type(family) in SIMPLE.values():
+        return {"name": family.name}
+    raise ValueError(f"no file format for the family {family!r}")
+
+
+def from_spec(spec, where: str):
+    """The family a JSON object names; ``ValueError`` naming ``where`` otherwise."""
+    def bad(text):
+        return ValueError(f"{where}: family {spec!r} {text}")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise bad("must be a JSON object with a 'name'")
+    name, keys = spec["name"], set(spec) - {"name"}
+    if name in SIMPLE and not keys:
+        return SIMPLE[name]()
+    if name == "categorical" and keys == {"n_categories"}:
+        sizes = spec["n_categories"]
+        if not (isinstance(sizes, list) and sizes and all(
+                isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 2 ** 20
+                for c in sizes)):
+            raise bad("needs n_categories: a list of integers from 1 to 2^20")
+        return Categorical(tuple(sizes))
+    if name == "diagonal Gaussian" and keys == {"reg_covar"}:
+        reg = spec["reg_covar"]
+        if not (isinstance(reg, (int, float)) and not isinstance(reg, bool)
+                and math.isfinite(reg) and reg >= 0):
+            raise bad("needs reg_covar: a finite number >= 0")
+        return DiagGaussian(float(reg))
+    if name == "product" and keys == {"blocks"} and isinstance(spec["blocks"], list):
+        blocks = []
+        for block in spec["blocks"]:
+            if not (isinstance(block, list) and len(block) == 2 and isinstance(block[1], list)
+                    and all(isinstance(c, int) and not isinstance(c, bool) for c in block[1])):
+                raise bad("blocks must be [family, [column, ...]] pairs")
+            blocks.append((from_spec(block[0], where), tuple(block[1])))
+        return Product(tuple(blocks))
+    raise bad("is not a family this jaxmix knows, or has the wrong keys")
+
+
+def theta_shapes(family, k: int, d: int, dtype):
+    """The ``jax.ShapeDtypeStruct`` tree of ``k`` components on ``d`` columns:
+    the shapes the family's own M-step produces."""
+    def m_step():
+        x, r = jnp.zeros((1, d), dtype), jnp.zeros((1, k), dtype)
+        return family.m_step(None, jnp.ones((k,), dtype), family.stats(None, x, r), None)
+    return jax.eval_shape(m_step)
