@@ -137,7 +137,7 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
     k = check_int(n_components, "n_components")
     tol = check_nonneg(tol, "tol")
     alpha = check_nonneg(prior_weights, "prior_weights", strict=True)
-    width = lambda d: n_restarts * k + d  # noqa: E731 - log-probs and a chunk per row
+    width = lambda d: n_restarts * k * (d + 1)  # noqa: E731 - per-component rows per sample
     with placed(key, x, k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, centring=False) as inp:
         xs, ws = inp.sample.flat()

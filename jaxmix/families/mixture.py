@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxmix.compiling import jit
 
 
 class MixtureParams(NamedTuple):
@@ -48,7 +52,12 @@ def predict(family, params: MixtureParams, x):
 
 
 def sample(family, key, params: MixtureParams, n: int):
-    """``(x (n, d), labels (n,))`` drawn from the mixture."""
+    """``(x (n, d), labels (n,))`` drawn from the mixture (one compiled program)."""
+    return _sample(key, params, family=family, n=int(n))
+
+
+@functools.partial(jit, static_argnames=("family", "n"))
+def _sample(key, params: MixtureParams, *, family, n: int):
     k_labels, k_x = jax.random.split(key)
     labels = jax.random.categorical(k_labels, jnp.log(params.weights), shape=(n,))
     return family.sample(k_x, params.theta, labels), labels

@@ -22,6 +22,7 @@ from jaxmix.families.exponential import Exponential
 from jaxmix.families.gaussian import DiagGaussian
 from jaxmix.families.poisson import Poisson
 from jaxmix.families.product import Product
+from jaxmix.families.student import StudentT
 
 # Families without settings, by name (the command line's --family).
 SIMPLE = {"bernoulli": Bernoulli, "poisson": Poisson, "exponential": Exponential}
@@ -33,6 +34,9 @@ def to_spec(family) -> dict:
         return {"name": family.name, "n_categories": list(family.n_categories)}
     if isinstance(family, DiagGaussian):
         return {"name": family.name, "reg_covar": family.reg_covar}
+    if isinstance(family, StudentT):
+        return {"name": family.name, "dof": family.dof, "fixed_dof": family.fixed_dof,
+                "reg_covar": family.reg_covar}
     if isinstance(family, Product):
         return {"name": family.name,
                 "blocks": [[to_spec(f), list(cols)] for f, cols in family.blocks]}
@@ -59,10 +63,15 @@ def from_spec(spec, where: str):
         return Categorical(tuple(sizes))
     if name == "diagonal Gaussian" and keys == {"reg_covar"}:
         reg = spec["reg_covar"]
-        if not (isinstance(reg, (int, float)) and not isinstance(reg, bool)
-                and math.isfinite(reg) and reg >= 0):
+        if not (_number(reg) and reg >= 0):
             raise bad("needs reg_covar: a finite number >= 0")
         return DiagGaussian(float(reg))
+    if name == "student-t" and keys == {"dof", "fixed_dof", "reg_covar"}:
+        dof, fixed, reg = spec["dof"], spec["fixed_dof"], spec["reg_covar"]
+        if not (_number(dof) and dof > 0 and isinstance(fixed, bool) and _number(reg)
+                and reg >= 0):
+            raise bad("needs dof > 0, fixed_dof a bool and reg_covar >= 0")
+        return StudentT(float(dof), fixed, float(reg))
     if name == "product" and keys == {"blocks"} and isinstance(spec["blocks"], list):
         blocks = []
         for block in spec["blocks"]:
@@ -72,6 +81,10 @@ def from_spec(spec, where: str):
             blocks.append((from_spec(block[0], where), tuple(block[1])))
         return Product(tuple(blocks))
     raise bad("is not a family this jaxmix knows, or has the wrong keys")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def theta_shapes(family, k: int, d: int, dtype):

@@ -109,8 +109,10 @@ def _matched(theta, truth):
     return jax.tree.map(lambda a: np.asarray(a)[list(order)], theta)
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "mixed" else pytest.mark.slow)
+                                  for n in CASES])
 def test_em_recovers_planted_components(name):
+    """Default run: the product (three families); each family alone: slow set."""
     family, truth = CASES[name]
     x, _ = planted(name)
     result = fit_mixture(0, x, K, family, n_restarts=8, max_iter=300, tol=1e-8)
