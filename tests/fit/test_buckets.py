@@ -68,12 +68,24 @@ def _same(a, b, atol=2e-5):
     np.testing.assert_allclose(ha[~np.isnan(ha)], hb[~np.isnan(hb)], rtol=1e-5, atol=atol)
 
 
-@pytest.mark.parametrize("covariance_type", TYPES)
-@pytest.mark.parametrize("prior", [None, "default"])
+# The fit of the padded-versus-exact tests below: k=3 padded to 8 components,
+# R=5 to 6 rows, n=180 to 256 rows, max_iter=40 to a history of 1024. Tests
+# that only need some fit of X use these shapes too (one compiled program).
+EM = dict(n_restarts=5, max_iter=40)
+# MAP-EM padded: one dense and one per-component-vector family in the default
+# run; tied and spherical with the prior in the slow set (each case compiles
+# two programs, the padded and the exact one).
+PRIOR_CASES = [(ct, None) for ct in TYPES] + [("full", "default"), ("diag", "default")] + [
+    pytest.param(ct, "default", marks=pytest.mark.slow) for ct in ("tied", "spherical")]
+
+
+@pytest.mark.parametrize("covariance_type, prior", PRIOR_CASES)
 def test_padded_em_equals_unpadded(covariance_type, prior):
     """k=3 padded to 8 components, R=5 to 6 rows, n=180 to 256 rows,
-    max_iter=40 to a history of 1024: the same fit as the exact shapes."""
-    args = dict(covariance_type=covariance_type, n_restarts=5, prior=prior, max_iter=40)
+    max_iter=40 to a history of 1024: the same fit as the exact shapes. The
+    slow set adds MAP-EM (``prior="default"``) for the tied and spherical
+    families."""
+    args = dict(covariance_type=covariance_type, prior=prior, **EM)
     padded = jaxmix.fit_gmm(0, X, 3, **args)
     with exact_shapes():
         exact = jaxmix.fit_gmm(0, X, 3, **args)
@@ -83,14 +95,17 @@ def test_padded_em_equals_unpadded(covariance_type, prior):
 
 @pytest.mark.parametrize("init", ["kmeans", "random", "random_from_data", "k-means++"])
 def test_padded_em_equals_unpadded_for_every_init(init):
-    padded = jaxmix.fit_gmm(1, X, 2, n_restarts=3, init=init, covariance_type="diag")
+    """The shapes of test_padded_em_equals_unpadded (diag): its programs serve
+    the "kmeans" case, another key gives other starts."""
+    args = dict(covariance_type="diag", init=init, **EM)
+    padded = jaxmix.fit_gmm(1, X, 3, **args)
     with exact_shapes():
-        exact = jaxmix.fit_gmm(1, X, 2, n_restarts=3, init=init, covariance_type="diag")
+        exact = jaxmix.fit_gmm(1, X, 3, **args)
     _same(padded, exact)
 
 
 def test_padded_em_from_init_params_and_with_weights():
-    start = jaxmix.fit_gmm(0, X, 3, max_iter=2).best_params
+    start = jaxmix.fit_gmm(0, X, 3, n_restarts=EM["n_restarts"], max_iter=2).best_params
     w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
     args = dict(init_params=start, n_restarts=2, sample_weight=w)
     padded = jaxmix.fit_gmm(0, X, 3, **args)
@@ -153,12 +168,13 @@ def test_padded_gradient_fit_equals_unpadded():
 
 
 def test_restart_r_does_not_depend_on_how_many_run():
-    """Restart r starts from fold_in(key, r): R=3 is the first three of R=7."""
-    few, many = jaxmix.fit_gmm(4, X, 3, n_restarts=3), jaxmix.fit_gmm(4, X, 3, n_restarts=7)
+    """Restart r starts from fold_in(key, r): R=3 (a program of 3 rows) is the
+    first three of R=5 (6 rows: the shapes of the padded fits above)."""
+    few, many = jaxmix.fit_gmm(4, X, 3, n_restarts=3), jaxmix.fit_gmm(4, X, 3, n_restarts=5)
     np.testing.assert_allclose(np.asarray(few.params.means),
                                np.asarray(many.params.means[:3]), atol=1e-5)
     few, many = jaxmix.fit_kmeans(4, X, 3, n_restarts=3), jaxmix.fit_kmeans(4, X, 3,
-                                                                          n_restarts=7)
+                                                                          n_restarts=5)
     np.testing.assert_allclose(np.asarray(few.params.centroids),
                                np.asarray(many.params.centroids[:3]), atol=1e-5)
 
@@ -166,14 +182,16 @@ def test_restart_r_does_not_depend_on_how_many_run():
 def test_a_k_sweep_compiles_two_programs_and_refits_compile_nothing():
     """k = 2..9 (buckets 8 and 12): at most two traces of the EM program;
     then other max_iter, tol, reg_covar, R and k inside the buckets compile
-    nothing at all (no program, large or small)."""
-    x = X[:170]  # a sample count no other test uses
+    nothing at all (no program, large or small). R=5 and n=170: the restart
+    and sample buckets of the padded fits above (6 rows, 256 samples), whose
+    k-bucket-8 program this file has compiled already."""
+    x = X[:170]
     before = TRACE_COUNT["gmm"]
     for k in range(2, 10):
-        jaxmix.fit_gmm(0, x, k, n_restarts=4)
+        jaxmix.fit_gmm(0, x, k, n_restarts=5)
     assert TRACE_COUNT["gmm"] - before <= 2
     compiles = COMPILES["n"]
-    jaxmix.fit_gmm(0, x, 5, n_restarts=3, max_iter=37, tol=1e-5, reg_covar=1e-4)
-    jaxmix.fit_gmm(1, x, 7, n_restarts=4, max_iter=120)
-    jaxmix.fit_gmm(0, x[:165], 4, n_restarts=4)  # n within its sample bucket
+    jaxmix.fit_gmm(0, x, 5, n_restarts=6, max_iter=37, tol=1e-5, reg_covar=1e-4)
+    jaxmix.fit_gmm(1, x, 7, n_restarts=5, max_iter=120)
+    jaxmix.fit_gmm(0, x[:165], 4, n_restarts=5)  # n within its sample bucket
     assert COMPILES["n"] == compiles
