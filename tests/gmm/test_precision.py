@@ -6,6 +6,8 @@ suffers the float32 rounding of the data itself (~ eps * D). The ``auto``
 path must stay within GEMM_ERROR_BUDGET-level error everywhere.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,16 +64,31 @@ def cov_rel_error(p, ref):
     return np.max(np.abs(c - c_ref)) / min(scale, smallest)
 
 
+# The steps under test, compiled once per path, family and dtype: every test
+# here steps N x D_FEAT samples in chunks of 1000. (An eager step traces a new
+# closure, so it would compile its scan and cond again on every call.)
+@functools.partial(jax.jit, static_argnames="path")
+def batched_step(params, data, reg_covar, path, white=None):
+    """:func:`batched_em_step` of ``data`` applied to restart-batched ``params``."""
+    return batched_em_step(data, reg_covar, path, white=white)(params)
+
+
+@functools.partial(jax.jit, static_argnames="path")
+def single_step(params, data, reg_covar, path):
+    """:func:`em_step`: one model."""
+    return em_step(params, data, reg_covar, path)
+
+
 def one_step(x, p64, path):
-    ref, _ = em_step(p64, chunk(jnp.asarray(x), 1000), 1e-6, "exact")
+    ref, _ = single_step(p64, chunk(jnp.asarray(x), 1000), 1e-6, "exact")
     p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
     x32 = jnp.asarray(x, jnp.float32)
     if path == "auto":
-        step = batched_em_step(chunk(x32, 1000), np.float32(1e-6), "auto")
-        new, _ = step(jax.tree.map(lambda a: a[None], p32))
+        new, _ = batched_step(jax.tree.map(lambda a: a[None], p32), chunk(x32, 1000),
+                              np.float32(1e-6), "auto")
         new = jax.tree.map(lambda a: a[0], new)
     else:
-        new, _ = em_step(p32, chunk(x32, 1000), np.float32(1e-6), path)
+        new, _ = single_step(p32, chunk(x32, 1000), np.float32(1e-6), path)
     assert new.means.dtype == jnp.float32
     return new, ref
 
@@ -180,19 +197,17 @@ def test_whitened_gemm_path_fires_and_is_accurate_on_correlated_data(cov, kind):
     from jaxmix.gmm.whitening import whitening
     x, labels = correlated_blobs(kind)
     p64 = scaled_start(x, labels, cov)
-    ref, _ = em_step(p64, chunk(jnp.asarray(x), 1000), 1e-6, "exact")
+    ref, exact_obj = single_step(p64, chunk(jnp.asarray(x), 1000), 1e-6, "exact")
     x32 = jnp.asarray(x, jnp.float32)
     p32 = jax.tree.map(lambda a: a[None].astype(jnp.float32), p64)
     white = whitening(x32, jnp.ones(len(x), jnp.float32))
     assert not bool(gemm_is_accurate(p32))
     assert bool(gemm_is_accurate(p32, white))
-    step = batched_em_step(chunk(x32, 1000), np.float32(1e-6), "auto", white=white)
-    new, obj = step(p32)
+    new, obj = batched_step(p32, chunk(x32, 1000), np.float32(1e-6), "auto", white=white)
     new = jax.tree.map(lambda a: a[0], new)
     assert metric_error(new, ref) < 5 * GEMM_ERROR_BUDGET
     scale = np.abs(np.asarray(ref.means)).max(axis=0)
     assert np.all(np.abs(np.asarray(new.means) - np.asarray(ref.means)) <= 1e-4 * scale)
-    exact_obj = em_step(p64, chunk(jnp.asarray(x), 1000), 1e-6, "exact")[1]
     np.testing.assert_allclose(float(obj[0]), float(exact_obj), atol=1e-4)
 
 
