@@ -4,8 +4,9 @@ per k (its ``covariance_type`` column names the family), saved by
 :func:`jaxmix.io.mixture_file.save_mixture`.
 
 Families by name: ``bernoulli`` (0/1 columns), ``poisson`` (counts),
-``exponential`` (values >= 0) and ``categorical`` (integer codes; each
-column's number of categories is its largest code + 1).
+``exponential`` (values >= 0), ``vmf`` (von Mises-Fisher: unit vectors) and
+``categorical`` (integer codes; each column's number of categories is its
+largest code + 1).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import numpy as np
 
 from jaxmix.cli.data import UsageError
 from jaxmix.cli.fit import ANOMALY_PERCENTILE, Row
-from jaxmix.families import Categorical, aic, bic, fit_mixture, log_prob
-from jaxmix.families.spec import SIMPLE
+from jaxmix.families import (Bernoulli, Categorical, Exponential, Poisson, VonMisesFisher, aic,
+                             bic, fit_mixture, log_prob)
 
+# --family NAME: families without settings; "categorical" reads its sizes from the data.
+SIMPLE = {"bernoulli": Bernoulli, "poisson": Poisson, "exponential": Exponential,
+          "vmf": VonMisesFisher}
 NAMES = tuple(SIMPLE) + ("categorical",)
 
 

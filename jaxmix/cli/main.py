@@ -147,7 +147,8 @@ def _add_fit(sub) -> None:
     fit.add_argument("--family", metavar="NAME",
                      help="fit mixtures of another component family instead of Gaussians: "
                           "bernoulli (0/1 columns), poisson (counts), exponential (values "
-                          ">= 0) or categorical (integer codes); by em or map-em")
+                          ">= 0), vmf (unit vectors) or categorical (integer codes); by em "
+                          "or map-em")
     fit.add_argument("--scale", action="store_true",
                      help="standardise every column to mean 0, standard deviation 1 before "
                           "fitting (recorded in the model and applied again by predict)")

@@ -1,7 +1,8 @@
 """Mixtures of any component family (the protocol is in
 :mod:`jaxmix.families.protocol`): Bernoulli (binary features), categorical
 (integer codes per column), Poisson (counts), exponential (positive values),
-diagonal Gaussian, Student-t (heavy tails, full covariances), and
+diagonal Gaussian, Student-t (heavy tails, full covariances), von
+Mises-Fisher (unit vectors), and
 products of them over column blocks (mixed-type
 data), fitted by :func:`fit_mixture` (EM / MAP-EM, restarts batched)."""
 
@@ -16,8 +17,9 @@ from jaxmix.families.poisson import GammaPrior, Poisson
 from jaxmix.families.product import Product
 from jaxmix.families.protocol import ComponentFamily
 from jaxmix.families.student import StudentParams, StudentT
+from jaxmix.families.vmf import VMFParams, VonMisesFisher
 
 __all__ = ["Bernoulli", "BetaPrior", "Categorical", "ComponentFamily", "DiagGaussian",
            "DiagParams", "DirichletPrior", "Exponential", "GammaPrior", "MixtureParams",
-           "Poisson", "Product", "RatePrior", "StudentParams", "StudentT", "aic", "bic", "fit_mixture", "log_prob",
+           "Poisson", "Product", "RatePrior", "StudentParams", "StudentT", "VMFParams", "VonMisesFisher", "aic", "bic", "fit_mixture", "log_prob",
            "n_parameters", "predict", "responsibilities", "sample", "weighted_log_prob"]

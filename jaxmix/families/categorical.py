@@ -74,6 +74,9 @@ class Categorical:
         return sum(c - 1 for c in self.n_categories)
 
     def in_support(self, x):
+        if x.shape[1] != len(self.n_categories):
+            raise ValueError(f"X has {x.shape[1]} columns but n_categories gives "
+                             f"{len(self.n_categories)}: one number of categories per column")
         sizes = jnp.asarray(self.n_categories, x.dtype)
         return jnp.all((x >= 0) & (x < sizes) & (x == jnp.floor(x)), axis=1)
 

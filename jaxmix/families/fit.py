@@ -173,6 +173,15 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family,
                                init_params)
     result = iterate(batched_em_step(family, data, prior, alpha), params0,
                      jnp.asarray(tol, dtype), max_iter, history_len=history)
-    # a component with less than one sample's weight: collapsed
-    return result._replace(degenerate=jnp.any(
-        result.params.weights * data.total_weight() < 1.0, axis=1)), outside
+    return result._replace(degenerate=degenerate(family, result.params,
+                                                 data.total_weight())), outside
+
+
+def degenerate(family, params: MixtureParams, total):
+    """``(R,)``: a component with less than one sample's weight, or collapsed
+    by the family's own test (``family.degenerate``, where it has one)."""
+    low = params.weights * total < 1.0
+    own = getattr(family, "degenerate", None)
+    if own is not None:
+        low = low | jax.vmap(own)(params.theta)
+    return jnp.any(low, axis=-1)

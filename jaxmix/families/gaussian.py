@@ -3,9 +3,10 @@ within a component (for products with other families; whole-data Gaussian
 mixtures of every covariance type are :func:`jaxmix.fit_gmm`'s).
 
 ``theta = (means (k, d), variances (k, d))``. The statistics are taken about
-the current means (centred, as the library's covariance families do: no
-``E[x^2] - mu^2`` cancellation in float32): ``s1 = sum r (x - c)``,
-``s2 = sum r (x - c)^2``; the M-step ``mu = c + s1 / n``,
+the current means and the log-density from the differences themselves, an
+``(m, k, d)`` chunk intermediate (centred, as the library's covariance
+families are: no ``E[x^2] - mu^2`` cancellation in float32 far from the
+origin): ``s1 = sum r (x - c)``, ``s2 = sum r (x - c)^2``; the M-step ``mu = c + s1 / n``,
 ``var = s2 / n - (s1 / n)^2 + reg_covar``. No prior (maximum likelihood with
 the ``reg_covar`` floor, as ``fit_gmm``'s default).
 """
@@ -36,17 +37,18 @@ class DiagGaussian:
 
     def log_prob(self, theta, x):
         m, v = theta
-        prec = 1 / v
-        quad = (jnp.matmul(x * x, prec.T) - 2 * jnp.matmul(x, (m * prec).T)
-                + jnp.sum(m * m * prec, axis=1))
+        diff = x[:, None, :] - m[None, :, :]  # (m, k, d): no cancellation far from 0
+        quad = jnp.sum(diff * diff / v, axis=-1)
         return -0.5 * (x.shape[1] * LOG_2PI + jnp.sum(jnp.log(v), axis=1) + quad)
 
     def stats(self, theta, x, r):
         shift = jnp.zeros((r.shape[1], x.shape[1]), x.dtype) if theta is None else theta.means
-        s1 = jnp.matmul(r.T, x) - jnp.sum(r, axis=0)[:, None] * shift
-        s2 = (jnp.matmul(r.T, x * x) - 2 * shift * jnp.matmul(r.T, x)
-              + jnp.sum(r, axis=0)[:, None] * shift * shift)
-        return s1, s2
+        diff = x[:, None, :] - shift[None, :, :]
+        return jnp.einsum("mk,mkd->kd", r, diff), jnp.einsum("mk,mkd->kd", r, diff * diff)
+
+    def degenerate(self, theta):
+        """Components with a variance at the ``reg_covar`` floor (collapsed)."""
+        return jnp.any(theta.variances <= 2 * self.reg_covar, axis=-1)
 
     def m_step(self, theta, nk, stats, prior):
         s1, s2 = stats

@@ -61,7 +61,18 @@ class Product:
         return sum(f.n_free(len(cols)) for f, cols in self.blocks)
 
     def in_support(self, x):
+        n_columns = sum(len(cols) for _, cols in self.blocks)
+        if x.shape[1] != n_columns:
+            raise ValueError(f"X has {x.shape[1]} columns; the product's blocks cover "
+                             f"{n_columns}")
         return jnp.all(jnp.stack([f.in_support(xb) for f, xb in self._parts(x)]), axis=0)
+
+    def degenerate(self, theta):
+        """A component collapsed in any block (by the blocks' own tests)."""
+        tests = [f.degenerate(t) for (f, _), t in zip(self.blocks, theta)
+                 if hasattr(f, "degenerate")]
+        return jnp.any(jnp.stack(tests), axis=0) if tests else jnp.zeros(
+            jax.tree.leaves(theta)[0].shape[:1], bool)
 
     def sample(self, key, theta, labels):
         keys = jax.random.split(key, len(self.blocks))

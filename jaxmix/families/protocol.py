@@ -26,6 +26,10 @@ with the component axis ``k``; its prior is a pytree of traced values (or
                                   placement; ``support`` says it in words)
     sample(key, theta, labels)    one draw per label
 
+and optionally ``degenerate(theta) -> (k,) bool`` (a component collapsed in
+the family's own sense, e.g. a variance at its floor); every family's
+components with less than one sample's weight are degenerate too.
+
 The weights are the generic part's: ``w_k = (nk + alpha - 1) / (N + k (alpha - 1))``
 under a symmetric Dirichlet(``alpha``) prior (``alpha = 1``: maximum
 likelihood). Statistics are sums weighted by ``r`` (zero on padded rows),

@@ -23,9 +23,11 @@ from jaxmix.families.gaussian import DiagGaussian
 from jaxmix.families.poisson import Poisson
 from jaxmix.families.product import Product
 from jaxmix.families.student import StudentT
+from jaxmix.families.vmf import VonMisesFisher
 
 # Families without settings, by name (the command line's --family).
-SIMPLE = {"bernoulli": Bernoulli, "poisson": Poisson, "exponential": Exponential}
+SIMPLE = {"bernoulli": Bernoulli, "poisson": Poisson, "exponential": Exponential,
+          "von Mises-Fisher": VonMisesFisher}
 
 
 def to_spec(family) -> dict:

@@ -95,6 +95,10 @@ class StudentT:
             nk, tiny), d)
         return StudentParams(shift + delta, cov, nu)
 
+    def degenerate(self, theta):
+        """Components whose smallest scale eigenvalue is at the ``reg_covar`` floor."""
+        return jnp.linalg.eigvalsh(theta.covariances)[..., 0] <= 2 * self.reg_covar
+
     def log_prior(self, theta, prior):
         return jnp.zeros((), theta.means.dtype)
 

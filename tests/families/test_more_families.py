@@ -163,3 +163,24 @@ def test_a_product_counts_its_blocks_parameters():
     assert CAT.n_free(3) == 2 + 1 + 3
     with pytest.raises(ValueError, match="cover the columns"):
         Product(((Poisson(), (0, 1)), (Bernoulli(), (1,))))
+
+
+def test_gaussian_blocks_keep_float32_accuracy_far_from_the_origin():
+    """Two unit-variance blobs moved to 1e4 (float32 spacing there ~1e-3):
+    centred statistics and log-densities still give variances near 1."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(2000) % 2
+    z = rng.normal(size=(2000, 2)) + np.where(labels[:, None] == 1, 3.0, -3.0)
+    result = fit_mixture(0, (z + 1e4).astype(np.float32), 2, DiagGaussian(), n_restarts=4,
+                         max_iter=50)
+    np.testing.assert_allclose(np.asarray(result.best_params.theta.variances), 1.0, atol=0.1)
+    assert float(result.objective[result.best]) < 0  # a density of unit-variance blobs
+
+
+def test_collapsed_gaussian_components_and_short_category_lists_are_reported():
+    x = np.concatenate([np.repeat([[0.0, 1.0]], 50, axis=0),
+                        np.random.default_rng(0).normal(size=(50, 2)) + 5])
+    result = fit_mixture(0, x, 2, DiagGaussian(), n_restarts=2, max_iter=20)
+    assert np.all(result.degenerate)  # one component sits on the repeated point
+    with pytest.raises(ValueError, match="one number of categories per column"):
+        fit_mixture(0, np.zeros((10, 2)), 1, Categorical((3,)))
