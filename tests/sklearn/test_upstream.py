@@ -8,7 +8,7 @@ suite in the default mode; the slow set runs every suite whole in both modes.
 from __future__ import annotations
 
 import pytest
-from upstream import passed, run_suite
+from upstream import run_suites
 
 # A fast part of each suite, in the default run (full test ids; 42 is
 # scikit-learn's default global_random_seed).
@@ -23,19 +23,28 @@ FAST = {
 }
 
 
-def _check(suite, tmp_path, x64, only):
-    code, out, selected = run_suite(suite, tmp_path, x64, only)
-    # exit code 0: nothing failed or errored (5, no test ran, is not success)
-    assert selected > 0 and passed(out) > 0 and code == 0, out[-6000:]
+@pytest.fixture(scope="module")
+def fast_parts(tmp_path_factory):
+    """The fast parts of all three suites, run in one pytest process."""
+    return run_suites(FAST, tmp_path_factory.mktemp("upstream"), False)
+
+
+def _check(results, suite):
+    counts, problems, selected = results[suite]
+    # nothing failed or errored, something passed, and every selected test ran
+    assert (not problems and counts["passed"] > 0 and selected > 0
+            and sum(counts.values()) == selected), (
+        f"{suite}: {counts} of {selected} selected; failed: {problems}\n"
+        + results["output"][-6000:])
 
 
 @pytest.mark.parametrize("suite", sorted(FAST))
-def test_fast_part_passes_in_the_default_mode(suite, tmp_path):
-    _check(suite, tmp_path, False, FAST[suite])
+def test_fast_part_passes_in_the_default_mode(suite, fast_parts):
+    _check(fast_parts, suite)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("x64", [False, True], ids=["float32-default", "x64"])
 @pytest.mark.parametrize("suite", sorted(FAST))
 def test_whole_suite_passes(suite, x64, tmp_path):
-    _check(suite, tmp_path, x64, None)
+    _check(run_suites({suite: None}, tmp_path, x64), suite)

@@ -1,6 +1,6 @@
 """scikit-learn's own test suites of the estimators jaxmix replaces, with
 the estimator imports switched to :mod:`jaxmix.sklearn` (the one change a
-user makes), run in a fresh pytest process (:func:`run_suite`).
+user makes), run in a fresh pytest process (:func:`run_suites`).
 
 The suites are read from the installed scikit-learn, so they follow its
 version. A suite's import line must be found exactly: if scikit-learn
@@ -81,28 +81,64 @@ def write_suite(suite: str, folder: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def run_suite(suite: str, folder: pathlib.Path, x64: bool, only=None, timeout: float = 3000):
-    """Run the rewritten ``suite`` in a fresh pytest process (scikit-learn's
+def run_suites(suites: dict, folder: pathlib.Path, x64: bool, timeout: float = 3000) -> dict:
+    """Run the rewritten suites in one fresh pytest process (scikit-learn's
     conftest supplies its fixtures; jaxmix's own conftest is not loaded), JAX
-    in its default float32 mode or with ``JAX_ENABLE_X64=1``. ``only``: full
-    test ids (``name[parameters]``, none of them excluded) to run instead of
-    the whole suite, which then needs no collection pass. Returns
-    ``(returncode, output, number of tests selected)``."""
-    path = write_suite(suite, folder)
+    in its default float32 mode or with ``JAX_ENABLE_X64=1``. ``suites``:
+    suite -> full test ids (``name[parameters]``, none of them excluded) to
+    run, or ``None`` for the whole suite less its exclusions (found by a
+    collection pass). One process for all: each would otherwise import JAX
+    and scikit-learn again. Returns suite -> ``(counts, problems, number of
+    tests selected)``: the counts of passed, skipped, failed and errored
+    tests in that suite's file, the ids of the failed and errored ones; the
+    whole output under ``"output"``."""
     args = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
             "-p", "sklearn.conftest", "--rootdir", str(folder)]
-    if only is not None:
-        excluded = [n for n in only if _excluded(suite, n)]
-        assert not excluded, f"excluded tests chosen to run: {excluded}"
-        targets, selected = [f"{path.name}::{n}" for n in only], len(only)
-    else:
-        names = _collect(args + [path.name], folder, x64)
-        drop = [n for n in names if _excluded(suite, n)]
-        targets = [path.name] + sum((["--deselect", f"{path.name}::{n}"] for n in drop), [])
-        selected = len(names) - len(drop)
-    proc = subprocess.run(args + targets, cwd=folder, env=_env(x64), capture_output=True,
-                          text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr, selected
+    targets, selected, files = [], {}, {}
+    for suite, only in suites.items():
+        path = write_suite(suite, folder)
+        files[suite] = path.name
+        if only is not None:
+            excluded = [n for n in only if _excluded(suite, n)]
+            assert not excluded, f"excluded tests chosen to run: {excluded}"
+            targets += [f"{path.name}::{n}" for n in only]
+            selected[suite] = len(only)
+        else:
+            names = _collect(args + [path.name], folder, x64)
+            drop = [n for n in names if _excluded(suite, n)]
+            targets += [path.name] + sum((["--deselect", f"{path.name}::{n}"] for n in drop), [])
+            selected[suite] = len(names) - len(drop)
+    report = folder / "upstream-junit.xml"
+    proc = subprocess.run(args + [f"--junitxml={report}"] + targets, cwd=folder,
+                          env=_env(x64), capture_output=True, text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    # exit status 0 or 1 (some test failed); anything else (5: no test ran,
+    # 4: an id not found, 2: interrupted) fails every suite
+    ran = proc.returncode in (0, 1) and report.exists()
+    outcomes = _outcomes(report) if ran else []
+    out = {}
+    for suite, name in files.items():
+        mine = [(case, outcome) for case, outcome in outcomes if case.startswith(name + "::")]
+        counts = {kind: sum(outcome == kind for _, outcome in mine)
+                  for kind in ("passed", "skipped", "failed", "error")}
+        problems = [case for case, outcome in mine if outcome in ("failed", "error")]
+        out[suite] = (counts, problems, selected[suite])
+    out["output"] = output
+    return out
+
+
+def _outcomes(report: pathlib.Path) -> list:
+    """``(file::name, outcome)`` of every test case in a JUnit XML report;
+    outcome ``passed``, ``skipped``, ``failed`` or ``error``."""
+    import xml.etree.ElementTree as ET
+    cases = []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        module = case.get("classname", "").split(".")[0]
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}.get(
+            kinds[0] if kinds else "", "passed")
+        cases.append((f"{module}.py::{case.get('name')}", outcome))
+    return cases
 
 
 def _excluded(suite: str, name: str) -> bool:
@@ -123,9 +159,3 @@ def _env(x64: bool):
                JAXMIX_COMPILATION_CACHE="off", PYTHONDONTWRITEBYTECODE="1")
     env.pop("PYTEST_ADDOPTS", None)
     return env
-
-
-def passed(output: str) -> int:
-    """The number of passed tests pytest's summary line reports."""
-    found = re.findall(r"(\d+) passed", output)
-    return int(found[-1]) if found else 0
