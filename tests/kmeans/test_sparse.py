@@ -24,12 +24,17 @@ def data():
     return x, rng.uniform(0.5, 2.0, x.shape[0])
 
 
+# The restarts and batch size of every fit here, the estimators' and the
+# functions': fits with equal settings share their compiled programs.
+N_INIT, BATCH = 2, 40
+
+
 @pytest.mark.parametrize("container", [sparse.csr_matrix, sparse.csc_array])
 def test_fit_kmeans_on_sparse_data_is_the_dense_fit(data, container):
     x, w = data
     for sw in (None, w):
-        dense = jm.fit_kmeans(1, x, 3, n_restarts=4, sample_weight=sw)
-        sp = jm.fit_kmeans(1, container(x), 3, n_restarts=4, sample_weight=sw)
+        dense = jm.fit_kmeans(1, x, 3, n_restarts=N_INIT, sample_weight=sw)
+        sp = jm.fit_kmeans(1, container(x), 3, n_restarts=N_INIT, sample_weight=sw)
         np.testing.assert_array_equal(sp.params.centroids, dense.params.centroids)
         np.testing.assert_array_equal(sp.objective, dense.objective)
 
@@ -40,10 +45,11 @@ def test_minibatch_on_sparse_data_and_memmaps_is_the_dense_fit(data, tmp_path):
     x, w = data
     path = tmp_path / "x.npy"
     np.save(path, x)
+    kw = dict(n_restarts=N_INIT, batch_size=BATCH)
     for sw in (None, w):
-        dense = fit_minibatch_kmeans(2, x, 3, n_restarts=3, batch_size=32, sample_weight=sw)
+        dense = fit_minibatch_kmeans(2, x, 3, sample_weight=sw, **kw)
         for src in (sparse.csr_matrix(x), np.load(path, mmap_mode="r")):
-            got = fit_minibatch_kmeans(2, src, 3, n_restarts=3, batch_size=32, sample_weight=sw)
+            got = fit_minibatch_kmeans(2, src, 3, sample_weight=sw, **kw)
             np.testing.assert_allclose(got.params.centroids, dense.params.centroids,
                                        rtol=1e-12, atol=1e-12)
             np.testing.assert_array_equal(got.n_iter, dense.n_iter)
@@ -64,9 +70,9 @@ def test_fit_gmm_on_sparse_data_is_the_dense_fit(data):
 @pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
 def test_estimators_take_sparse_input(data, Est):
     x, w = data
-    kw = dict(n_clusters=3, random_state=0, n_init=2)
+    kw = dict(n_clusters=3, random_state=0, n_init=N_INIT)
     if Est is MiniBatchKMeans:
-        kw["batch_size"] = 40
+        kw["batch_size"] = BATCH
     dense, sp = Est(**kw).fit(x, sample_weight=w), Est(**kw).fit(sparse.csr_matrix(x),
                                                                  sample_weight=w)
     np.testing.assert_allclose(sp.cluster_centers_, dense.cluster_centers_, rtol=1e-10)
