@@ -4,13 +4,15 @@
 diagonal Gaussian, Student-t (heavy tails, full covariances), von
 Mises-Fisher (unit vectors), and
 products of them over column blocks (mixed-type
-data), fitted by :func:`fit_mixture` (EM / MAP-EM, restarts batched)."""
+data), fitted by :func:`fit_mixture` (EM / MAP-EM, restarts batched) or
+:func:`fit_mixture_gradient` (any optax optimizer, the same objective)."""
 
 from jaxmix.families.bernoulli import Bernoulli, BetaPrior
 from jaxmix.families.categorical import Categorical, DirichletPrior
 from jaxmix.families.exponential import Exponential, RatePrior
 from jaxmix.families.fit import fit_mixture
 from jaxmix.families.gaussian import DiagGaussian, DiagParams
+from jaxmix.families.gradient import FamilyObjective, fit_mixture_gradient
 from jaxmix.families.mixture import (MixtureParams, aic, bic, log_prob, n_parameters, predict,
                                      responsibilities, sample, weighted_log_prob)
 from jaxmix.families.poisson import GammaPrior, Poisson
@@ -20,6 +22,6 @@ from jaxmix.families.student import StudentParams, StudentT
 from jaxmix.families.vmf import VMFParams, VonMisesFisher
 
 __all__ = ["Bernoulli", "BetaPrior", "Categorical", "ComponentFamily", "DiagGaussian",
-           "DiagParams", "DirichletPrior", "Exponential", "GammaPrior", "MixtureParams",
-           "Poisson", "Product", "RatePrior", "StudentParams", "StudentT", "VMFParams", "VonMisesFisher", "aic", "bic", "fit_mixture", "log_prob",
+           "DiagParams", "DirichletPrior", "Exponential", "FamilyObjective", "GammaPrior", "MixtureParams",
+           "Poisson", "Product", "RatePrior", "StudentParams", "StudentT", "VMFParams", "VonMisesFisher", "aic", "bic", "fit_mixture", "fit_mixture_gradient", "log_prob",
            "n_parameters", "predict", "responsibilities", "sample", "weighted_log_prob"]

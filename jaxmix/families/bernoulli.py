@@ -48,6 +48,13 @@ class Bernoulli(SummedFeatures):
             return _clip(self.weighted_mean(nk, stats))
         return _clip((stats + prior.a - 1) / (nk[:, None] + prior.a + prior.b - 2))
 
+    def constrain(self, raw):
+        """The gradient fits' bijector: probabilities ``sigmoid(raw)``."""
+        return _clip(jax.nn.sigmoid(raw))
+
+    def unconstrain(self, theta):
+        return jnp.log(theta) - jnp.log1p(-theta)
+
     def log_prior(self, theta, prior):
         if prior is None:
             return jnp.zeros((), theta.dtype)

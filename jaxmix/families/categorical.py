@@ -55,6 +55,15 @@ class Categorical:
         even = real / jnp.sum(real, axis=-1, keepdims=True)  # a component with no weight
         return jnp.where(total > 0, counts / jnp.where(total > 0, total, 1), even)
 
+    def constrain(self, raw):
+        """The gradient fits' bijector: a softmax over each column's codes."""
+        real = self._real(raw.dtype) > 0
+        return jax.nn.softmax(jnp.where(real, raw, -jnp.inf), axis=-1)
+
+    def unconstrain(self, theta):
+        tiny = jnp.finfo(theta.dtype).tiny
+        return jnp.where(self._real(theta.dtype) > 0, jnp.log(jnp.maximum(theta, tiny)), 0.0)
+
     def log_prior(self, theta, prior):
         if prior is None:
             return jnp.zeros((), theta.dtype)

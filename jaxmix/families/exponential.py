@@ -39,6 +39,13 @@ class Exponential(SummedFeatures):
             return jnp.maximum(nk[:, None], tiny) / jnp.maximum(stats, tiny)
         return jnp.maximum(nk[:, None] + prior.shape - 1, tiny) / (stats + prior.rate)
 
+    def constrain(self, raw):
+        """The gradient fits' bijector: rates ``exp(raw)``."""
+        return jnp.exp(raw)
+
+    def unconstrain(self, theta):
+        return jnp.log(theta)
+
     def log_prior(self, theta, prior):
         if prior is None:
             return jnp.zeros((), theta.dtype)

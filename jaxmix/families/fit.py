@@ -20,6 +20,9 @@ from ``k`` samples drawn with ``fold_in(key, r)`` (:func:`seeded_start`).
 
 from __future__ import annotations
 
+import contextlib
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,9 +91,12 @@ def seeded_start(family, key, xs, ws, k: int) -> MixtureParams:
     return MixtureParams(jnp.full((k,), 1.0 / k, xs.dtype), theta)
 
 
-def check_init(params, k: int, d: int, dtype):
+def check_init(params, family, k: int, d: int, dtype):
     """``params`` as arrays of ``dtype``: weights ``(k,)`` positive and summing
-    to one, finite component leaves leading with ``k`` and ending with ``d``."""
+    to one, finite component leaves of the shapes the family's own M-step
+    gives for ``k`` components on ``d`` columns."""
+    from jaxmix.families.spec import theta_shapes
+
     if params is None:
         return None
     if not isinstance(params, MixtureParams):
@@ -98,12 +104,65 @@ def check_init(params, k: int, d: int, dtype):
     w = np.asarray(params.weights, dtype)
     if w.shape != (k,) or not np.all(w > 0) or abs(float(w.sum()) - 1) > 1e-4:
         raise ValueError(f"init_params.weights must be {k} positive numbers summing to 1, got {w}")
-    theta = jax.tree.map(lambda a: np.asarray(a, dtype), params.theta)
-    for leaf in jax.tree.leaves(theta):
-        if leaf.shape[:1] != (k,) or leaf.shape[-1] != d or not np.all(np.isfinite(leaf)):
-            raise ValueError(f"init_params.theta must be finite with shape ({k}, ..., {d}), got "
-                             f"shape {leaf.shape}")
+    expected = theta_shapes(family, k, d, dtype)
+    try:
+        theta = jax.tree.map(lambda a, e: np.asarray(a, dtype), params.theta, expected)
+        same = jax.tree.leaves(jax.tree.map(lambda a, e: a.shape == e.shape, theta, expected))
+    except (ValueError, TypeError):
+        same = [False]
+    if not all(same):
+        raise ValueError(f"init_params.theta must be shaped as {expected} for this family, k and "
+                         "d")
+    if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(theta)):
+        raise ValueError("init_params.theta must be finite")
     return MixtureParams(jnp.asarray(w), jax.tree.map(jnp.asarray, theta))
+
+
+class Settings(NamedTuple):
+    """A family fit's checked settings (:func:`prepared`)."""
+    key: jax.Array
+    k: int
+    n_restarts: int
+    max_iter: int
+    tol: float
+    alpha: float
+    prior: object
+    init_params: object
+
+
+@contextlib.contextmanager
+def prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights, prior,
+             sample_weight, chunk_size, init_params, mesh):
+    """Checks and the one input pipeline (not centred) shared by the family
+    fits; yields ``(Settings, data, initialiser's sample)`` after checking
+    that every row of every chunk lies in the family's support."""
+    key = as_key(key)
+    n_restarts, max_iter = check_n_restarts(n_restarts), check_max_iter(max_iter)
+    k = check_int(n_components, "n_components")
+    tol = check_nonneg(tol, "tol")
+    alpha = check_nonneg(prior_weights, "prior_weights", strict=True)
+    width = lambda d: n_restarts * k * (d + 1)  # noqa: E731 - per-component rows per sample
+    with placed(key, x, k, row_elements=width, chunk_size=chunk_size,
+                sample_weight=sample_weight, mesh=mesh, centring=False) as inp:
+        xs, ws = inp.sample.flat()
+        if isinstance(prior, str):
+            if prior != "default":
+                raise ValueError(f"prior must be None, 'default' or the family's prior, got "
+                                 f"{prior!r}")
+            prior = family.default_prior(xs, ws, k)
+        outside = _outside(inp.data, family=family)
+        if not is_traced(outside) and int(outside) > 0:
+            raise ValueError(f"X: {int(outside)} row(s) lie outside the {family.name} family's "
+                             f"support ({family.support}); transform them first")
+        init_params = check_init(init_params, family, k, inp.n_features, xs.dtype)
+        yield (Settings(key, k, n_restarts, max_iter, tol, alpha, prior, init_params),
+               inp.data, inp.sample)
+
+
+@jit(static_argnames=("family",))
+def _outside(data, *, family):
+    """Rows of positive weight outside ``family``'s support, over every chunk."""
+    return reduce(lambda x, w, _: jnp.sum((w > 0) & ~family.in_support(x)), data)
 
 
 def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior=None,
@@ -132,28 +191,12 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
       :class:`~jaxmix.fit.driver.FitResult` whose params are
       :class:`~jaxmix.families.MixtureParams` with a leading restart axis.
     """
-    key = as_key(key)
-    n_restarts, max_iter = check_n_restarts(n_restarts), check_max_iter(max_iter)
-    k = check_int(n_components, "n_components")
-    tol = check_nonneg(tol, "tol")
-    alpha = check_nonneg(prior_weights, "prior_weights", strict=True)
-    width = lambda d: n_restarts * k * (d + 1)  # noqa: E731 - per-component rows per sample
-    with placed(key, x, k, row_elements=width, chunk_size=chunk_size,
-                sample_weight=sample_weight, mesh=mesh, centring=False) as inp:
-        xs, ws = inp.sample.flat()
-        if isinstance(prior, str):
-            if prior != "default":
-                raise ValueError(f"prior must be None, 'default' or the family's prior, got "
-                                 f"{prior!r}")
-            prior = family.default_prior(xs, ws, k)
-        init_params = check_init(init_params, k, inp.n_features, xs.dtype)
-        result, outside = jax.block_until_ready(_fit(
-            key, inp.data, inp.sample, prior, tol, max_iter, alpha, init_params, family=family,
-            k=k, n_restarts=n_restarts, history=history_bucket(max_iter)))
-    if not is_traced(outside) and int(outside) > 0:
-        raise ValueError(f"X: {int(outside)} row(s) lie outside the {family.name} family's "
-                         f"support ({family.support}); transform them first")
-    return raise_if_all_failed(cut_rows(result, n_restarts, max_iter),
+    with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
+                  prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample):
+        result = jax.block_until_ready(_fit(
+            s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
+            family=family, k=s.k, n_restarts=s.n_restarts, history=history_bucket(s.max_iter)))
+    return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
                                "check the data and the prior")
 
 
@@ -164,7 +207,6 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family,
     dtype = sample.x.dtype
     alpha = jnp.asarray(alpha, dtype)
     xs, ws = sample.flat()
-    outside = reduce(lambda x, w, _: jnp.sum((w > 0) & ~family.in_support(x)), data)
     if init_params is None:
         params0 = jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws,
                                                   k))(jnp.arange(n_restarts))
@@ -173,8 +215,7 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family,
                                init_params)
     result = iterate(batched_em_step(family, data, prior, alpha), params0,
                      jnp.asarray(tol, dtype), max_iter, history_len=history)
-    return result._replace(degenerate=degenerate(family, result.params,
-                                                 data.total_weight())), outside
+    return result._replace(degenerate=degenerate(family, result.params, data.total_weight()))
 
 
 def degenerate(family, params: MixtureParams, total):

@@ -57,6 +57,16 @@ class DiagGaussian:
         delta = s1 / n
         return DiagParams(shift + delta, jnp.maximum(s2 / n - delta * delta, 0) + self.reg_covar)
 
+    def constrain(self, raw):
+        """The gradient fits' bijector: variances ``reg_covar + exp(raw)``,
+        the floor EM's M-step keeps them above."""
+        return DiagParams(raw.means, self.reg_covar + jnp.exp(raw.variances))
+
+    def unconstrain(self, theta):
+        low = 100 * jnp.finfo(theta.variances.dtype).eps * self.reg_covar
+        return DiagParams(theta.means, jnp.log(jnp.maximum(theta.variances - self.reg_covar,
+                                                           low + 1e-30)))
+
     def log_prior(self, theta, prior):
         return jnp.zeros((), theta.means.dtype)
 

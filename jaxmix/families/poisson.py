@@ -50,6 +50,13 @@ class Poisson(SummedFeatures):
             return _floor(self.weighted_mean(nk, stats))
         return _floor((stats + prior.shape - 1) / (nk[:, None] + prior.rate))
 
+    def constrain(self, raw):
+        """The gradient fits' bijector: rates ``exp(raw)``."""
+        return _floor(jnp.exp(raw))
+
+    def unconstrain(self, theta):
+        return jnp.log(theta)
+
     def log_prior(self, theta, prior):
         if prior is None:
             return jnp.zeros((), theta.dtype)

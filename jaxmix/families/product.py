@@ -49,6 +49,12 @@ class Product:
         return tuple(f.m_step(t, nk, s, p) for (f, _), t, s, p
                      in zip(self.blocks, thetas, stats, priors))
 
+    def constrain(self, raw):
+        return tuple(f.constrain(r) for (f, _), r in zip(self.blocks, raw))
+
+    def unconstrain(self, theta):
+        return tuple(f.unconstrain(t) for (f, _), t in zip(self.blocks, theta))
+
     def log_prior(self, theta, prior):
         if prior is None:
             return jnp.zeros(())

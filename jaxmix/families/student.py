@@ -99,6 +99,28 @@ class StudentT:
         """Components whose smallest scale eigenvalue is at the ``reg_covar`` floor."""
         return jnp.linalg.eigvalsh(theta.covariances)[..., 0] <= 2 * self.reg_covar
 
+    def constrain(self, raw):
+        """The gradient fits' bijector: scales ``L L^T + reg_covar I`` (``L``
+        lower triangular, log-diagonal), degrees of freedom ``exp(raw)``
+        within ``NU_RANGE`` (fixed ones stay)."""
+        d = raw.means.shape[-1]
+        low = jnp.tril(raw.covariances, -1)
+        chol = low + jnp.exp(jnp.diagonal(raw.covariances, axis1=-2, axis2=-1))[..., None, :] \
+            * jnp.eye(d, dtype=low.dtype)
+        cov = chol @ jnp.swapaxes(chol, -1, -2) + self.reg_covar * jnp.eye(d, dtype=low.dtype)
+        nu = jnp.full_like(raw.dof, self.dof) if self.fixed_dof else jnp.clip(
+            jnp.exp(raw.dof), *NU_RANGE)
+        return StudentParams(raw.means, cov, nu)
+
+    def unconstrain(self, theta):
+        d = theta.means.shape[-1]
+        eye = jnp.eye(d, dtype=theta.means.dtype)
+        floor = 100 * jnp.finfo(theta.means.dtype).eps * self.reg_covar
+        chol = jnp.linalg.cholesky(theta.covariances - (self.reg_covar - floor) * eye)
+        raw = jnp.tril(chol, -1) + jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1))[..., None, :] \
+            * eye
+        return StudentParams(theta.means, raw, jnp.log(theta.dof))
+
     def log_prior(self, theta, prior):
         return jnp.zeros((), theta.means.dtype)
 

@@ -86,6 +86,15 @@ class VonMisesFisher(SummedFeatures):
             kappa = jnp.maximum(kappa - (a - rbar) / (1 - a * a - (d - 1) / kappa * a), 1e-6)
         return VMFParams(stats / jnp.maximum(length, tiny)[:, None], kappa)
 
+    def constrain(self, raw):
+        """The gradient fits' bijector: directions ``raw / |raw|``,
+        concentrations ``exp(raw)``."""
+        return VMFParams(raw.means / jnp.linalg.norm(raw.means, axis=-1, keepdims=True),
+                         jnp.exp(raw.kappa))
+
+    def unconstrain(self, theta):
+        return VMFParams(theta.means, jnp.log(theta.kappa))
+
     def log_prior(self, theta, prior):
         return jnp.zeros((), theta.means.dtype)
 

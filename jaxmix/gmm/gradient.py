@@ -49,6 +49,7 @@ from jaxmix.gmm.covariance import family
 from jaxmix.gmm.objective import per_sample
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import e_step, gemm_coefficients
+from jaxmix.gmm.step import em_gain
 from jaxmix.params import GMMParams
 
 
@@ -138,3 +139,11 @@ class Objective(NamedTuple):
     def loss(self, u: Unconstrained, data: Chunked | None = None, scale=1.0):
         """``-value``: the quantity optimisers minimise."""
         return -self.value(u, data, scale)
+
+    def exact(self) -> "Objective":
+        """This objective on the exact E-step path."""
+        return self._replace(path="exact")
+
+    def em_gain(self, params: GMMParams, value):
+        """What an EM step from ``params`` (whose ``J`` is ``value``) would gain."""
+        return em_gain(params, value, self.data, self.reg_covar, self.prior)

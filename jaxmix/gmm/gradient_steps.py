@@ -1,5 +1,9 @@
 """Optimizer steps of gradient fits for :func:`jaxmix.fit.driver.iterate`,
-their cost counts and their stopping rule.
+their cost counts and their stopping rule, for any objective: a Gaussian
+mixture's (:class:`jaxmix.gmm.gradient.Objective`) or any component
+family's (:class:`jaxmix.families.gradient.FamilyObjective`). An objective
+gives ``params(u)``, ``value(u[, data, scale])``, ``loss``, ``exact()`` (itself
+on the exact E-step path), ``em_gain(params, value)``, ``data`` and ``path``.
 
 One iteration is one optimizer update on all data (full batch) or one epoch
 of shuffled mini-batches; its objective is ``J`` (:mod:`jaxmix.gmm.objective`)
@@ -21,7 +25,6 @@ from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.gradient import Objective, Unconstrained
 from jaxmix.gmm.objective import STALL_ITERATIONS
 from jaxmix.gmm.stats import accurate_restarts, per_restart_path
-from jaxmix.gmm.step import em_gain
 from jaxmix.numerics import all_finite
 
 
@@ -71,9 +74,9 @@ def init_state(optimizer, u: Unconstrained, key, objective: Objective, last) -> 
     opt_state = _with_extra_args(optimizer).init(u)
     primed = _stores_value_and_grad(opt_state)
     if primed:
-        value, grad = jax.value_and_grad(objective._replace(path="exact").loss)(u)
+        value, grad = jax.value_and_grad(objective.exact().loss)(u)
         opt_state = optax.tree.set(opt_state, value=value, grad=grad)
-    dtype = u.means.dtype
+    dtype = jnp.result_type(*jax.tree.leaves(u))
     last = jnp.maximum(jnp.asarray(last, dtype), jnp.finfo(dtype).min)
     zero = jnp.zeros((), jnp.int32)
     return GradientState(u, opt_state, key, last, jnp.zeros((), bool), zero, zero + primed,
@@ -201,8 +204,7 @@ def _with_stop_inputs(states: GradientState, new: GradientState, value, objectiv
 
     def gains():
         params = jax.vmap(objective.params)(states.params)
-        return jax.vmap(lambda p, v: em_gain(p, v, objective.data, objective.reg_covar,
-                                             objective.prior))(params, value)
+        return jax.vmap(objective.em_gain)(params, value)
 
     gain = jax.lax.cond(jnp.any(small), gains, lambda: jnp.full_like(value, jnp.inf))
     close = small & (gain < tol)

@@ -1,0 +1,129 @@
+"""Gradient fits of any component family with any optax optimizer, on the
+objective EM increases, through the library's one gradient step
+(:mod:`jaxmix.gmm.gradient_steps`: the same cost counts and stopping rule:
+``converged`` only where an EM step would gain less than ``tol`` too).
+
+The optimiser works on ``Unconstrained(logits, raw)``: weights
+``softmax(logits)`` and components ``family.constrain(raw)`` (each family's
+bijector), so every point is a valid mixture.
+
+>>> import numpy as np, optax
+>>> from jaxmix.families import Poisson, fit_mixture_gradient
+>>> rng = np.random.default_rng(0)
+>>> x = rng.poisson(np.where(np.arange(400)[:, None] % 2, 2.0, 9.0), (400, 1)).astype(float)
+>>> result = fit_mixture_gradient(0, x, 2, Poisson(), optax.lbfgs(), n_restarts=4)
+>>> np.sort(np.asarray(result.best_params.theta[:, 0])).round(0)
+array([2., 9.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmix.compiling import jit
+from jaxmix.data.reduce import reduce
+from jaxmix.families.fit import (batched_em_step, degenerate, log_prior, prepared,
+                                 seeded_start)
+from jaxmix.families.mixture import MixtureParams
+from jaxmix.fit.buckets import history_bucket
+from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
+from jaxmix.fit.rows import cut_rows
+from jaxmix.gmm.gradient_steps import batched_gradient_step, init_state, stop_rule
+from jaxmix.numerics import all_finite
+
+
+class Unconstrained(NamedTuple):
+    logits: jax.Array  # (k,)
+    raw: Any           # the family's unconstrained components
+
+
+class FamilyObjective(NamedTuple):
+    """``J``: the mean log-likelihood (log-posterior with ``prior``) per unit
+    weight of ``constrain(u)`` on ``data``, as :func:`jaxmix.families.fit_mixture`
+    reports it."""
+
+    family: Any
+    data: Any
+    prior: Any = None
+    alpha: Any = 1.0
+    path: str = "exact"
+
+    def params(self, u: Unconstrained) -> MixtureParams:
+        return MixtureParams(jax.nn.softmax(u.logits), self.family.constrain(u.raw))
+
+    def value(self, u: Unconstrained, data=None, scale=1.0):
+        p = self.params(u)
+        log_w = jax.nn.log_softmax(u.logits)
+
+        def chunk_log_lik(x, w, _):
+            lp = log_w + self.family.log_prob(p.theta, x)
+            return jnp.sum(w * jax.nn.logsumexp(lp, axis=1))
+        log_lik = reduce(chunk_log_lik, self.data if data is None else data)
+        return (scale * log_lik + log_prior(self.family, p, self.prior, self.alpha)) / \
+            self.data.total_weight()
+
+    def loss(self, u: Unconstrained, data=None, scale=1.0):
+        return -self.value(u, data, scale)
+
+    def exact(self) -> "FamilyObjective":
+        return self
+
+    def em_gain(self, params: MixtureParams, value):
+        """What an EM step from ``params`` (``J = value``) would gain (two passes)."""
+        step = batched_em_step(self.family, self.data, self.prior, self.alpha)
+        one = jax.tree.map(lambda a: a[None], params)
+        new, _ = step(one)
+        _, after = step(new)
+        return after[0] - value
+
+
+def unconstrain(family, params: MixtureParams) -> Unconstrained:
+    logw = jnp.log(params.weights)
+    return Unconstrained(logw - jnp.mean(logw), family.unconstrain(params.theta))
+
+
+def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_restarts: int = 1,
+                         prior=None, tol: float = 1e-3, max_iter: int = 100, sample_weight=None,
+                         chunk_size: int | None = None, prior_weights: float = 1.0,
+                         init_params: MixtureParams | None = None, mesh=None) -> FitResult:
+    """Fit a mixture of ``family`` components by ``optimizer`` (full batch);
+    arguments, starts (the same as :func:`~jaxmix.families.fit_mixture`'s from
+    the same key) and result as there."""
+    with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
+                  prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample):
+        result = jax.block_until_ready(_fit(
+            s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
+            family=family, k=s.k, n_restarts=s.n_restarts, history=history_bucket(s.max_iter),
+            optimizer=optimizer))
+    return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
+                               "lower the learning rate, or check the data and the prior")
+
+
+@jit(static_argnames=("family", "k", "n_restarts", "history", "optimizer"))
+def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family, k, n_restarts,
+         history, optimizer):
+    dtype = sample.x.dtype
+    xs, ws = sample.flat()
+    if init_params is None:
+        params0 = jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws,
+                                                  k))(jnp.arange(n_restarts))
+    else:
+        params0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape),
+                               init_params)
+    objective = FamilyObjective(family, data, prior, jnp.asarray(alpha, dtype))
+    tol = jnp.asarray(tol, dtype)
+    state0 = jax.vmap(lambda p: init_state(optimizer, unconstrain(family, p),
+                                           jnp.zeros(2, jnp.uint32), objective,
+                                           -jnp.inf))(params0)
+    result = iterate(batched_gradient_step(optimizer, objective, tol), state0, tol, max_iter,
+                     stop_rule, usable=all_finite(params0, batch_dims=1), history_len=history)
+    final = result.params
+    params = jax.vmap(objective.params)(final.params)
+    return result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,
+                           degenerate=degenerate(family, params, data.total_weight()))
+
+
+
