@@ -206,16 +206,20 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family,
     TRACE_COUNT["mixture"] += 1
     dtype = sample.x.dtype
     alpha = jnp.asarray(alpha, dtype)
-    xs, ws = sample.flat()
-    if init_params is None:
-        params0 = jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws,
-                                                  k))(jnp.arange(n_restarts))
-    else:
-        params0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape),
-                               init_params)
+    params0 = starts(key, sample, init_params, family, k, n_restarts)
     result = iterate(batched_em_step(family, data, prior, alpha), params0,
                      jnp.asarray(tol, dtype), max_iter, history_len=history)
     return result._replace(degenerate=degenerate(family, result.params, data.total_weight()))
+
+
+def starts(key, sample, init_params, family, k: int, n_restarts: int) -> MixtureParams:
+    """Every restart's start: ``init_params`` broadcast, or :func:`seeded_start`
+    with ``fold_in(key, r)`` (the same for EM and gradient fits)."""
+    if init_params is not None:
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), init_params)
+    xs, ws = sample.flat()
+    return jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws, k))(
+        jnp.arange(n_restarts))
 
 
 def degenerate(family, params: MixtureParams, total):

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
-from jaxmix.families.fit import (batched_em_step, degenerate, log_prior, prepared,
-                                 seeded_start)
+from jaxmix.families.fit import batched_em_step, degenerate, log_prior, prepared, starts
 from jaxmix.families.mixture import MixtureParams
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
@@ -106,13 +105,7 @@ def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_rest
 def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family, k, n_restarts,
          history, optimizer):
     dtype = sample.x.dtype
-    xs, ws = sample.flat()
-    if init_params is None:
-        params0 = jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws,
-                                                  k))(jnp.arange(n_restarts))
-    else:
-        params0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape),
-                               init_params)
+    params0 = starts(key, sample, init_params, family, k, n_restarts)
     objective = FamilyObjective(family, data, prior, jnp.asarray(alpha, dtype))
     tol = jnp.asarray(tol, dtype)
     state0 = jax.vmap(lambda p: init_state(optimizer, unconstrain(family, p),
