@@ -29,6 +29,13 @@ def blobs(seed=0, n=4000, d=3, k=K):
 X = blobs()
 
 
+# The step under test, compiled once per batch shape (called eagerly, each of
+# its operations compiles on its own). Hand-made batches have BATCH rows of
+# X's 3 features where the check allows (one compiled step for them all).
+step = jax.jit(minibatch_step)
+BATCH = 256
+
+
 def no_reseed(dtype=jnp.float64, **kw):
     args = dict(tol=0.0, alpha=0.1, max_no_improvement=None, reassignment_ratio=0.0)
     args.update(kw)
@@ -38,14 +45,14 @@ def no_reseed(dtype=jnp.float64, **kw):
 def test_update_rule_matches_sklearn_mini_batch_step(rng):
     centers = rng.normal(0, 3, (K, 3))
     counts = np.array([0.0, 3.0, 10.0, 1.5, 7.0])
-    xb = rng.normal(0, 3, (64, 3))
-    wb = rng.uniform(0.2, 2.0, 64)
+    xb = rng.normal(0, 3, (BATCH, 3))
+    wb = rng.uniform(0.2, 2.0, BATCH)
     sk_new, sk_counts = np.empty_like(centers), counts.copy()
     sk_inertia = _mini_batch_step(xb, wb, centers, sk_new, sk_counts,
                                   np.random.RandomState(0), random_reassign=False)
     state = minibatch_init(jax.random.PRNGKey(0), jnp.asarray(centers))._replace(
         counts=jnp.asarray(counts))
-    new, batch_inertia = minibatch_step(state, jnp.asarray(xb), jnp.asarray(wb), no_reseed())
+    new, batch_inertia = step(state, jnp.asarray(xb), jnp.asarray(wb), no_reseed())
     np.testing.assert_allclose(np.asarray(new.centroids), sk_new, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.asarray(new.counts), sk_counts, rtol=1e-12)
     np.testing.assert_allclose(float(batch_inertia) * wb.sum(), sk_inertia, rtol=1e-10)
@@ -61,14 +68,13 @@ def test_low_count_clusters_are_reseeded_from_the_batch(rng):
     wb = np.r_[np.ones(39), 0.0]  # a zero-weight row is never a new centre
     state = minibatch_init(jax.random.PRNGKey(3), jnp.asarray(centers))._replace(
         counts=jnp.asarray([50.0, 40.0, 0.0]))
-    new, _ = minibatch_step(state, jnp.asarray(xb), jnp.asarray(wb),
-                            no_reseed(reassignment_ratio=0.01))
+    new, _ = step(state, jnp.asarray(xb), jnp.asarray(wb), no_reseed(reassignment_ratio=0.01))
     c = np.asarray(new.centroids)
     assert np.any(np.all(np.isclose(xb[:39], c[2]), axis=1)), c[2]
     counts = np.asarray(new.counts)
     np.testing.assert_allclose(counts[2], counts[:2].min())  # sklearn's count floor
     # without re-seeding, it stays where it was
-    kept, _ = minibatch_step(state, jnp.asarray(xb), jnp.asarray(wb), no_reseed())
+    kept, _ = step(state, jnp.asarray(xb), jnp.asarray(wb), no_reseed())
     np.testing.assert_array_equal(np.asarray(kept.centroids[2]), centers[2])
 
 
@@ -107,18 +113,18 @@ def test_sample_weight_zero_rows_are_never_drawn():
 
 def test_stream_equals_manual_loop_and_pads_short_batches():
     rng = np.random.default_rng(1)
-    batches = [X[rng.integers(0, len(X), 256)] for _ in range(30)] + [X[:100]]
+    batches = [X[rng.integers(0, len(X), BATCH)] for _ in range(30)] + [X[:100]]
     init = X[:K]
     res = fit_minibatch_kmeans(jax.random.PRNGKey(2), iter(batches), K, init_centroids=init,
                                   max_no_improvement=None, reassignment_ratio=0.0)
     assert int(res.n_iter[0]) == len(batches)
     # same steps by hand, in centred coordinates as the stream does
     offset = batches[0].mean(0)
-    cfg = make_config(0.0, 2 * 256 / (100 * 256 + 1), None, 0.0, jnp.float64)
+    cfg = make_config(0.0, 2 * BATCH / (100 * BATCH + 1), None, 0.0, jnp.float64)
     state = minibatch_init(jax.random.split(jax.random.PRNGKey(2))[1],
                            jnp.asarray(init - offset))
     for xb in batches:  # the short last batch unpadded: zero-weight padding changes nothing
-        state, _ = minibatch_step(state, jnp.asarray(xb - offset), jnp.ones(len(xb)), cfg)
+        state, _ = step(state, jnp.asarray(xb - offset), jnp.ones(len(xb)), cfg)
     np.testing.assert_allclose(np.asarray(res.params.centroids[0]),
                                np.asarray(state.centroids) + offset, rtol=1e-10, atol=1e-10)
 
@@ -127,7 +133,7 @@ def test_stream_stops_early_and_fits_blobs():
     def gen():
         rng = np.random.default_rng(2)
         while True:  # endless: only early stopping ends the loop
-            yield X[rng.integers(0, len(X), 256)]
+            yield X[rng.integers(0, len(X), BATCH)]
 
     res = fit_minibatch_kmeans(0, gen(), K, n_samples=len(X))
     assert bool(res.converged[0])
