@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
-from jaxmix.fit.buckets import history_bucket
+from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.rows import cut_rows
@@ -41,15 +41,27 @@ from jaxmix.validation import (as_key, check_int, check_max_iter, check_n_restar
 TRACE_COUNT = {"mixture": 0}
 
 
-def _weights(nk, alpha):
-    """MAP weights under a symmetric Dirichlet(``alpha``) (``alpha = 1``: ML)."""
-    top = jnp.maximum(nk + alpha - 1, 10 * jnp.finfo(nk.dtype).eps)
+def _weights(nk, alpha, real):
+    """MAP weights under a symmetric Dirichlet(``alpha``) (``alpha = 1``: ML);
+    0 outside the ``real`` components."""
+    top = jnp.where(real, jnp.maximum(nk + alpha - 1, 10 * jnp.finfo(nk.dtype).eps), 0)
     return top / jnp.sum(top, axis=-1, keepdims=True)
 
 
-def batched_em_step(family, data, prior, alpha):
+def masked(params: MixtureParams, real) -> MixtureParams:
+    """A padded mixture whose components outside ``real (k_max,)`` have weight
+    0 and are copies of component 0 (finite, and their prior terms known)."""
+    def keep(a):
+        m = real.reshape(real.shape + (1,) * (a.ndim - 1))
+        return jnp.where(m, a, a[:1])
+    w = jnp.where(real, params.weights, 0)
+    return MixtureParams(w / jnp.sum(w), jax.tree.map(keep, params.theta))
+
+
+def batched_em_step(family, data, prior, alpha, real):
     """``params_R -> (new params_R, objective of params_R)``: one pass over
-    ``data`` (any placement) for every restart, then each restart's M-step."""
+    ``data`` (any placement) for every restart, then each restart's M-step;
+    ``real (k_max,)``: the components that are not padding."""
     total = data.total_weight()
 
     def step(params: MixtureParams):
@@ -62,18 +74,29 @@ def batched_em_step(family, data, prior, alpha):
             return jax.vmap(one)(params)
 
         nk, stats, loglik = reduce(chunk_stats, data)
-        new = jax.vmap(lambda p, n, s: MixtureParams(
-            _weights(n, alpha), family.m_step(p.theta, n, s, prior)))(params, nk, stats)
-        return new, (loglik + jax.vmap(lambda p: log_prior(family, p, prior, alpha))(params)) / total
+        new = jax.vmap(lambda p, n, s: masked(MixtureParams(
+            _weights(n, alpha, real), family.m_step(p.theta, n, s, prior)), real))(
+                params, nk, stats)
+        prior_terms = jax.vmap(lambda p: log_prior(family, p, prior, alpha, real))(params)
+        return new, (loglik + prior_terms) / total
 
     return step
 
 
-def log_prior(family, params: MixtureParams, prior, alpha):
-    """The prior's log-density (up to the Dirichlet's constant; 0 without a prior)."""
+def log_prior(family, params: MixtureParams, prior, alpha, real):
+    """The prior's log-density over the ``real`` components (up to the
+    Dirichlet's constant; 0 without a prior). Padding components are copies
+    of component 0 and the family's prior a sum of per-component terms, so
+    theirs is taken off as that many times component 0's."""
     if prior is None:
         return jnp.zeros((), params.weights.dtype)
-    return (alpha - 1) * jnp.sum(jnp.log(params.weights)) + family.log_prior(params.theta, prior)
+    # log of 1 off the real components: no inf in the unselected branch (its gradient)
+    dirichlet = (alpha - 1) * jnp.sum(jnp.where(real, jnp.log(jnp.where(real, params.weights,
+                                                                        1)), 0))
+    first = jax.tree.map(lambda a: a[:1], params.theta)
+    padding = jnp.sum(~real).astype(params.weights.dtype)
+    return (dirichlet + family.log_prior(params.theta, prior)
+            - padding * family.log_prior(first, prior))
 
 
 def seeded_start(family, key, xs, ws, k: int) -> MixtureParams:
@@ -81,7 +104,8 @@ def seeded_start(family, key, xs, ws, k: int) -> MixtureParams:
     component of one sample drawn (distinct, by weight) and one pseudo-sample
     at the data's mean statistics: seeds from the data that start apart
     (random responsibilities would start every component at the mean, a
-    fixed point of EM), for any family, from its own statistics."""
+    fixed point of EM), for any family, from its own statistics. The first
+    ``j`` seeds of ``k`` are those of ``j`` (so padding changes nothing)."""
     p = ws / jnp.sum(ws)
     seeds = jax.random.choice(key, xs.shape[0], (k,), replace=False, p=p)
     onehot = jnp.zeros((xs.shape[0], k), xs.dtype).at[seeds, jnp.arange(k)].set(1.0)
@@ -195,38 +219,53 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
                   prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample):
         result = jax.block_until_ready(_fit(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
-            family=family, k=s.k, n_restarts=s.n_restarts, history=history_bucket(s.max_iter)))
-    return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
-                               "check the data and the prior")
+            np.int32(s.k), family=family, k_max=component_bucket(s.k),
+            n_restarts=s.n_restarts, history=history_bucket(s.max_iter)))
+    return raise_if_all_failed(cut_real(result, s), "check the data and the prior")
 
 
-@jit(static_argnames=("family", "k", "n_restarts", "history"))
-def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family, k,
+def cut_real(result: FitResult, s: Settings) -> FitResult:
+    """A padded fit's result cut to its restarts, iterations and ``k`` components."""
+    return cut_rows(result, s.n_restarts, s.max_iter,
+                    lambda p: jax.tree.map(lambda a: a[:, :s.k], p))
+
+
+@jit(static_argnames=("family", "k_max", "n_restarts", "history"))
+def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, *, family, k_max,
          n_restarts, history):
+    """EM on ``k`` (traced) real components padded to ``k_max``: every k of a
+    bucket (:func:`jaxmix.fit.buckets.component_bucket`) shares one program."""
     TRACE_COUNT["mixture"] += 1
     dtype = sample.x.dtype
     alpha = jnp.asarray(alpha, dtype)
-    params0 = starts(key, sample, init_params, family, k, n_restarts)
-    result = iterate(batched_em_step(family, data, prior, alpha), params0,
+    real = jnp.arange(k_max) < k
+    params0 = starts(key, sample, init_params, family, k_max, real, n_restarts)
+    result = iterate(batched_em_step(family, data, prior, alpha, real), params0,
                      jnp.asarray(tol, dtype), max_iter, history_len=history)
-    return result._replace(degenerate=degenerate(family, result.params, data.total_weight()))
+    return result._replace(degenerate=degenerate(family, result.params, data.total_weight(),
+                                                 real))
 
 
-def starts(key, sample, init_params, family, k: int, n_restarts: int) -> MixtureParams:
-    """Every restart's start: ``init_params`` broadcast, or :func:`seeded_start`
-    with ``fold_in(key, r)`` (the same for EM and gradient fits)."""
+def starts(key, sample, init_params, family, k_max: int, real, n_restarts: int):
+    """Every restart's start, padded to ``k_max`` components (``real``): the
+    padded ``init_params`` broadcast, or :func:`seeded_start` with
+    ``fold_in(key, r)`` (the same for EM and gradient fits)."""
     if init_params is not None:
-        return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), init_params)
+        pad = lambda a: jnp.concatenate(  # noqa: E731
+            [a, jnp.repeat(a[:1], k_max - a.shape[0], axis=0)])
+        start = masked(MixtureParams(pad(init_params.weights), jax.tree.map(
+            pad, init_params.theta)), real)
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
     xs, ws = sample.flat()
-    return jax.vmap(lambda r: seeded_start(family, jax.random.fold_in(key, r), xs, ws, k))(
-        jnp.arange(n_restarts))
+    return jax.vmap(lambda r: masked(seeded_start(family, jax.random.fold_in(key, r), xs, ws,
+                                                  k_max), real))(jnp.arange(n_restarts))
 
 
-def degenerate(family, params: MixtureParams, total):
-    """``(R,)``: a component with less than one sample's weight, or collapsed
-    by the family's own test (``family.degenerate``, where it has one)."""
+def degenerate(family, params: MixtureParams, total, real):
+    """``(R,)``: a real component with less than one sample's weight, or
+    collapsed by the family's own test (``family.degenerate``, where it has one)."""
     low = params.weights * total < 1.0
     own = getattr(family, "degenerate", None)
     if own is not None:
         low = low | jax.vmap(own)(params.theta)
-    return jnp.any(low, axis=-1)
+    return jnp.any(low & real, axis=-1)

@@ -22,14 +22,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
-from jaxmix.families.fit import batched_em_step, degenerate, log_prior, prepared, starts
+from jaxmix.families.fit import (batched_em_step, cut_real, degenerate, log_prior, masked,
+                                 prepared, starts)
 from jaxmix.families.mixture import MixtureParams
-from jaxmix.fit.buckets import history_bucket
+from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.rows import cut_rows
 from jaxmix.gmm.gradient_steps import batched_gradient_step, init_state, stop_rule
 from jaxmix.numerics import all_finite
 
@@ -46,23 +47,28 @@ class FamilyObjective(NamedTuple):
 
     family: Any
     data: Any
+    real: Any          # (k_max,) the components that are not padding
     prior: Any = None
     alpha: Any = 1.0
     path: str = "exact"
 
+    def _logits(self, u: Unconstrained):
+        return jnp.where(self.real, u.logits, -jnp.inf)
+
     def params(self, u: Unconstrained) -> MixtureParams:
-        return MixtureParams(jax.nn.softmax(u.logits), self.family.constrain(u.raw))
+        return masked(MixtureParams(jax.nn.softmax(self._logits(u)),
+                                    self.family.constrain(u.raw)), self.real)
 
     def value(self, u: Unconstrained, data=None, scale=1.0):
         p = self.params(u)
-        log_w = jax.nn.log_softmax(u.logits)
+        log_w = jax.nn.log_softmax(self._logits(u))
 
         def chunk_log_lik(x, w, _):
             lp = log_w + self.family.log_prob(p.theta, x)
             return jnp.sum(w * jax.nn.logsumexp(lp, axis=1))
         log_lik = reduce(chunk_log_lik, self.data if data is None else data)
-        return (scale * log_lik + log_prior(self.family, p, self.prior, self.alpha)) / \
-            self.data.total_weight()
+        return (scale * log_lik + log_prior(self.family, p, self.prior, self.alpha, self.real)) \
+            / self.data.total_weight()
 
     def loss(self, u: Unconstrained, data=None, scale=1.0):
         return -self.value(u, data, scale)
@@ -72,16 +78,17 @@ class FamilyObjective(NamedTuple):
 
     def em_gain(self, params: MixtureParams, value):
         """What an EM step from ``params`` (``J = value``) would gain (two passes)."""
-        step = batched_em_step(self.family, self.data, self.prior, self.alpha)
+        step = batched_em_step(self.family, self.data, self.prior, self.alpha, self.real)
         one = jax.tree.map(lambda a: a[None], params)
         new, _ = step(one)
         _, after = step(new)
         return after[0] - value
 
 
-def unconstrain(family, params: MixtureParams) -> Unconstrained:
-    logw = jnp.log(params.weights)
-    return Unconstrained(logw - jnp.mean(logw), family.unconstrain(params.theta))
+def unconstrain(family, params: MixtureParams, real) -> Unconstrained:
+    logw = jnp.where(real, jnp.log(jnp.where(real, params.weights, 1)), 0)
+    centre = jnp.sum(logw) / jnp.sum(real)
+    return Unconstrained(jnp.where(real, logw - centre, 0), family.unconstrain(params.theta))
 
 
 def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_restarts: int = 1,
@@ -95,20 +102,21 @@ def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_rest
                   prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample):
         result = jax.block_until_ready(_fit(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
-            family=family, k=s.k, n_restarts=s.n_restarts, history=history_bucket(s.max_iter),
-            optimizer=optimizer))
-    return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
+            np.int32(s.k), family=family, k_max=component_bucket(s.k),
+            n_restarts=s.n_restarts, history=history_bucket(s.max_iter), optimizer=optimizer))
+    return raise_if_all_failed(cut_real(result, s),
                                "lower the learning rate, or check the data and the prior")
 
 
-@jit(static_argnames=("family", "k", "n_restarts", "history", "optimizer"))
-def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family, k, n_restarts,
-         history, optimizer):
+@jit(static_argnames=("family", "k_max", "n_restarts", "history", "optimizer"))
+def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, *, family, k_max,
+         n_restarts, history, optimizer):
     dtype = sample.x.dtype
-    params0 = starts(key, sample, init_params, family, k, n_restarts)
-    objective = FamilyObjective(family, data, prior, jnp.asarray(alpha, dtype))
+    real = jnp.arange(k_max) < k
+    params0 = starts(key, sample, init_params, family, k_max, real, n_restarts)
+    objective = FamilyObjective(family, data, real, prior, jnp.asarray(alpha, dtype))
     tol = jnp.asarray(tol, dtype)
-    state0 = jax.vmap(lambda p: init_state(optimizer, unconstrain(family, p),
+    state0 = jax.vmap(lambda p: init_state(optimizer, unconstrain(family, p, real),
                                            jnp.zeros(2, jnp.uint32), objective,
                                            -jnp.inf))(params0)
     result = iterate(batched_gradient_step(optimizer, objective, tol), state0, tol, max_iter,
@@ -116,7 +124,7 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, *, family,
     final = result.params
     params = jax.vmap(objective.params)(final.params)
     return result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,
-                           degenerate=degenerate(family, params, data.total_weight()))
+                           degenerate=degenerate(family, params, data.total_weight(), real))
 
 
 

@@ -144,3 +144,29 @@ def test_data_outside_the_support_is_refused():
         fit_mixture(0, np.array([[0.0, -1.0], [1.0, 0.0]]), 1, Poisson())
     with pytest.raises(ValueError, match="prior"):
         fit_mixture(0, np.array([[0.0, 1.0], [1.0, 0.0]]), 1, Poisson(), prior="strong")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_padded_components_change_nothing_and_share_one_program(name):
+    """k = 3 and k = 5 run in the 8-component bucket: one program for both,
+    each equal to the fit compiled for its exact k (padding off), with a
+    prior (whose padding terms are taken off) and by a gradient fit."""
+    import optax
+    from jaxmix.fit.buckets import exact_shapes
+    from jaxmix.families import fit_mixture_gradient
+    x, family = planted(name, 300), FAMILIES[name]
+    kw = dict(n_restarts=2, max_iter=15, tol=0.0, prior="default")
+    before = TRACE_COUNT["mixture"]
+    padded = {k: fit_mixture(0, x, k, family, **kw) for k in (3, 5)}
+    assert TRACE_COUNT["mixture"] == before + 1
+    with exact_shapes():
+        for k, result in padded.items():
+            exact = fit_mixture(0, x, k, family, **kw)
+            np.testing.assert_allclose(result.history, exact.history, rtol=1e-10)
+            np.testing.assert_allclose(result.params.theta, exact.params.theta, rtol=1e-8)
+    opt = optax.adam(0.05)
+    gd = fit_mixture_gradient(0, x, 3, family, opt, **kw)
+    with exact_shapes():
+        ref = fit_mixture_gradient(0, x, 3, family, opt, **kw)
+    np.testing.assert_allclose(gd.history, ref.history, rtol=1e-8)
+    assert gd.params.weights.shape == (2, 3)
