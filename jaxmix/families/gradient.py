@@ -122,7 +122,7 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, *, fami
     result = iterate(batched_gradient_step(optimizer, objective, tol), state0, tol, max_iter,
                      stop_rule, usable=all_finite(params0, batch_dims=1), history_len=history)
     final = result.params
-    params = jax.vmap(objective.params)(final.params)
+    params = jax.vmap(objective.params)(final.evaluated)  # whose objective is reported
     return result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,
                            degenerate=degenerate(family, params, data.total_weight(), real))
 

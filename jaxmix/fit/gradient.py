@@ -212,7 +212,7 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
     result = iterate(step, state0, tol, loop_iter, stop_rule, history_len=history,
                      usable=usable, objective0=head)
     final = result.params
-    params = jax.vmap(objective.params)(final.params)
+    params = jax.vmap(objective.params)(final.evaluated)  # whose objective is reported
     result = result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,
                              degenerate=degenerate_restarts(params, data.total_weight(),
                                                             reg_covar))

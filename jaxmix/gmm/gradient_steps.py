@@ -44,6 +44,9 @@ class GradientState(NamedTuple):
         the stopping test's EM step and mini-batch epochs' gradients
         included, a mini-batch epoch counting as one pass).
       n_grads: of those, passes that also gave the gradient.
+      evaluated: the parameters ``last`` is the objective of (a fit returns
+        these: the final update's parameters were never evaluated, and an
+        optimizer's step, unlike EM's, can lower the objective).
     """
 
     params: Unconstrained
@@ -54,6 +57,7 @@ class GradientState(NamedTuple):
     unchanged: jax.Array
     n_evals: jax.Array
     n_grads: jax.Array
+    evaluated: Unconstrained
 
 
 def _with_extra_args(optimizer):
@@ -80,7 +84,7 @@ def init_state(optimizer, u: Unconstrained, key, objective: Objective, last) -> 
     last = jnp.maximum(jnp.asarray(last, dtype), jnp.finfo(dtype).min)
     zero = jnp.zeros((), jnp.int32)
     return GradientState(u, opt_state, key, last, jnp.zeros((), bool), zero, zero + primed,
-                         zero + primed)
+                         zero + primed, u)
 
 
 def with_hyperparams(opt_state, values: dict):
@@ -212,6 +216,7 @@ def _with_stop_inputs(states: GradientState, new: GradientState, value, objectiv
         [jnp.all(x == y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])))(
             states.params, new.params)
     return new._replace(last=jnp.where(jnp.isfinite(value), value, states.last), em_close=close,
+                        evaluated=states.params,
                         unchanged=jnp.where(same, states.unchanged + 1, 0),
                         n_evals=new.n_evals + 2 * small.astype(jnp.int32))
 
