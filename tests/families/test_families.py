@@ -146,7 +146,8 @@ def test_data_outside_the_support_is_refused():
         fit_mixture(0, np.array([[0.0, 1.0], [1.0, 0.0]]), 1, Poisson(), prior="strong")
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "poisson" else pytest.mark.slow)
+                                  for n in FAMILIES])
 def test_padded_components_change_nothing_and_share_one_program(name):
     """k = 3 and k = 5 run in the 8-component bucket: one program for both,
     each equal to the fit compiled for its exact k (padding off), with a
