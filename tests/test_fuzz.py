@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from typing import NamedTuple
 
 import jax
@@ -1071,9 +1070,9 @@ def test_found_cases(case):
 
 
 # ---------------------------------------------------------------------------
-# Sizes that take the whole process down cannot be fuzzed in it: each runs in
-# a child process, which must end normally (a ValueError/TypeError naming the
-# argument, or a result), never abort.
+# Sizes that take the whole process down cannot be fuzzed in it: they run one
+# after another in a child process, where each must end normally (a
+# ValueError/TypeError naming the argument, or a result), never abort.
 
 PROCESS_CASES = {
     "fit_dbscan block=2**63": ("jm.fit_dbscan(np.zeros((4, 2)), 0.5, 2, block=2 ** 63)",
@@ -1083,20 +1082,38 @@ PROCESS_CASES = {
 }
 
 
+CHILD = """
+import numpy as np
+import jaxmix as jm
+from jaxmix.sklearn import DBSCAN
+for case, call, name in {cases!r}:
+    try:
+        eval(call)
+    except (ValueError, TypeError) as err:
+        if name not in str(err):
+            print("did not name the argument:", case, repr(err), flush=True)
+            continue
+    except Exception as err:
+        print("raised:", case, repr(err), flush=True)
+        continue
+    print("ended normally:", case, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def process_cases():
+    """Every case of PROCESS_CASES in turn in one child process (one import of
+    JAX, not one per case): its exit status and output."""
+    cases = [(case, call, name) for case, (call, name) in PROCESS_CASES.items()]
+    return subprocess.run([sys.executable, "-c", CHILD.format(cases=cases)],
+                          capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.parametrize("case", PROCESS_CASES)
-def test_huge_sizes_do_not_abort_the_process(case):
-    call, name = PROCESS_CASES[case]
-    code = textwrap.dedent(f"""
-        import numpy as np
-        import jaxmix as jm
-        from jaxmix.sklearn import DBSCAN
-        try:
-            {call}
-        except (ValueError, TypeError) as err:
-            assert {name!r} in str(err), str(err)
-        print("ended normally")
-        """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0 and "ended normally" in out.stdout, (
-        f"exit status {out.returncode}: {out.stderr[-2000:]}")
+def test_huge_sizes_do_not_abort_the_process(case, process_cases):
+    out = process_cases
+    assert f"ended normally: {case}\n" in out.stdout, (
+        f"exit status {out.returncode} (cases: {out.stdout.splitlines()}): "
+        f"{out.stderr[-2000:]}")
+    if case == list(PROCESS_CASES)[-1]:  # and the process after the last case
+        assert out.returncode == 0, f"exit status {out.returncode}: {out.stderr[-2000:]}"
