@@ -6,14 +6,13 @@ suffers the float32 rounding of the data itself (~ eps * D). The ``auto``
 path must stay within GEMM_ERROR_BUDGET-level error everywhere.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxmix import GMMParams, fit_gmm
+from jaxmix.compiling import jit
 from jaxmix.gmm import em_step, family
 from jaxmix.gmm.stats import GEMM_ERROR_BUDGET, gemm_is_accurate
 from jaxmix.gmm.step import batched_em_step
@@ -64,16 +63,17 @@ def cov_rel_error(p, ref):
     return np.max(np.abs(c - c_ref)) / min(scale, smallest)
 
 
-# The steps under test, compiled once per path, family and dtype: every test
-# here steps N x D_FEAT samples in chunks of 1000. (An eager step traces a new
-# closure, so it would compile its scan and cond again on every call.)
-@functools.partial(jax.jit, static_argnames="path")
+# The steps under test, compiled once per path, family and dtype with
+# jaxmix's compiler options: every test here steps N x D_FEAT samples in
+# chunks of 1000. (An eager step traces a new closure, so it would compile
+# its scan and cond again on every call.)
+@jit(static_argnames="path")
 def batched_step(params, data, reg_covar, path, white=None):
     """:func:`batched_em_step` of ``data`` applied to restart-batched ``params``."""
     return batched_em_step(data, reg_covar, path, white=white)(params)
 
 
-@functools.partial(jax.jit, static_argnames="path")
+@jit(static_argnames="path")
 def single_step(params, data, reg_covar, path):
     """:func:`em_step`: one model."""
     return em_step(params, data, reg_covar, path)

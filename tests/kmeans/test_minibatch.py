@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.cluster._kmeans import _mini_batch_step
 
+from jaxmix.compiling import jit
 from jaxmix.kmeans.stats import kmeans_stats
 from jaxmix.kmeans.update import minibatch_update, score
 from jaxmix.fit.kmeans import fit_kmeans
@@ -29,10 +30,11 @@ def blobs(seed=0, n=4000, d=3, k=K):
 X = blobs()
 
 
-# The step under test, compiled once per batch shape (called eagerly, each of
-# its operations compiles on its own). Hand-made batches have BATCH rows of
-# X's 3 features where the check allows (one compiled step for them all).
-step = jax.jit(minibatch_step)
+# The step under test, compiled once per batch shape with jaxmix's compiler
+# options (called eagerly, each of its operations compiles on its own).
+# Hand-made batches have BATCH rows of X's 3 features where the check allows
+# (one compiled step for them all).
+step = jit(minibatch_step)
 BATCH = 256
 
 
