@@ -16,7 +16,8 @@ import pytest
 import jaxmix
 
 SLOW = {"dbscan.clusters", "data.sharding", "gmm.gradient", "fit.gmm", "fit.kmeans",
-        "kmeans.minibatch", "fit.select", "data.stream", "fit.online", "fit.gradient"}
+        "kmeans.minibatch", "fit.select", "data.stream", "fit.online", "fit.gradient",
+        "families.online"}
 SKIP = {"__main__"}  # the command line is tested end to end in test_cli.py
 MODULES = sorted(m.name.removeprefix("jaxmix.") for m in
                  pkgutil.walk_packages(jaxmix.__path__, "jaxmix.")

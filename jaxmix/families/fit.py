@@ -33,6 +33,7 @@ from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.rows import cut_rows
+from jaxmix.gmm.priors import log_dirichlet
 from jaxmix.families.mixture import MixtureParams
 from jaxmix.validation import (as_key, check_int, check_max_iter, check_n_restarts,
                                check_nonneg, is_traced)
@@ -84,15 +85,15 @@ def batched_em_step(family, data, prior, alpha, real):
 
 
 def log_prior(family, params: MixtureParams, prior, alpha, real):
-    """The prior's log-density over the ``real`` components (up to the
-    Dirichlet's constant; 0 without a prior). Padding components are copies
+    """The prior's log-density over the ``real`` components (0 without a
+    prior): the normalised Dirichlet(``alpha``) of the weights, as
+    :func:`jaxmix.fit_gmm`'s, and the family's. Padding components are copies
     of component 0 and the family's prior a sum of per-component terms, so
     theirs is taken off as that many times component 0's."""
     if prior is None:
         return jnp.zeros((), params.weights.dtype)
     # log of 1 off the real components: no inf in the unselected branch (its gradient)
-    dirichlet = (alpha - 1) * jnp.sum(jnp.where(real, jnp.log(jnp.where(real, params.weights,
-                                                                        1)), 0))
+    dirichlet = log_dirichlet(jnp.log(jnp.where(real, params.weights, 1)), alpha, real)
     first = jax.tree.map(lambda a: a[:1], params.theta)
     padding = jnp.sum(~real).astype(params.weights.dtype)
     return (dirichlet + family.log_prior(params.theta, prior)

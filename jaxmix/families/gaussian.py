@@ -19,6 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmix.families.protocol import shifted_moments
 from jaxmix.numerics import LOG_2PI
 
 
@@ -45,6 +46,10 @@ class DiagGaussian:
         shift = jnp.zeros((r.shape[1], x.shape[1]), x.dtype) if theta is None else theta.means
         diff = x[:, None, :] - shift[None, :, :]
         return jnp.einsum("mk,mkd->kd", r, diff), jnp.einsum("mk,mkd->kd", r, diff * diff)
+
+    def recentre(self, stats, nk, old, new):
+        """Statistics about ``old``'s means re-expressed about ``new``'s."""
+        return shifted_moments(nk, *stats, old.means - new.means, outer=False)
 
     def degenerate(self, theta):
         """Components with a variance at the ``reg_covar`` floor (collapsed)."""

@@ -15,6 +15,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxmix.families.protocol import recentred
+
 
 @dataclasses.dataclass(frozen=True)
 class Product:
@@ -48,6 +50,10 @@ class Product:
         priors = prior if prior is not None else (None,) * len(self.blocks)
         return tuple(f.m_step(t, nk, s, p) for (f, _), t, s, p
                      in zip(self.blocks, thetas, stats, priors))
+
+    def recentre(self, stats, nk, old, new):
+        return tuple(recentred(f, s, nk, o, n) for (f, _), s, o, n
+                     in zip(self.blocks, stats, old, new))
 
     def constrain(self, raw):
         return tuple(f.constrain(r) for (f, _), r in zip(self.blocks, raw))

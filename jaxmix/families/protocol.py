@@ -27,8 +27,12 @@ with the component axis ``k``; its prior is a pytree of traced values (or
     sample(key, theta, labels)    one draw per label
 
 and optionally ``degenerate(theta) -> (k,) bool`` (a component collapsed in
-the family's own sense, e.g. a variance at its floor); every family's
-components with less than one sample's weight are degenerate too.
+the family's own sense, e.g. a variance at its floor; every family's
+components with less than one sample's weight are degenerate too), and,
+for families whose statistics are taken about the current components
+(centred Gaussians, Student-t), ``recentre(stats, nk, old, new)``: the
+statistics taken under ``old`` re-expressed about ``new`` (online EM
+averages statistics over many components' passes; :func:`recentred`).
 
 The weights are the generic part's: ``w_k = (nk + alpha - 1) / (N + k (alpha - 1))``
 under a symmetric Dirichlet(``alpha``) prior (``alpha = 1``: maximum
@@ -42,6 +46,8 @@ follow it; see :mod:`jaxmix.families.bernoulli` for a family in 60 lines.
 from __future__ import annotations
 
 from typing import Protocol
+
+import jax.numpy as jnp
 
 
 class ComponentFamily(Protocol):
@@ -58,3 +64,23 @@ class ComponentFamily(Protocol):
     def n_free(self, d: int) -> int: ...
     def in_support(self, x): ...
     def sample(self, key, theta, labels): ...
+
+
+def recentred(family, stats, nk, old, new):
+    """``stats`` (taken about ``old``) re-expressed about ``new``: the family's
+    ``recentre``, or unchanged for a family whose statistics do not depend
+    on the components they were taken under."""
+    move = getattr(family, "recentre", None)
+    return stats if move is None else move(stats, nk, old, new)
+
+
+def shifted_moments(weight, s1, s2, u, outer: bool):
+    """First and second moments about ``c`` re-expressed about ``c - u``:
+    ``s1 + weight u`` and ``s2 + s1 u^T + u s1^T + weight u u^T`` (``outer``:
+    ``(k, d, d)`` matrices; else elementwise ``(k, d)``)."""
+    moved = s1 + weight[:, None] * u
+    if outer:
+        cross = s1[:, :, None] * u[:, None, :]
+        return moved, s2 + cross + jnp.swapaxes(cross, 1, 2) + weight[:, None, None] * (
+            u[:, :, None] * u[:, None, :])
+    return moved, s2 + 2 * s1 * u + weight[:, None] * u * u

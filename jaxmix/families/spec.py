@@ -20,6 +20,7 @@ from jaxmix.families.bernoulli import Bernoulli
 from jaxmix.families.categorical import Categorical
 from jaxmix.families.exponential import Exponential
 from jaxmix.families.gaussian import DiagGaussian
+from jaxmix.families.gmm import TYPES as GAUSSIAN_TYPES, Gaussian
 from jaxmix.families.poisson import Poisson
 from jaxmix.families.product import Product
 from jaxmix.families.student import StudentT
@@ -36,6 +37,9 @@ def to_spec(family) -> dict:
         return {"name": family.name, "n_categories": list(family.n_categories)}
     if isinstance(family, DiagGaussian):
         return {"name": family.name, "reg_covar": family.reg_covar}
+    if isinstance(family, Gaussian):
+        return {"name": family.name, "covariance_type": family.covariance_type,
+                "reg_covar": family.reg_covar}
     if isinstance(family, StudentT):
         return {"name": family.name, "dof": family.dof, "fixed_dof": family.fixed_dof,
                 "reg_covar": family.reg_covar}
@@ -68,6 +72,11 @@ def from_spec(spec, where: str):
         if not (_number(reg) and reg >= 0):
             raise bad("needs reg_covar: a finite number >= 0")
         return DiagGaussian(float(reg))
+    if name == "Gaussian" and keys == {"covariance_type", "reg_covar"}:
+        ct, reg = spec["covariance_type"], spec["reg_covar"]
+        if ct not in GAUSSIAN_TYPES or not (_number(reg) and reg >= 0):
+            raise bad(f"needs covariance_type one of {GAUSSIAN_TYPES} and reg_covar >= 0")
+        return Gaussian(ct, float(reg))
     if name == "student-t" and keys == {"dof", "fixed_dof", "reg_covar"}:
         dof, fixed, reg = spec["dof"], spec["fixed_dof"], spec["reg_covar"]
         if not (_number(dof) and dof > 0 and isinstance(fixed, bool) and _number(reg)

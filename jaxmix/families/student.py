@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import digamma, gammaln
 
+from jaxmix.families.protocol import shifted_moments
 from jaxmix.numerics import HIGHEST
 
 NU_RANGE = (0.5, 1000.0)
@@ -94,6 +95,13 @@ class StudentT:
         nu = old if (self.fixed_dof or theta is None) else _dof(old, log_term / jnp.maximum(
             nk, tiny), d)
         return StudentParams(shift + delta, cov, nu)
+
+    def recentre(self, stats, nk, old, new):
+        """Statistics about ``old``'s means re-expressed about ``new``'s
+        (the scale-weighted moments move with weight ``sum r u``)."""
+        s_u, s_ux, s_uxx, log_term = stats
+        s_ux, s_uxx = shifted_moments(s_u, s_ux, s_uxx, old.means - new.means, outer=True)
+        return s_u, s_ux, s_uxx, log_term
 
     def degenerate(self, theta):
         """Components whose smallest scale eigenvalue is at the ``reg_covar`` floor."""

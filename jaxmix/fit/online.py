@@ -92,17 +92,8 @@ def fit_gmm_online(key, source, n_components: int, *, covariance_type: str = "fu
       pass has no convergence test) and ``failed`` flags a non-finite update
       (the previous parameters were kept).
     """
-    kappa = check_nonneg(step_exponent, "step_exponent")
-    if not 0.5 < kappa <= 1.0:
-        raise ValueError(f"step_exponent must be in (0.5, 1] for stepwise EM to converge, "
-                         f"got {step_exponent}")
-    t0 = check_nonneg(step_offset, "step_offset")
-    src = open_source(source, sample_weight, single_pass=True)
-    size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
-    if size is None and not src.sequential:
-        size = ONLINE_CHUNK_SIZE
-    pieces = enumerate(src.pieces(size))
-    x0, w0 = _first_chunk(pieces, src.name, n_components)
+    kappa, t0 = check_steps(step_exponent, step_offset)
+    src, size, pieces, x0, w0 = open_pass(source, sample_weight, chunk_size, n_components)
     key = as_key(key)
     s = check_settings(n_components, covariance_type, 1, 1, 0.0, reg_covar, "exact", init,
                        init_params)
@@ -134,32 +125,70 @@ def _first_chunk(pieces, name, k):
 
 
 def _run(params, pieces, layout: Layout, offset, reg_covar, name, kappa, t0) -> FitResult:
-    """The pass: validate, pad and apply each chunk; collect the history."""
-    dtype = layout.dtype
-    running = _zero_stats(params)
-    reg_covar = jnp.asarray(reg_covar, dtype)
+    """The Gaussian-mixture pass: :func:`stream_pass` of the stepwise-EM step."""
+    reg_covar = jnp.asarray(reg_covar, layout.dtype)
+
+    def step(state, x, w, rho, _):
+        params, running, loglik, ok = _step(*state, x - offset, w, rho, reg_covar)
+        return (params, running), loglik, ok
+
+    (params, _), history, oks, total = stream_pass(step, (params, _zero_stats(params)), pieces,
+                                                   layout, name, kappa, t0)
+    batched = jax.tree.map(lambda a: a[None], params)
+    return online_result(batched, history, oks, degenerate_restarts(
+        batched, jnp.asarray(total, layout.dtype), reg_covar))
+
+
+def stream_pass(step, state, pieces, layout: Layout, name, kappa, t0):
+    """One pass of stepwise EM: validate and pad each chunk, then
+    ``step(state, x, w, rho, total weight so far) -> (state, chunk's mean
+    log-likelihood, ok)``. Returns ``(state, history, oks, total weight)``."""
     history, oks, first_row, total = [], [], 0, 0.0
     for i, (x, w) in pieces:
-        check_chunk(x, w, i, layout.n_features, first_row, name, dtype)
+        check_chunk(x, w, i, layout.n_features, first_row, name, layout.dtype)
         first_row += x.shape[0]
         if w is not None and not np.any(w > 0):
             continue  # nothing to learn from an all-zero-weight chunk
         total += float(x.shape[0] if w is None else np.sum(w, dtype=np.float64))
         xp, wp = pad(x, w, layout)
-        rho = jnp.asarray(step_sizes(len(history), kappa, t0), dtype)
-        params, running, loglik, ok = _step(params, running, xp - offset, wp, rho, reg_covar)
+        rho = jnp.asarray(step_sizes(len(history), kappa, t0), layout.dtype)
+        state, loglik, ok = step(state, xp, wp, rho, jnp.asarray(total, layout.dtype))
         history.append(loglik)
         oks.append(ok)
+    return state, history, oks, total
+
+
+def online_result(batched, history, oks, degenerate) -> FitResult:
+    """The one-restart :class:`FitResult` of a pass (see :func:`fit_gmm_online`)."""
     history = jnp.stack(history)[None]
     tail = history[:, -max(1, history.shape[1] // 10):]
     failed = ~jnp.all(jnp.stack(oks))[None]
-    batched = jax.tree.map(lambda a: a[None], params)
     return FitResult(batched, jnp.mean(tail, axis=1), jnp.asarray([history.shape[1]], jnp.int32),
-                     jnp.zeros((1,), bool), failed,
-                     degenerate_restarts(batched, jnp.asarray(total, dtype), reg_covar),
-                     history, jnp.asarray(0, jnp.int32), stalled=jnp.zeros((1,), bool),
+                     jnp.zeros((1,), bool), failed, degenerate, history,
+                     jnp.asarray(0, jnp.int32), stalled=jnp.zeros((1,), bool),
                      n_evals=jnp.asarray([history.shape[1]], jnp.int32),
                      n_grads=jnp.zeros((1,), jnp.int32))
+
+
+def check_steps(step_exponent, step_offset):
+    """``(kappa, t0)`` checked: ``kappa`` in ``(0.5, 1]``, ``t0 >= 0``."""
+    kappa = check_nonneg(step_exponent, "step_exponent")
+    if not 0.5 < kappa <= 1.0:
+        raise ValueError(f"step_exponent must be in (0.5, 1] for stepwise EM to converge, "
+                         f"got {step_exponent}")
+    return kappa, check_nonneg(step_offset, "step_offset")
+
+
+def open_pass(source, sample_weight, chunk_size, k: int):
+    """``(source, chunk size or None, enumerated pieces, first x, first w)``
+    of a one-pass fit (array sources default to ``ONLINE_CHUNK_SIZE`` rows)."""
+    src = open_source(source, sample_weight, single_pass=True)
+    size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
+    if size is None and not src.sequential:
+        size = ONLINE_CHUNK_SIZE
+    pieces = enumerate(src.pieces(size))
+    x0, w0 = _first_chunk(pieces, src.name, k)
+    return src, size, pieces, x0, w0
 
 
 def _zero_stats(params: GMMParams) -> GMMStats:

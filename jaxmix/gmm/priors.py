@@ -129,13 +129,20 @@ def log_prior_terms(params: GMMParams, prior: GMMPrior | None, log_weights=None,
     :func:`jaxmix.gmm.update.enforce_mask`)."""
     if prior is None:
         return jnp.zeros((), params.means.dtype)
+    if log_weights is None:
+        log_weights = safe_log(params.weights)
+    return (log_dirichlet(log_weights, prior.weight_concentration, real)
+            + log_components_prior(params, prior, real))
+
+
+def log_components_prior(params: GMMParams, prior: GMMPrior, real=None):
+    """The Normal-inverse-Wishart (-Gamma) part of :func:`log_prior`: means
+    and covariances, over the ``real (k,)`` components (default all)."""
     fam = family(params.covariance_type)
     pc, means = params.precisions_cholesky, params.means
     k, d = means.shape
     if real is None:
         real = jnp.ones((k,), bool)
-    if log_weights is None:
-        log_weights = safe_log(params.weights)
     kappa = prior.mean_precision
     # mu_k | Sigma_k ~ N(m0, Sigma_k / kappa): whitened by sqrt(kappa) L_k.
     maha = fam.sq_mahalanobis(prior.mean_prior[None], means, pc)[0]
@@ -145,7 +152,7 @@ def log_prior_terms(params: GMMParams, prior: GMMPrior | None, log_weights=None,
     log_cov = fam.log_covariance_prior(pc, prior, d)
     if fam.per_component:  # the padding's terms are component 0's
         log_cov = log_cov - jnp.sum(~real) * fam.log_covariance_prior(pc[:1], prior, d)
-    return log_dirichlet(log_weights, prior.weight_concentration, real) + log_mean + log_cov
+    return log_mean + log_cov
 
 
 def log_prior(params: GMMParams, prior: GMMPrior | None, real=None) -> jax.Array:

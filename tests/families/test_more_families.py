@@ -1,7 +1,7 @@
 """Categorical, exponential, diagonal Gaussian and product families: densities
 against scipy.stats (or direct lookups), M-steps against closed forms,
-planted components recovered, every placement (in memory, streamed, on a
-mesh) giving the same fit, support checked over every chunk."""
+planted components recovered, support checked over every chunk (every
+placement giving the same fit: tests/fit/test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -126,28 +126,6 @@ def test_em_recovers_planted_components(name):
     at_truth = np.logaddexp.reduce(np.log(WEIGHTS) + per, axis=1).mean()
     assert float(result.objective[result.best]) >= at_truth - 1e-3
     assert not np.any(result.failed)
-
-
-PLACEMENT_CASES = [pytest.param(n, marks=[] if n == "mixed" else pytest.mark.slow)
-                   for n in list(CASES) + ["bernoulli", "poisson"]]
-
-
-@pytest.mark.parametrize("name", PLACEMENT_CASES)
-def test_every_placement_gives_the_same_fit(name):
-    """In memory, a stream of chunks and a data mesh: summation order only
-    (the product covers three families in the default run; each family
-    alone in the slow set)."""
-    if name in ("bernoulli", "poisson"):
-        from test_families import FAMILIES, planted as planted_simple
-        family, x = FAMILIES[name], planted_simple(name, 400)
-    else:
-        family, x = CASES[name][0], planted(name, 400)[0]
-    kw = dict(n_restarts=2, max_iter=20, tol=0.0, chunk_size=100)
-    one = fit_mixture(0, x, K, family, **kw)
-    streamed = fit_mixture(0, jm.open_source(x), K, family, **kw)
-    meshed = fit_mixture(0, x, K, family, mesh=jm.data_mesh(), **kw)
-    for other in (streamed, meshed):
-        np.testing.assert_allclose(other.history, one.history, rtol=1e-9)
 
 
 def test_support_is_checked_over_every_chunk_of_a_stream():
