@@ -11,15 +11,12 @@ largest code + 1).
 
 from __future__ import annotations
 
-import time
-
-import jax
 import numpy as np
 
 from jaxmix.cli.data import UsageError
 from jaxmix.cli.fit import ANOMALY_PERCENTILE, Row
-from jaxmix.families import (Bernoulli, Categorical, Exponential, Poisson, VonMisesFisher, aic,
-                             bic, fit_mixture, log_prob)
+from jaxmix.families import (Bernoulli, Categorical, Exponential, Poisson, VonMisesFisher,
+                             log_prob, select_mixture_k)
 
 # --family NAME: families without settings; "categorical" reads its sizes from the data.
 SIMPLE = {"bernoulli": Bernoulli, "poisson": Poisson, "exponential": Exponential,
@@ -40,24 +37,27 @@ def family_named(name: str, x: np.ndarray):
 
 def family_sweep(x, ks, family, prior, *, n_restarts: int, seed: int, max_iter=None, tol=None,
                  progress=lambda line: None) -> list:
-    """A :class:`Row` per k (one compiled fit per k, restarts batched)."""
+    """A :class:`Row` per k (:func:`jaxmix.families.select_mixture_k`: one
+    compiled fit per component bucket, restarts batched)."""
     options = {name: v for name, v in (("max_iter", max_iter), ("tol", tol)) if v is not None}
-    rows = []
-    for i, k in enumerate(ks, start=1):
-        progress(f"[{i}/{len(ks)}] {family.name} k={k}, {n_restarts} restarts ...")
-        start = time.perf_counter()
-        try:
-            result = fit_mixture(jax.random.fold_in(jax.random.PRNGKey(seed), k), x, k, family,
-                                 n_restarts=n_restarts, prior=prior, **options)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-        seconds = time.perf_counter() - start
-        best, p = int(result.best), result.best_params
-        loglik = float(np.mean(np.asarray(log_prob(family, p, x), np.float64)))
-        rows.append(Row(family.name, k, loglik, bic(family, p, x), aic(family, p, x),
-                        bool(result.converged[best]), int(result.n_iter[best]), seconds, p))
-        progress(f"    done in {seconds:.1f} s: BIC {rows[-1].bic:.2f}")
-    return rows
+    seconds = {}
+
+    def report(k, result, elapsed):
+        if result is None:
+            i = int(np.searchsorted(np.sort(ks), k)) + 1
+            progress(f"[{i}/{len(ks)}] {family.name} k={k}, {n_restarts} restarts ...")
+        else:
+            seconds[k] = elapsed
+            progress(f"    done in {elapsed:.1f} s")
+
+    try:
+        sel = select_mixture_k(seed, x, ks, family, n_restarts=n_restarts, prior=prior,
+                               progress=report, **options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return [Row(family.name, int(k), float(sel.log_likelihood[0, g]), float(sel.bic[0, g]),
+                float(sel.aic[0, g]), bool(sel.converged[0, g]), int(sel.n_iter[0, g]),
+                seconds[int(k)], sel.params[0][g]) for g, k in enumerate(sel.ks)]
 
 
 def family_record(family, row: Row, x) -> dict:

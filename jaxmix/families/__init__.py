@@ -20,6 +20,7 @@ from jaxmix.families.mixture import (MixtureParams, aic, bic, log_prob, n_parame
 from jaxmix.families.online import fit_mixture_online
 from jaxmix.families.poisson import GammaPrior, Poisson
 from jaxmix.families.product import Product
+from jaxmix.families.select import select_mixture_k
 from jaxmix.families.protocol import ComponentFamily
 from jaxmix.families.student import StudentParams, StudentT
 from jaxmix.families.vmf import VMFParams, VonMisesFisher
@@ -29,4 +30,4 @@ __all__ = ["Bernoulli", "BetaPrior", "Categorical", "ComponentFamily", "DiagGaus
            "Gaussian", "GaussianComponents", "MixtureParams", "Poisson", "Product", "RatePrior",
            "StudentParams", "StudentT", "VMFParams", "VonMisesFisher", "aic", "bic",
            "fit_mixture", "fit_mixture_gradient", "fit_mixture_online", "log_prob", "n_parameters", "predict",
-           "responsibilities", "sample", "weighted_log_prob"]
+           "responsibilities", "sample", "select_mixture_k", "weighted_log_prob"]

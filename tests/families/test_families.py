@@ -171,3 +171,28 @@ def test_padded_components_change_nothing_and_share_one_program(name):
         ref = fit_mixture_gradient(0, x, 3, family, opt, **kw)
     np.testing.assert_allclose(gd.history, ref.history, rtol=1e-8)
     assert gd.params.weights.shape == (2, 3)
+
+
+def test_select_mixture_k_tabulates_the_grid_in_one_program_per_bucket():
+    """k = 1..5 on planted Poisson data (3 components): one compiled fit for
+    the whole grid (one bucket), BIC picks 3, each row is the fit of its own
+    key whatever the grid, and the criteria are scipy's log-likelihood plus
+    the counted parameters."""
+    from jaxmix.families import select_mixture_k
+    x = planted("poisson", 600)
+    kw = dict(n_restarts=2, max_iter=60)
+    before = TRACE_COUNT["mixture"]
+    sel = select_mixture_k(0, x, [1, 2, 3, 4, 5], Poisson(), **kw)
+    assert TRACE_COUNT["mixture"] - before <= 1
+    assert sel.chosen_k("bic") == 3 and sel.covariance_types == ("poisson",)
+    alone = fit_mixture(jax.random.fold_in(jax.random.PRNGKey(0), 4), x, 4, Poisson(), **kw)
+    np.testing.assert_allclose(sel.best_params(4).theta, alone.best_params.theta, rtol=1e-10)
+    for g, k in enumerate(sel.ks):
+        p = sel.best_params(int(k))
+        loglik = scipy_log_prob("poisson", np.asarray(p.weights), np.asarray(p.theta), x).sum()
+        n_par = k - 1 + k * 4
+        np.testing.assert_allclose(sel.bic[0, g], -2 * loglik + n_par * np.log(600), rtol=1e-10)
+        np.testing.assert_allclose(sel.aic[0, g], -2 * loglik + 2 * n_par, rtol=1e-10)
+    assert "| poisson | 3 |" in sel.to_markdown()
+    with pytest.raises(ValueError, match="repeated"):
+        select_mixture_k(0, x, [2, 2], Poisson())
