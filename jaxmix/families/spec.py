@@ -2,6 +2,12 @@
 object and back (read as untrusted input), and the shapes of its component
 parameters, derived from the family itself (no per-family code).
 
+A family of your own (a frozen dataclass, see :mod:`jaxmix.families.protocol`)
+is written as ``{"name": ..., "fields": {...}}`` (its dataclass fields but
+``name`` and ``support``: numbers, strings, booleans or lists of them) and
+read back only from the classes the reader names (``families=[MyFamily]``):
+a file never chooses which code runs.
+
 >>> from jaxmix.families import Categorical
 >>> to_spec(Categorical((3, 2)))
 {'name': 'categorical', 'n_categories': [3, 2]}
@@ -11,6 +17,7 @@ Categorical(n_categories=(3, 2), name='categorical', support='integer codes 0 ..
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -48,16 +55,26 @@ def to_spec(family) -> dict:
                 "blocks": [[to_spec(f), list(cols)] for f, cols in family.blocks]}
     if type(family) in SIMPLE.values():
         return {"name": family.name}
-    raise ValueError(f"no file format for the family {family!r}")
+    if dataclasses.is_dataclass(family):
+        fields = {f.name: getattr(family, f.name) for f in dataclasses.fields(family)
+                  if f.name not in ("name", "support")}
+        fields = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+        if all(_plain(v) for v in fields.values()):
+            return {"name": family.name, "fields": fields}
+    raise ValueError(f"no file format for the family {family!r}: a family of your own must be "
+                     "a dataclass whose fields are numbers, strings, booleans or lists of them")
 
 
-def from_spec(spec, where: str):
-    """The family a JSON object names; ``ValueError`` naming ``where`` otherwise."""
+def from_spec(spec, where: str, families=()):
+    """The family a JSON object names; ``ValueError`` naming ``where``
+    otherwise. ``families``: the classes of your own a file may name."""
     def bad(text):
         return ValueError(f"{where}: family {spec!r} {text}")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise bad("must be a JSON object with a 'name'")
     name, keys = spec["name"], set(spec) - {"name"}
+    if keys == {"fields"}:
+        return _own(name, spec["fields"], families, bad)
     if name in SIMPLE and not keys:
         return SIMPLE[name]()
     if name == "categorical" and keys == {"n_categories"}:
@@ -89,9 +106,32 @@ def from_spec(spec, where: str):
             if not (isinstance(block, list) and len(block) == 2 and isinstance(block[1], list)
                     and all(isinstance(c, int) and not isinstance(c, bool) for c in block[1])):
                 raise bad("blocks must be [family, [column, ...]] pairs")
-            blocks.append((from_spec(block[0], where), tuple(block[1])))
+            blocks.append((from_spec(block[0], where, families), tuple(block[1])))
         return Product(tuple(blocks))
     raise bad("is not a family this jaxmix knows, or has the wrong keys")
+
+
+def _own(name, fields, families, bad):
+    """A family of the caller's ``families`` named ``name``, built from ``fields``."""
+    if not isinstance(fields, dict) or not all(_plain(v) for v in fields.values()):
+        raise bad("needs fields: an object of numbers, strings, booleans or lists of them")
+    for cls in families:
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        if defaults.get("name") == name:
+            try:
+                return cls(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in fields.items()})
+            except (TypeError, ValueError) as err:
+                raise bad(f"does not build a {cls.__name__}: {err}") from None
+    raise bad(f"is not built in; pass its class to the reader (families=[...]), e.g. "
+              f"load_mixture(path, families=[{name.title().replace(' ', '')}])")
+
+
+def _plain(v) -> bool:
+    """A JSON scalar, or a list of them."""
+    if isinstance(v, (list, tuple)):
+        return all(_plain(e) and not isinstance(e, (list, tuple)) for e in v)
+    return v is None or isinstance(v, (bool, str)) or _number(v)
 
 
 def _number(v) -> bool:

@@ -44,14 +44,16 @@ def n_features_of(family, leaves) -> int:
     return int(np.shape(leaves[0])[-1])
 
 
-def load_mixture(path):
-    """``(family, MixtureParams, About)`` from a file of :func:`save_mixture`."""
+def load_mixture(path, families=()):
+    """``(family, MixtureParams, About)`` from a file of :func:`save_mixture`;
+    ``families``: the classes of your own the file may name
+    (:mod:`jaxmix.families.spec`)."""
     from jaxmix.families.mixture import MixtureParams
     from jaxmix.families.spec import from_spec, theta_shapes
 
     where = os.fspath(path)
     meta, arrays = read(path, KIND)
-    family = from_spec(meta.get("family"), where)
+    family = from_spec(meta.get("family"), where, families)
     d = meta.get("n_features")
     if not (is_int(d) and d >= 1):
         raise problem(where, "metadata 'n_features'", f"must be an integer >= 1, got {shown(d)}")

@@ -124,10 +124,11 @@ class MixtureModel(DensityMixin, BaseEstimator):
         save_mixture(path, self.family, self._params())
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, families=()):
         """A fitted ``MixtureModel`` from :meth:`save`'s file (or ``jaxmix fit
-        --family``'s); ``converged_``/``n_iter_`` are not stored."""
-        family, params, _ = load_mixture(path)
+        --family``'s); ``converged_``/``n_iter_`` are not stored. ``families``:
+        the classes of your own the file may name."""
+        family, params, _ = load_mixture(path, families)
         if np.ndim(params.weights) != 1:
             raise ValueError(f"{path} holds restart-batched parameters; an estimator holds one")
         est = cls(family, n_components=params.weights.shape[0])
