@@ -26,11 +26,13 @@ from jaxmix.criteria import score_samples_chunked
 
 
 def density_threshold(params: GMMParams, x, percentile: float = 4.0, *,
-                      chunk_size: int | None = None) -> float:
+                      chunk_size: int | None = None, family=None) -> float:
     """Log-density at the ``percentile``-th percentile of ``x`` (the training data).
 
     Equal to ``np.percentile(score_samples(x), percentile)``; a fraction of
-    about ``percentile / 100`` of ``x`` lies below it.
+    about ``percentile / 100`` of ``x`` lies below it. ``family``: a
+    component family of :mod:`jaxmix.families`, whose
+    :class:`~jaxmix.families.MixtureParams` ``params`` are.
     """
     try:
         q = float(percentile)
@@ -38,15 +40,22 @@ def density_threshold(params: GMMParams, x, percentile: float = 4.0, *,
         raise ValueError(f"percentile must be a number in [0, 100], got {percentile!r}") from None
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
-    scores = np.asarray(score_samples_chunked(params, x, chunk_size))
-    return float(np.percentile(scores.astype(np.float64), q))
+    return float(np.percentile(_scores(params, x, chunk_size, family), q))
 
 
 def flag_anomalies(params: GMMParams, x, threshold: float, *,
-                   chunk_size: int | None = None) -> np.ndarray:
-    """``(n,)`` booleans (numpy): ``log p(x_n) < threshold``, compared in float64."""
+                   chunk_size: int | None = None, family=None) -> np.ndarray:
+    """``(n,)`` booleans (numpy): ``log p(x_n) < threshold``, compared in
+    float64; ``family`` as in :func:`density_threshold`."""
     threshold = float(threshold)
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
-    scores = np.asarray(score_samples_chunked(params, x, chunk_size), np.float64)
-    return scores < threshold
+    return _scores(params, x, chunk_size, family) < threshold
+
+
+def _scores(params, x, chunk_size, family) -> np.ndarray:
+    """Log-densities of the rows of ``x`` in float64."""
+    if family is None:
+        return np.asarray(score_samples_chunked(params, x, chunk_size), np.float64)
+    from jaxmix.families.mixture import score_samples_chunked as family_scores
+    return np.asarray(family_scores(family, params, x, chunk_size), np.float64)

@@ -16,7 +16,8 @@ from jaxmix.families.gaussian import DiagGaussian, DiagParams
 from jaxmix.families.gmm import Gaussian, GaussianComponents
 from jaxmix.families.gradient import FamilyObjective, fit_mixture_gradient
 from jaxmix.families.mixture import (MixtureParams, aic, bic, log_prob, n_parameters, predict,
-                                     responsibilities, sample, weighted_log_prob)
+                                     responsibilities, sample, score_samples_chunked,
+                                     weighted_log_prob)
 from jaxmix.families.online import fit_mixture_online
 from jaxmix.families.poisson import GammaPrior, Poisson
 from jaxmix.families.product import Product
@@ -30,4 +31,4 @@ __all__ = ["Bernoulli", "BetaPrior", "Categorical", "ComponentFamily", "DiagGaus
            "Gaussian", "GaussianComponents", "MixtureParams", "Poisson", "Product", "RatePrior",
            "StudentParams", "StudentT", "VMFParams", "VonMisesFisher", "aic", "bic",
            "fit_mixture", "fit_mixture_gradient", "fit_mixture_online", "log_prob", "n_parameters", "predict",
-           "responsibilities", "sample", "select_mixture_k", "weighted_log_prob"]
+           "responsibilities", "sample", "score_samples_chunked", "select_mixture_k", "weighted_log_prob"]

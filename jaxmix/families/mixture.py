@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.compiling import jit
+from jaxmix.data.chunked import chunk, chunk_rows
+from jaxmix.validation import check_data, check_int
 
 
 class MixtureParams(NamedTuple):
@@ -70,13 +72,31 @@ def n_parameters(family, params: MixtureParams, n_features: int) -> int:
     return k - 1 + k * family.n_free(n_features)
 
 
+def score_samples_chunked(family, params: MixtureParams, x, chunk_size: int | None = None):
+    """``(n,)`` log-density of each row, computed in chunks of ``chunk_size``
+    rows (memory ``O(chunk * k * d)``; one compiled program per chunk shape)."""
+    x = check_data(x)
+    n, d = x.shape
+    size = (chunk_rows(n, params.weights.shape[-1] * d) if chunk_size is None
+            else check_int(chunk_size, "chunk_size"))
+    return _score_chunks(params, chunk(x, size).x, family=family).reshape(-1)[:n]
+
+
+@functools.partial(jit, static_argnames=("family",))
+def _score_chunks(params: MixtureParams, xs, *, family):
+    return jax.lax.map(lambda x: log_prob(family, params, x), xs)
+
+
+def _total(family, params, x) -> float:
+    return float(np.sum(np.asarray(score_samples_chunked(family, params, x), np.float64)))
+
+
 def bic(family, params: MixtureParams, x) -> float:
     """``-2 log L + n_parameters log n`` (scikit-learn's definition)."""
-    total = float(np.sum(np.asarray(log_prob(family, params, x), np.float64)))
-    return -2 * total + n_parameters(family, params, np.shape(x)[1]) * np.log(np.shape(x)[0])
+    return -2 * _total(family, params, x) + n_parameters(family, params, np.shape(x)[1]) * \
+        np.log(np.shape(x)[0])
 
 
 def aic(family, params: MixtureParams, x) -> float:
     """``-2 log L + 2 n_parameters``."""
-    total = float(np.sum(np.asarray(log_prob(family, params, x), np.float64)))
-    return -2 * total + 2 * n_parameters(family, params, np.shape(x)[1])
+    return -2 * _total(family, params, x) + 2 * n_parameters(family, params, np.shape(x)[1])

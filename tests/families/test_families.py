@@ -13,6 +13,7 @@ import pytest
 from scipy import stats as st
 from scipy.optimize import minimize_scalar
 
+import jaxmix as jm
 from jaxmix.families import (Bernoulli, BetaPrior, GammaPrior, MixtureParams, Poisson, bic,
                              fit_mixture, log_prob, n_parameters, sample)
 from jaxmix.families.fit import TRACE_COUNT
@@ -135,6 +136,13 @@ def test_criteria_and_sampling(name):
     total = scipy_log_prob(name, np.array([0.2, 0.5, 0.3]), TRUE[name], x[:500]).sum()
     np.testing.assert_allclose(bic(family, params, x[:500]), -2 * total + free * np.log(500),
                                rtol=1e-10)
+    # anomaly thresholds: the 4th percentile of scipy's log-densities
+    density = scipy_log_prob(name, np.array([0.2, 0.5, 0.3]), TRUE[name], x[:2000])
+    threshold = jm.density_threshold(params, x[:2000], 4.0, family=family, chunk_size=300)
+    np.testing.assert_allclose(threshold, np.percentile(density, 4.0), rtol=1e-10)
+    flags = jm.flag_anomalies(params, x[:2000], threshold, family=family)
+    clear = np.abs(density - threshold) > 1e-9  # discrete data: many rows tie at the threshold
+    np.testing.assert_array_equal(flags[clear], (density < threshold)[clear])
 
 
 def test_data_outside_the_support_is_refused():
