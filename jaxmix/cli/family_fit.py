@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxmix.cli.data import UsageError
-from jaxmix.cli.fit import ANOMALY_PERCENTILE, Row
+from jaxmix.cli.fit import ANOMALY_PERCENTILE, Row, fit_callback
 from jaxmix.families import (Bernoulli, Categorical, Exponential, Poisson, VonMisesFisher,
                              log_prob, select_mixture_k)
 
@@ -52,7 +52,7 @@ def family_sweep(x, ks, family, prior, *, n_restarts: int, seed: int, max_iter=N
 
     try:
         sel = select_mixture_k(seed, x, ks, family, n_restarts=n_restarts, prior=prior,
-                               progress=report, **options)
+                               progress=report, callback=fit_callback(progress), **options)
     except ValueError as err:
         raise UsageError(str(err)) from None
     return [Row(family.name, int(k), float(sel.log_likelihood[0, g]), float(sel.bic[0, g]),

@@ -107,9 +107,10 @@ def _optax_optimizer(name: str, learning_rate: float | None):
 
 
 def fit_one(key, x, k: int, covariance_type: str, method: Method, *, n_restarts: int,
-            max_iter: int | None = None, tol: float | None = None):
+            max_iter: int | None = None, tol: float | None = None, callback=None):
     """``(FitResult, seconds)`` of one ``k``: EM / MAP-EM or a gradient fit."""
-    options = dict(covariance_type=covariance_type, n_restarts=n_restarts, prior=method.prior)
+    options = dict(covariance_type=covariance_type, n_restarts=n_restarts, prior=method.prior,
+                   callback=callback)
     options.update({name: v for name, v in (("max_iter", max_iter), ("tol", tol))
                     if v is not None})
     start = time.perf_counter()
@@ -155,10 +156,16 @@ def sweep(x, ks, covariance_types, method: Method, *, n_restarts: int, seed: int
                      f"{n_restarts} restarts ...")
             result, seconds = fit_one(jax.random.fold_in(jax.random.PRNGKey(seed), k), x, k,
                                       ct, method, n_restarts=n_restarts, max_iter=max_iter,
-                                      tol=tol)
+                                      tol=tol, callback=fit_callback(progress))
             rows.append(result_row(result, x, ct, k, seconds))
             progress(f"    done in {seconds:.1f} s: BIC {rows[-1].bic:.2f}")
     return rows
+
+
+def fit_callback(progress):
+    """The live progress line's fit callback, where it has one (a terminal)."""
+    make = getattr(progress, "fit_callback", None)
+    return None if make is None else make()
 
 
 def _sweep_em(x, ks, covariance_types, n_restarts, seed, max_iter, tol, progress) -> list:

@@ -34,6 +34,7 @@ class LiveProgress:
         self.stream = sys.stderr if stream is None else stream
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval, self._stop, self._thread = interval, None, None
+        self._note = ""
 
     def __call__(self, line: str) -> None:
         self.close()
@@ -42,17 +43,29 @@ class LiveProgress:
             return
         import threading
         import time
-        start, self._stop = time.perf_counter(), threading.Event()
+        start, self._stop, self._note = time.perf_counter(), threading.Event(), ""
 
         def tick(stop=self._stop):
             while True:
-                print(f"\r{line} {time.perf_counter() - start:.0f} s", end="", file=self.stream,
-                      flush=True)
+                print(f"\r{line} {time.perf_counter() - start:.0f} s{self._note}\033[K", end="",
+                      file=self.stream, flush=True)
                 if stop.wait(self.interval):
                     print(file=self.stream, flush=True)
                     return
         self._thread = threading.Thread(target=tick, daemon=True)
         self._thread.start()
+
+    def fit_callback(self):
+        """A fit ``callback`` showing the iterations and the best objective at
+        the end of the ticking line; ``None`` off a terminal (then the fits
+        compile without one)."""
+        if not self.live:
+            return None
+
+        def show(p):
+            self._note = (f", iteration {int(p.iteration.max())}, best objective "
+                          f"{float(p.objective.max()):.4f}")
+        return show
 
     def close(self) -> None:
         """End a ticking line (idempotent)."""

@@ -32,6 +32,7 @@ from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed
+from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.rows import cut_rows
 from jaxmix.gmm.priors import log_dirichlet
 from jaxmix.families.mixture import MixtureParams
@@ -193,7 +194,8 @@ def _outside(data, *, family):
 def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior=None,
                 tol: float = 1e-3, max_iter: int = 100, sample_weight=None,
                 chunk_size: int | None = None, prior_weights: float = 1.0,
-                init_params: MixtureParams | None = None, mesh=None) -> FitResult:
+                init_params: MixtureParams | None = None, mesh=None,
+                callback=None) -> FitResult:
     """Fit a mixture of ``family`` components by EM from ``n_restarts`` starts.
 
     Args:
@@ -211,16 +213,19 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
         weights when ``prior`` is given (1: flat).
       init_params: one :class:`~jaxmix.families.MixtureParams` every restart
         starts from (else :func:`seeded_start`).
+      callback: optional ``callback(Progress)`` after every iteration
+        (:mod:`jaxmix.fit.progress`; ``None``: none in the compiled program).
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult` whose params are
       :class:`~jaxmix.families.MixtureParams` with a leading restart axis.
     """
     with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
-                  prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample):
+                  prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample), \
+            session(callback, s.n_restarts) as token:
         result = jax.block_until_ready(_fit(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
-            np.int32(s.k), family=family, k_max=component_bucket(s.k),
+            np.int32(s.k), token_arg(token), family=family, k_max=component_bucket(s.k),
             n_restarts=s.n_restarts, history=history_bucket(s.max_iter)))
     return raise_if_all_failed(cut_real(result, s), "check the data and the prior")
 
@@ -232,8 +237,8 @@ def cut_real(result: FitResult, s: Settings) -> FitResult:
 
 
 @jit(static_argnames=("family", "k_max", "n_restarts", "history"))
-def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, *, family, k_max,
-         n_restarts, history):
+def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progress, *, family,
+         k_max, n_restarts, history):
     """EM on ``k`` (traced) real components padded to ``k_max``: every k of a
     bucket (:func:`jaxmix.fit.buckets.component_bucket`) shares one program."""
     TRACE_COUNT["mixture"] += 1
@@ -242,7 +247,8 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, *, fami
     real = jnp.arange(k_max) < k
     params0 = starts(key, sample, init_params, family, k_max, real, n_restarts)
     result = iterate(batched_em_step(family, data, prior, alpha, real), params0,
-                     jnp.asarray(tol, dtype), max_iter, history_len=history)
+                     jnp.asarray(tol, dtype), max_iter, history_len=history,
+                     progress=progress)
     return result._replace(degenerate=degenerate(family, result.params, data.total_weight(),
                                                  real))
 

@@ -37,7 +37,7 @@ from jaxmix.validation import as_key
 def select_mixture_k(key, x, ks: Sequence[int], family, *, n_restarts: int = 8, prior=None,
                      tol: float = 1e-3, max_iter: int = 100, chunk_size: int | None = None,
                      prior_weights: float = 1.0, sample_weight=None, mesh=None,
-                     progress=None) -> Selection:
+                     progress=None, callback=None) -> Selection:
     """Fit ``family`` mixtures for every ``k`` in ``ks`` (``R`` restarts each).
 
     Args:
@@ -48,6 +48,7 @@ def select_mixture_k(key, x, ks: Sequence[int], family, *, n_restarts: int = 8, 
         sample_weight, mesh: as :func:`jaxmix.families.fit_mixture`.
       progress: optional ``progress(k, None, None)`` before and
         ``progress(k, result, seconds)`` after the fit of each ``k``.
+      callback: each fit's per-iteration callback (:mod:`jaxmix.fit.progress`).
 
     Returns:
       :class:`~jaxmix.fit.selection.Selection`: ``chosen_k("bic")``,
@@ -71,7 +72,7 @@ def select_mixture_k(key, x, ks: Sequence[int], family, *, n_restarts: int = 8, 
         result = fit_mixture(jax.random.fold_in(key, int(k)), x, int(k), family,
                              n_restarts=n_restarts, prior=prior, tol=tol, max_iter=max_iter,
                              chunk_size=chunk_size, prior_weights=prior_weights,
-                             sample_weight=sample_weight, mesh=mesh)
+                             sample_weight=sample_weight, mesh=mesh, callback=callback)
         if progress is not None:
             progress(int(k), result, time.perf_counter() - start)
         rows.append(_row(family, result, x, weights))

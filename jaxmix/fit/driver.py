@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.fit.progress import emit
 from jaxmix.numerics import all_finite
 
 
@@ -104,7 +105,7 @@ class _State(NamedTuple):
 def iterate(step: Callable, params0, tol, max_iter,
             converged_fn: Callable = change_below_tol, usable=None,
             history_len: int | None = None, *, rows=None, slots: int | None = None,
-            objective0=None) -> FitResult:
+            objective0=None, progress=None) -> FitResult:
     """Run ``step`` on all restarts of ``params0`` until each stops.
 
     The ``R`` restarts run in a batch of ``slots`` (default ``R``): a slot
@@ -136,6 +137,9 @@ def iterate(step: Callable, params0, tol, max_iter,
         test compares with (default ``-inf``): a fit that continues an earlier
         one passes that fit's final objective, so it stops exactly where the
         earlier run would have stopped had it gone on.
+      progress: a token of :func:`jaxmix.fit.progress.session` (traced), or
+        ``None``: after each iteration the restarts that stepped are handed
+        to its callback (``None``: no callback in the program).
     """
     n_restarts = jax.tree.leaves(params0)[0].shape[0]
     history_len = max_iter if history_len is None else history_len
@@ -159,6 +163,9 @@ def iterate(step: Callable, params0, tol, max_iter,
         prev = s.objective if width == n_restarts else s.objective[index]
         conv, stall = _stop(converged_fn(s.slot_params, new, prev, obj, tol, *mine))
         kept = _select(accept, new, s.slot_params)
+        n_iter = (s.n_iter if width == n_restarts else s.n_iter[index]) + live.astype(jnp.int32)
+        emit(progress, jnp.where(s.slot < n_restarts, s.slot, n_restarts), n_iter,
+             jnp.where(accept, obj, prev), live)
         if width == n_restarts:
             return s._replace(
                 slot_params=kept, objective=jnp.where(accept, obj, s.objective),

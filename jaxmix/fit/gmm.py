@@ -24,6 +24,7 @@ from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
+from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.inputs import Placement, placed, uncentre
 from jaxmix.fit.rows import TRACE_COUNT, Rows, cut_rows, restart_rows, row_keys, row_mask
 from jaxmix.gmm.density import log_prob
@@ -92,7 +93,7 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             init: str = "kmeans", init_params=None, tol: float = 1e-3,
             reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
             path: str = "auto", sample_weight=None, prior=None, mesh=None,
-            init_size: int | None = None, init_objective=None) -> FitResult:
+            init_size: int | None = None, init_objective=None, callback=None) -> FitResult:
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -126,6 +127,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         final ``objective``: the first iteration's ``tol`` test compares with
         it (default ``-inf``), so repeated short fits continue one fit
         (scikit-learn's ``warm_start``) and stop where it would have.
+      callback: optional ``callback(Progress)`` after every iteration
+        (:mod:`jaxmix.fit.progress`; ``None``: none in the compiled program).
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult` with all restarts; ``best_params``
@@ -140,13 +143,15 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
     k_max, rows = component_bucket(s.k), restart_rows([s.k], s.n_restarts)
     width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
-                sample_weight=sample_weight, mesh=mesh, init_size=init_size) as inp:
+                sample_weight=sample_weight, mesh=mesh, init_size=init_size) as inp, \
+            session(callback, s.n_restarts) as token:
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result, _ = jax.block_until_ready(fit_rows(
             key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
             s.max_iter, prior, check_init_objective(init_objective, init_params), k_max=k_max,
             covariance_type=s.covariance_type, init=init,
-            history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max)))
+            history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max),
+            progress=token_arg(token)))
     result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
     return raise_if_all_failed(result, DEGENERATE_FIX)
 
@@ -181,7 +186,7 @@ def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
     "k_max", "covariance_type", "init", "history", "path", "max_trials", "per_k"))
 def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar, max_iter,
              prior, init_objective=None, *, k_max, covariance_type, init, history, path, max_trials,
-             per_k=False):
+             per_k=False, progress=None):
     """EM on every row of ``rows`` (:mod:`jaxmix.fit.rows`) in one compiled
     call: ``(FitResult of all rows in the data's frame, mean log-likelihood
     of each row's final params)``. ``per_k``: a model-selection grid."""
@@ -196,7 +201,8 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
     white = whitening(*sample.flat()) if applies(covariance_type) else None
     result = iterate(batched_em_step(data, reg_covar, path, prior, white=white), params0, tol,
                      max_iter, usable=usable, history_len=history, rows=mask,
-                     slots=restart_slots(mask.shape[0]), objective0=init_objective)
+                     slots=restart_slots(mask.shape[0]), objective0=init_objective,
+                     progress=progress)
     degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, mask)
     score = mean_log_likelihoods(result.params, data) if per_k else None
     return uncentre(result._replace(degenerate=degenerate), offset), score

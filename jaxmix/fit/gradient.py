@@ -22,6 +22,7 @@ import optax
 
 from jaxmix.compiling import jit
 from jaxmix.data.source import is_source
+from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.gmm import DEGENERATE_FIX, check_settings, checked_inputs, starting_params
@@ -45,7 +46,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
                  max_iter: int = 100, batch_size: int | None = None,
                  chunk_size: int | None = None, sample_weight=None,
                  reg_covar: float = 1e-6, path: str = "auto", mesh=None,
-                 hyperparams: dict | None = None) -> FitResult:
+                 hyperparams: dict | None = None, callback=None) -> FitResult:
     """Fit a Gaussian mixture by gradient descent on the negative mean log-posterior.
 
     Args:
@@ -91,6 +92,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         arrays giving each restart its own. They are traced: a sweep over
         learning rates with one optimizer instance compiles once, and
         ``(n_restarts,)`` values run the whole sweep in one call.
+      callback: optional ``callback(Progress)`` after every iteration
+        (:mod:`jaxmix.fit.progress`; ``None``: none in the compiled program).
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult`: ``params`` are ``GMMParams``,
@@ -115,14 +118,15 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
     rows = restart_rows([s.k], s.n_restarts)
     width = lambda d: row_elements(len(rows.k), s.k, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
-                sample_weight=sample_weight, mesh=mesh) as inp:
+                sample_weight=sample_weight, mesh=mesh) as inp, \
+            session(callback, s.n_restarts) as token:
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result = jax.block_until_ready(_fit(
             _raw_key(key), rows, inp.data, inp.sample, inp.offset, init_params, prior, s.tol,
             s.reg_covar, s.max_iter, per_row(hyperparams, rows, s.n_restarts), k=s.k,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,
-            mini_batch=batch_size is not None, path=path))
+            mini_batch=batch_size is not None, path=path, progress=token_arg(token)))
     return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
                                DEGENERATE_FIX + ", or lower the learning rate")
 
@@ -184,7 +188,7 @@ def _raw_key(key):
     "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"))
 def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter,
          hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
-         path) -> FitResult:
+         path, progress=None) -> FitResult:
     """The rows' fits (``k`` unpadded: the loss has no component mask)."""
     TRACE_COUNT["gradient"] += 1
     dtype = sample.dtype
@@ -210,7 +214,7 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
     step = batched_gradient_step(optimizer, objective, tol, mini_batch)
     usable = all_finite(params0, batch_dims=1) & rows.active
     result = iterate(step, state0, tol, loop_iter, stop_rule, history_len=history,
-                     usable=usable, objective0=head)
+                     usable=usable, objective0=head, progress=progress)
     final = result.params
     params = jax.vmap(objective.params)(final.evaluated)  # whose objective is reported
     result = result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,

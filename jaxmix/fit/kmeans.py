@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.compiling import jit
+from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
@@ -46,7 +47,8 @@ from jaxmix.validation import (as_key, check_choice, check_int, check_max_iter,
 def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
                init: str = "k-means++", init_centroids=None, tol: float = 1e-4,
                max_iter: int = 300, chunk_size: int | None = None,
-               sample_weight=None, mesh=None, init_size: int | None = None) -> FitResult:
+               sample_weight=None, mesh=None, init_size: int | None = None,
+               callback=None) -> FitResult:
     """Lloyd K-Means from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -72,6 +74,9 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
         samples over (``None``: the mesh of ``x`` if it is placed on one, see
         :mod:`jaxmix.data.sharding`); the result equals the single-device fit.
       init_size: streamed sources: rows the seeding (and ``tol``'s scale) sees.
+      callback: optional ``callback(Progress)`` after every iteration (the
+        objective is ``-inertia`` of the centroids before the step;
+        :mod:`jaxmix.fit.progress`).
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult` whose ``params`` are
@@ -89,7 +94,7 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
     width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, n_clusters, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, init_size=init_size,
-                k_name="n_clusters") as inp:
+                k_name="n_clusters") as inp, session(callback, n_restarts) as token:
         c0 = check_init_centroids(init_centroids, n_clusters, inp.n_features, inp.sample.dtype,
                                   n_restarts)
         if c0 is None:
@@ -98,7 +103,8 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
             check_within_reach(c0, inp)
         result = jax.block_until_ready(kmeans_rows(
             key, rows, inp.data, inp.sample, inp.offset, c0, tol, max_iter, k_max=k_max,
-            init=init, history=history_bucket(max_iter), max_trials=local_trials(k_max)))
+            init=init, history=history_bucket(max_iter), max_trials=local_trials(k_max),
+            progress=token_arg(token)))
     result = cut_rows(result, n_restarts, max_iter,
                       lambda p: KMeansParams(p.centroids[:, :n_clusters]))
     return raise_if_all_failed(result, "check the data's scale (squared distances overflow)")
@@ -159,7 +165,7 @@ def seed_centres(keys, sample, k: int, mask, n_trials, method: str = "k-means++"
 
 
 def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=None,
-              usable=None, history_len: int | None = None) -> FitResult:
+              usable=None, history_len: int | None = None, progress=None) -> FitResult:
     """Lloyd on restart-batched ``centroids0 (R, k, d)`` over ``data`` (any
     placement) with an absolute tolerance; ``params`` are :class:`KMeansParams`."""
     state0 = LloydState(centroids0, jnp.zeros(centroids0.shape[:1], jnp.uint32))
@@ -167,7 +173,7 @@ def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=N
         usable = usable & all_finite(centroids0, batch_dims=1)
     result = iterate(batched_lloyd_step(data, relocate), state0, abs_tol, max_iter,
                      lloyd_converged, usable=usable, history_len=history_len, rows=mask,
-                     slots=restart_slots(centroids0.shape[0]))
+                     slots=restart_slots(centroids0.shape[0]), progress=progress)
     return result._replace(params=KMeansParams(result.params.centroids))
 
 
@@ -185,7 +191,7 @@ def with_final_inertia(result: FitResult, data, mask=None, usable=None) -> FitRe
 @jit(static_argnames=("k_max", "init", "history", "max_trials",
                                              "per_k"))
 def kmeans_rows(key, rows: Rows, data, sample, offset, centroids0, tol, max_iter, *, k_max,
-                init, history, max_trials, per_k=False) -> FitResult:
+                init, history, max_trials, per_k=False, progress=None) -> FitResult:
     """Lloyd K-Means on every row of ``rows`` (:mod:`jaxmix.fit.rows`) in one
     compiled call, from ``centroids0 (R, k, d)`` (data frame) or ``init``
     seeds; the result in the data's frame. ``per_k``: a model-selection grid."""
@@ -199,5 +205,5 @@ def kmeans_rows(key, rows: Rows, data, sample, offset, centroids0, tol, max_iter
         c0 = pad_rows(centroids0 - offset, mask.shape[0])
         c0 = mask_centroids(jnp.pad(c0, ((0, 0), (0, k_max - c0.shape[1]), (0, 0))), mask)
     result = run_lloyd(data, c0, scaled_tol(sample, tol), max_iter, True, mask,
-                       usable=rows.active, history_len=history)
+                       usable=rows.active, history_len=history, progress=progress)
     return uncentre(with_final_inertia(result, data, mask, rows.active), offset)

@@ -217,7 +217,8 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         gradient fit of the same objective (:func:`jaxmix.fit_gradient`)."""
         kw = dict(covariance_type=self.covariance_type, n_restarts=n_restarts,
                   init=self.init_params, init_params=init_params, tol=self.tol,
-                  reg_covar=self.reg_covar, max_iter=self.max_iter, prior=self.prior)
+                  reg_covar=self.reg_covar, max_iter=self.max_iter, prior=self.prior,
+                  callback=self._live_lines() if self.verbose >= 2 else None)
         if self.optimizer is not None:
             return fit_gradient(key, X, self.n_components, self.optimizer, **kw)
         return fit_gmm(key, X, self.n_components, **kw,
@@ -264,15 +265,27 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
             jnp.asarray(base.means if means is None else means, dtype),
             jnp.asarray(base.precisions_cholesky if pc is None else pc, dtype), ct)
 
+    def _live_lines(self):
+        """verbose >= 2: a line every ``verbose_interval`` iterations while the
+        restarts run (together: the time lapse is the batch's, the change the
+        largest of the restarts that stepped)."""
+        last = {"objective": None, "seconds": 0.0}
+
+        def line(p):
+            before, last["objective"] = last["objective"], p.objective.copy()
+            it = int(p.iteration.max())
+            if before is None or it % max(1, int(self.verbose_interval)):
+                return
+            change = np.max(np.abs(p.objective - before)[p.active])
+            print(f"  Iteration {it}\t time lapse {p.seconds - last['seconds']:.5f}s\t "
+                  f"ll change {change:.5f}")
+            last["seconds"] = p.seconds
+        return line
+
     def _print_progress(self, result, seconds):
         hist = np.asarray(result.history)
         for r in range(hist.shape[0]):
             print(f"Initialization {r}")
-            h = hist[r][~np.isnan(hist[r])]
-            if self.verbose >= 2:
-                for it in range(self.verbose_interval, h.size + 1, self.verbose_interval):
-                    change = h[it - 1] - (h[it - 2] if it >= 2 else -np.inf)
-                    print(f"  Iteration {it}\t ll change {change:.5f}")
             state = "converged" if result.converged[r] else "did not converge"
             print(f"Initialization {state}. lower bound {float(result.objective[r]):.5f}.")
         print(f"{hist.shape[0]} initialization(s) run batched in {seconds:.3f}s; "

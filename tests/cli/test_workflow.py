@@ -192,6 +192,21 @@ def test_live_progress_ticks_on_a_terminal_only():
     quiet("fitting k=3 ...")
     quiet.close()
     assert plain.getvalue() == "fitting k=3 ...\n"
+    assert quiet.fit_callback() is None, "off a terminal the fits compile without a callback"
+
+
+def test_live_progress_shows_the_fits_iterations():
+    import numpy as np
+    from jaxmix.fit.progress import Progress
+    tty = _Terminal()
+    live = LiveProgress(tty, interval=0.01)
+    live("fitting k=3 ...")
+    live.fit_callback()(Progress(np.array([4, 7]), np.array([-2.5, -2.25]),
+                                 np.array([True, True]), 0.1))
+    import time
+    time.sleep(0.05)
+    live.close()
+    assert ", iteration 7, best objective -2.2500" in tty.getvalue()
 
 
 @pytest.mark.parametrize("about, field", [
