@@ -30,6 +30,7 @@ import numpy as np
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket
+from jaxmix.fit.continuation import continuation
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.progress import session, token_arg
@@ -117,10 +118,11 @@ def seeded_start(family, key, xs, ws, k: int) -> MixtureParams:
     return MixtureParams(jnp.full((k,), 1.0 / k, xs.dtype), theta)
 
 
-def check_init(params, family, k: int, d: int, dtype):
+def check_init(params, family, k: int, d: int, dtype, n_restarts: int | None = None):
     """``params`` as arrays of ``dtype``: weights ``(k,)`` positive and summing
     to one, finite component leaves of the shapes the family's own M-step
-    gives for ``k`` components on ``d`` columns."""
+    gives for ``k`` components on ``d`` columns; or ``n_restarts`` of them
+    along a leading axis."""
     from jaxmix.families.spec import theta_shapes
 
     if params is None:
@@ -128,9 +130,14 @@ def check_init(params, family, k: int, d: int, dtype):
     if not isinstance(params, MixtureParams):
         raise ValueError(f"init_params must be MixtureParams, got {type(params).__name__}")
     w = np.asarray(params.weights, dtype)
-    if w.shape != (k,) or not np.all(w > 0) or abs(float(w.sum()) - 1) > 1e-4:
+    lead = w.shape[:-1]
+    if lead not in ((), (n_restarts,)):
+        raise ValueError(f"init_params holds {lead[0]} restarts' parameters but n_restarts="
+                         f"{n_restarts}; give one model, or one per restart")
+    if w.shape[-1:] != (k,) or not np.all(w > 0) or np.any(np.abs(w.sum(-1) - 1) > 1e-4):
         raise ValueError(f"init_params.weights must be {k} positive numbers summing to 1, got {w}")
-    expected = theta_shapes(family, k, d, dtype)
+    expected = jax.tree.map(lambda e: jax.ShapeDtypeStruct(lead + e.shape, e.dtype),
+                            theta_shapes(family, k, d, dtype))
     try:
         theta = jax.tree.map(lambda a, e: np.asarray(a, dtype), params.theta, expected)
         same = jax.tree.leaves(jax.tree.map(lambda a, e: a.shape == e.shape, theta, expected))
@@ -180,7 +187,7 @@ def prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weig
         if not is_traced(outside) and int(outside) > 0:
             raise ValueError(f"X: {int(outside)} row(s) lie outside the {family.name} family's "
                              f"support ({family.support}); transform them first")
-        init_params = check_init(init_params, family, k, inp.n_features, xs.dtype)
+        init_params = check_init(init_params, family, k, inp.n_features, xs.dtype, n_restarts)
         yield (Settings(key, k, n_restarts, max_iter, tol, alpha, prior, init_params),
                inp.data, inp.sample)
 
@@ -212,7 +219,9 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
       prior_weights: ``alpha`` of the symmetric Dirichlet prior on the
         weights when ``prior`` is given (1: flat).
       init_params: one :class:`~jaxmix.families.MixtureParams` every restart
-        starts from (else :func:`seeded_start`).
+        starts from, one per restart (a leading ``R`` axis), or a
+        ``FitResult`` whose restarts this fit continues (see
+        :mod:`jaxmix.fit.continuation`); else :func:`seeded_start`.
       callback: optional ``callback(Progress)`` after every iteration
         (:mod:`jaxmix.fit.progress`; ``None``: none in the compiled program).
 
@@ -220,13 +229,15 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
       :class:`~jaxmix.fit.driver.FitResult` whose params are
       :class:`~jaxmix.families.MixtureParams` with a leading restart axis.
     """
+    init_params, n_restarts, objective0 = continuation(init_params, n_restarts, None)
     with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
                   prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample), \
             session(callback, s.n_restarts) as token:
         result = jax.block_until_ready(_fit(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
-            np.int32(s.k), token_arg(token), family=family, k_max=component_bucket(s.k),
-            n_restarts=s.n_restarts, history=history_bucket(s.max_iter)))
+            np.int32(s.k), token_arg(token), objective0, family=family,
+            k_max=component_bucket(s.k), n_restarts=s.n_restarts,
+            history=history_bucket(s.max_iter)))
     return raise_if_all_failed(cut_real(result, s), "check the data and the prior")
 
 
@@ -237,8 +248,8 @@ def cut_real(result: FitResult, s: Settings) -> FitResult:
 
 
 @jit(static_argnames=("family", "k_max", "n_restarts", "history"))
-def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progress, *, family,
-         k_max, n_restarts, history):
+def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progress,
+         objective0=None, *, family, k_max, n_restarts, history):
     """EM on ``k`` (traced) real components padded to ``k_max``: every k of a
     bucket (:func:`jaxmix.fit.buckets.component_bucket`) shares one program."""
     TRACE_COUNT["mixture"] += 1
@@ -248,7 +259,7 @@ def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progres
     params0 = starts(key, sample, init_params, family, k_max, real, n_restarts)
     result = iterate(batched_em_step(family, data, prior, alpha, real), params0,
                      jnp.asarray(tol, dtype), max_iter, history_len=history,
-                     progress=progress)
+                     progress=progress, objective0=objective0)
     return result._replace(degenerate=degenerate(family, result.params, data.total_weight(),
                                                  real))
 
@@ -260,9 +271,13 @@ def starts(key, sample, init_params, family, k_max: int, real, n_restarts: int):
     if init_params is not None:
         pad = lambda a: jnp.concatenate(  # noqa: E731
             [a, jnp.repeat(a[:1], k_max - a.shape[0], axis=0)])
-        start = masked(MixtureParams(pad(init_params.weights), jax.tree.map(
-            pad, init_params.theta)), real)
-        return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), start)
+
+        def padded(p):
+            return masked(MixtureParams(pad(p.weights), jax.tree.map(pad, p.theta)), real)
+        if init_params.weights.ndim == 2:  # one per restart
+            return jax.vmap(padded)(init_params)
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape),
+                            padded(init_params))
     xs, ws = sample.flat()
     return jax.vmap(lambda r: masked(seeded_start(family, jax.random.fold_in(key, r), xs, ws,
                                                   k_max), real))(jnp.arange(n_restarts))

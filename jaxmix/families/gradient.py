@@ -30,6 +30,7 @@ from jaxmix.families.fit import (batched_em_step, cut_real, degenerate, log_prio
                                  prepared, starts)
 from jaxmix.families.mixture import MixtureParams
 from jaxmix.fit.buckets import component_bucket, history_bucket
+from jaxmix.fit.continuation import continuation
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.gmm.gradient_steps import batched_gradient_step, init_state, stop_rule
@@ -100,31 +101,34 @@ def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_rest
     """Fit a mixture of ``family`` components by ``optimizer`` (full batch);
     arguments, starts (the same as :func:`~jaxmix.families.fit_mixture`'s from
     the same key) and result as there."""
+    init_params, n_restarts, objective0 = continuation(init_params, n_restarts, None)
     with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
                   prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample), \
             session(callback, s.n_restarts) as token:
         result = jax.block_until_ready(_fit(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
-            np.int32(s.k), token_arg(token), family=family, k_max=component_bucket(s.k),
+            np.int32(s.k), token_arg(token), objective0, family=family, k_max=component_bucket(s.k),
             n_restarts=s.n_restarts, history=history_bucket(s.max_iter), optimizer=optimizer))
     return raise_if_all_failed(cut_real(result, s),
                                "lower the learning rate, or check the data and the prior")
 
 
 @jit(static_argnames=("family", "k_max", "n_restarts", "history", "optimizer"))
-def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progress, *, family,
-         k_max, n_restarts, history, optimizer):
+def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progress,
+         objective0=None, *, family, k_max, n_restarts, history, optimizer):
     dtype = sample.x.dtype
     real = jnp.arange(k_max) < k
     params0 = starts(key, sample, init_params, family, k_max, real, n_restarts)
     objective = FamilyObjective(family, data, real, prior, jnp.asarray(alpha, dtype))
     tol = jnp.asarray(tol, dtype)
-    state0 = jax.vmap(lambda p: init_state(optimizer, unconstrain(family, p, real),
-                                           jnp.zeros(2, jnp.uint32), objective,
-                                           -jnp.inf))(params0)
+    last = jnp.full((n_restarts,), -jnp.inf, dtype) if objective0 is None else jnp.asarray(
+        objective0, dtype)
+    state0 = jax.vmap(lambda p, v: init_state(optimizer, unconstrain(family, p, real),
+                                              jnp.zeros(2, jnp.uint32), objective, v))(
+        params0, last)
     result = iterate(batched_gradient_step(optimizer, objective, tol), state0, tol, max_iter,
                      stop_rule, usable=all_finite(params0, batch_dims=1), history_len=history,
-                     progress=progress)
+                     progress=progress, objective0=objective0)
     final = result.params
     params = jax.vmap(objective.params)(final.evaluated)  # whose objective is reported
     return result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,

@@ -22,11 +22,13 @@ import numpy as np
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
+from jaxmix.fit.continuation import continuation, restart_axis
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.inputs import Placement, placed, uncentre
-from jaxmix.fit.rows import TRACE_COUNT, Rows, cut_rows, restart_rows, row_keys, row_mask
+from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys,
+                             row_mask)
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.priors import resolve_prior
 from jaxmix.gmm.stats import PATHS, row_elements
@@ -71,14 +73,19 @@ def check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg
 
 def checked_inputs(s: GMMSettings, inp: Placement, init_params, prior):
     """``init_params`` checked (still in the data's frame: the compiled fit
-    centres them) and ``prior`` resolved in the centred frame of ``inp`` (a
-    ``"default"`` prior is built from the centred sample)."""
+    centres them; one model, or ``n_restarts`` of them along a leading axis)
+    and ``prior`` resolved in the centred frame of ``inp`` (a ``"default"``
+    prior is built from the centred sample)."""
     for value, name in ((s.tol, "tol"), (s.reg_covar, "reg_covar")):
         check_nonneg(value, name, dtype=inp.sample.dtype)
     if init_params is not None:
+        batch = restart_axis(init_params, getattr(init_params, "means", None))
+        if batch not in (None, s.n_restarts):
+            raise ValueError(f"init_params holds {batch} restarts' parameters but n_restarts="
+                             f"{s.n_restarts}; give one model, or one per restart")
         init_params = check_gmm_params(init_params, "init_params", k=s.k, d=inp.n_features,
                                        covariance_type=s.covariance_type,
-                                       dtype=inp.sample.dtype)
+                                       dtype=inp.sample.dtype, batched=batch is not None)
     if prior is None:
         return init_params, None
     xs, ws = inp.sample.flat()
@@ -107,7 +114,11 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
       covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
       n_restarts: ``R``, restarts run together.
       init: ``"kmeans"``, ``"k-means++"``, ``"random"`` or ``"random_from_data"``;
-        ignored when ``init_params`` is given (then every restart starts there).
+        ignored when ``init_params`` is given.
+      init_params: ``GMMParams`` every restart starts from, or one set per
+        restart (a leading ``R`` axis), or a :class:`FitResult` whose every
+        restart this fit continues (``n_restarts`` and ``init_objective``
+        from it; see :mod:`jaxmix.fit.continuation`).
       tol: stop a restart when its objective changes by less.
       reg_covar: added to the covariance diagonals.
       max_iter: iteration cap per restart.
@@ -124,9 +135,10 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
       init_size: streamed sources: rows the initialiser (and ``prior="default"``)
         sees (see :mod:`jaxmix.fit.inputs`).
       init_objective: with ``init_params`` from an earlier fit, that fit's
-        final ``objective``: the first iteration's ``tol`` test compares with
-        it (default ``-inf``), so repeated short fits continue one fit
-        (scikit-learn's ``warm_start``) and stop where it would have.
+        final ``objective`` (a number, or one per restart): the first
+        iteration's ``tol`` test compares with it (default ``-inf``), so
+        repeated short fits continue one fit (scikit-learn's ``warm_start``)
+        and stop where it would have.
       callback: optional ``callback(Progress)`` after every iteration
         (:mod:`jaxmix.fit.progress`; ``None``: none in the compiled program).
 
@@ -138,6 +150,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
     non-finite data shows as ``failed`` restarts.
     """
     key = as_key(key)
+    init_params, n_restarts, init_objective = continuation(init_params, n_restarts,
+                                                           init_objective)
     s = check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
                        path, init, init_params)
     k_max, rows = component_bucket(s.k), restart_rows([s.k], s.n_restarts)
@@ -148,7 +162,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result, _ = jax.block_until_ready(fit_rows(
             key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
-            s.max_iter, prior, check_init_objective(init_objective, init_params), k_max=k_max,
+            s.max_iter, prior, check_init_objective(init_objective, init_params, len(rows.k)),
+            k_max=k_max,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max),
             progress=token_arg(token)))
@@ -156,14 +171,20 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
     return raise_if_all_failed(result, DEGENERATE_FIX)
 
 
-def check_init_objective(value, init_params):
-    """``init_objective`` as a float (``None`` stays ``None``): a number, not
-    NaN, and only together with ``init_params``."""
+def check_init_objective(value, init_params, n_rows: int | None = None):
+    """``init_objective`` as a float, or per restart as ``(R,)`` padded with
+    ``-inf`` to ``n_rows`` (``None`` stays ``None``): numbers, not NaN, and
+    only together with ``init_params``."""
     if value is None:
         return None
     if init_params is None:
         raise ValueError("init_objective continues a fit from its parameters: give "
-                         "init_params too (the earlier fit's best_params)")
+                         "init_params too (the earlier fit's best_params, or the FitResult)")
+    if np.ndim(value) == 1 and not is_traced(value):
+        values = np.asarray(value, np.float64)
+        if np.isnan(values).any() or (values == np.inf).any():
+            raise ValueError(f"init_objective must be numbers or -inf, got {values}")
+        return np.concatenate([values, np.full(max(0, (n_rows or 0) - len(values)), -np.inf)])
     value = check_number(value, "init_objective")
     if not is_traced(value) and (np.isnan(value) or value == np.inf):
         raise ValueError(f"init_objective must be a number or -inf, got {value}")
@@ -175,6 +196,9 @@ def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
     """Every row's starting parameters (centred, ``k_max`` components, the
     padding masked): ``init_params`` moved and broadcast, or ``init``."""
     mask = row_mask(rows, k_max)
+    if init_params is not None and init_params.means.ndim == 3:  # one per restart
+        start = jax.vmap(lambda p: pad_components(p, k_max))(init_params.shifted(-offset))
+        return enforce_mask(jax.tree.map(lambda a: pad_rows(a, mask.shape[0]), start), mask)
     if init_params is not None:
         start = pad_components(init_params.shifted(-offset), k_max)
         return enforce_mask(broadcast_params(start, mask.shape[0]), mask)

@@ -22,10 +22,12 @@ import optax
 
 from jaxmix.compiling import jit
 from jaxmix.data.source import is_source
+from jaxmix.fit.continuation import continuation
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.buckets import history_bucket
-from jaxmix.fit.gmm import DEGENERATE_FIX, check_settings, checked_inputs, starting_params
+from jaxmix.fit.gmm import (DEGENERATE_FIX, check_init_objective, check_settings, checked_inputs,
+                            starting_params)
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import TRACE_COUNT, cut_rows, restart_rows
 from jaxmix.kmeans.init import local_trials
@@ -64,6 +66,10 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         :class:`~jaxmix.gmm.priors.GMMPrior`.
       n_restarts: ``R``, restarts run together (``vmap``).
       init: initialiser as in ``fit_gmm``; ignored when ``init_params`` is given.
+      init_params: as in ``fit_gmm``: one model, one per restart, or a
+        ``FitResult`` whose restarts this fit continues (their objectives
+        carried into the first stopping test; the optimizer's state starts
+        afresh).
         With a prior, its parameters are refitted by one MAP-EM step
         (:func:`map_refit`), counted as iteration 1: ``history[0]`` is the
         objective of the start, equal to MAP-EM's from the same key.
@@ -108,6 +114,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         raise ValueError("optimizer must be an optax.GradientTransformation (e.g. "
                          f"optax.adam(1e-2) or optax.lbfgs()), got {type(optimizer).__name__}")
     key = as_key(key)
+    init_params, n_restarts, init_objective = continuation(init_params, n_restarts, None)
     s = check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
                        path, init, init_params)
     if batch_size is not None:
@@ -126,7 +133,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
             s.reg_covar, s.max_iter, per_row(hyperparams, rows, s.n_restarts), k=s.k,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,
-            mini_batch=batch_size is not None, path=path, progress=token_arg(token)))
+            mini_batch=batch_size is not None, path=path, progress=token_arg(token),
+            objective0=check_init_objective(init_objective, init_params, len(rows.k))))
     return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
                                DEGENERATE_FIX + ", or lower the learning rate")
 
@@ -188,7 +196,7 @@ def _raw_key(key):
     "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"))
 def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter,
          hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
-         path, progress=None) -> FitResult:
+         path, progress=None, objective0=None) -> FitResult:
     """The rows' fits (``k`` unpadded: the loss has no component mask)."""
     TRACE_COUNT["gradient"] += 1
     dtype = sample.dtype
@@ -205,6 +213,8 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
     objective = Objective(covariance_type, data, prior, reg_covar, path)
     shuffle_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(
         rows.restart)
+    if objective0 is not None:  # a continued fit: its first test compares with these
+        head = jnp.broadcast_to(jnp.asarray(objective0, dtype), (rows.restart.shape[0],))
     last = jnp.full((rows.restart.shape[0],), -jnp.inf, dtype) if head is None else head
     state0 = jax.vmap(lambda p, kk, v: init_state(optimizer, unconstrain(p, reg_covar), kk,
                                                   objective, v))(params0, shuffle_keys, last)

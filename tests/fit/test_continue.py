@@ -67,3 +67,57 @@ def test_a_restart_does_not_depend_on_the_restarts_beside_it():
         batch = jm.fit_gmm(seed, x, 2, n_restarts=10, max_iter=5)
         assert float(alone.objective[0]) == float(batch.objective[0])
         np.testing.assert_array_equal(alone.params.means[0], batch.params.means[0])
+
+
+def test_a_fit_result_continues_every_restart(blobs):
+    """``init_params=result``: each of the 4 restarts goes on from its own
+    parameters and objective; two calls equal one fit restart by restart
+    (iterations, parameters, objective: float64, same operations)."""
+    kw = dict(n_restarts=4, tol=1e-6, init="random_from_data")
+    full = jm.fit_gmm(0, blobs, 3, max_iter=300, **kw)
+    head = jm.fit_gmm(0, blobs, 3, max_iter=3, **kw)
+    tail = jm.fit_gmm(0, blobs, 3, init_params=head, tol=1e-6, max_iter=300)
+    np.testing.assert_array_equal(np.asarray(head.n_iter + tail.n_iter), np.asarray(full.n_iter))
+    np.testing.assert_allclose(np.asarray(tail.params.means), np.asarray(full.params.means),
+                               rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(tail.objective), np.asarray(full.objective),
+                               rtol=1e-12)
+    assert int(tail.best) == int(full.best)
+    with pytest.raises(ValueError, match="FitResult of 4 restarts"):
+        jm.fit_gmm(0, blobs, 3, init_params=head, n_restarts=3)
+
+
+def test_restart_batched_starts(blobs):
+    """One parameter set per restart starts each restart there (each equals
+    the fit from that set alone)."""
+    import jax
+    starts = jm.fit_gmm(0, blobs, 3, n_restarts=3, max_iter=1, init="random_from_data").params
+    both = jm.fit_gmm(0, blobs, 3, n_restarts=3, init_params=starts, max_iter=5, tol=0.0)
+    for r in range(3):
+        one = jm.fit_gmm(0, blobs, 3, init_params=jax.tree.map(lambda a: a[r], starts),
+                         max_iter=5, tol=0.0)
+        np.testing.assert_allclose(np.asarray(both.params.means[r]),
+                                   np.asarray(one.params.means[0]), rtol=1e-12)
+    with pytest.raises(ValueError, match="holds 3 restarts' parameters but n_restarts=2"):
+        jm.fit_gmm(0, blobs, 3, n_restarts=2, init_params=starts)
+
+
+@pytest.mark.slow
+def test_gradient_and_family_fits_continue_a_fit_result(blobs):
+    """The gradient fit's first recorded objective is the earlier fit's final
+    one; a family fit continued equals one long fit restart by restart."""
+    import optax
+
+    from jaxmix.families import Poisson, fit_mixture
+    adam = optax.adam(0.05)
+    g1 = jm.fit_gradient(0, blobs, 3, adam, n_restarts=2, max_iter=5)
+    g2 = jm.fit_gradient(0, blobs, 3, adam, init_params=g1, max_iter=5)
+    np.testing.assert_allclose(np.asarray(g2.history[:, 0]), np.asarray(g1.objective),
+                               rtol=1e-10)
+    counts = np.round(np.abs(blobs)).astype(float)
+    long = fit_mixture(0, counts, 2, Poisson(), n_restarts=2, tol=1e-8, max_iter=300)
+    first = fit_mixture(0, counts, 2, Poisson(), n_restarts=2, tol=1e-8, max_iter=2)
+    rest = fit_mixture(0, counts, 2, Poisson(), init_params=first, tol=1e-8, max_iter=300)
+    np.testing.assert_array_equal(np.asarray(first.n_iter + rest.n_iter), np.asarray(long.n_iter))
+    np.testing.assert_allclose(np.asarray(rest.params.theta), np.asarray(long.params.theta),
+                               rtol=1e-12)
