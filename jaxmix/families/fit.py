@@ -174,7 +174,9 @@ def prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weig
     k = check_int(n_components, "n_components")
     tol = check_nonneg(tol, "tol")
     alpha = check_nonneg(prior_weights, "prior_weights", strict=True)
-    width = lambda d: n_restarts * k * (d + 1)  # noqa: E731 - per-component rows per sample
+    # per-component rows per sample, of the padded program (a k of the same
+    # bucket must give the same chunks, or it compiles again)
+    width = lambda d: n_restarts * component_bucket(k) * (d + 1)  # noqa: E731
     with placed(key, x, k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, centring=False) as inp:
         xs, ws = inp.sample.flat()
