@@ -37,6 +37,7 @@ from jaxmix.fit.online import fit_gmm_online
 from jaxmix.fit.select import inertia_curve, select_k
 from jaxmix.fit.timing import Timing, timed
 from jaxmix.fit.selection import InertiaCurve, Selection
+from jaxmix.gmm.frozen import Frozen
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.io import load_params, save_params
 from jaxmix.metrics import silhouette_samples, silhouette_score
@@ -46,7 +47,7 @@ from jaxmix._version import __version__  # noqa: E402
 
 __all__ = [
     # parameters
-    "COVARIANCE_TYPES", "GMMParams", "GMMPrior", "KMeansParams",
+    "COVARIANCE_TYPES", "Frozen", "GMMParams", "GMMPrior", "KMeansParams",
     # fits and their result
     "DBSCANResult", "FitResult", "fit_dbscan", "fit_gmm", "fit_gmm_online", "fit_gradient",
     "fit_kmeans", "fit_minibatch_kmeans", "Timing", "timed",

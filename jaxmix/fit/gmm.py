@@ -30,6 +30,7 @@ from jaxmix.fit.inputs import Placement, placed, uncentre
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys,
                              row_mask)
 from jaxmix.gmm.density import log_prob
+from jaxmix.gmm.frozen import check_frozen
 from jaxmix.gmm.priors import resolve_prior
 from jaxmix.gmm.stats import PATHS, row_elements
 from jaxmix.gmm.step import batched_em_step, degenerate_restarts
@@ -100,7 +101,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             init: str = "kmeans", init_params=None, tol: float = 1e-3,
             reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
             path: str = "auto", sample_weight=None, prior=None, mesh=None,
-            init_size: int | None = None, init_objective=None, callback=None) -> FitResult:
+            init_size: int | None = None, init_objective=None, callback=None,
+            frozen=None) -> FitResult:
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -141,6 +143,9 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         and stop where it would have.
       callback: optional ``callback(Progress)`` after every iteration
         (:mod:`jaxmix.fit.progress`; ``None``: none in the compiled program).
+      frozen: a :class:`jaxmix.Frozen` naming weights, means or covariances
+        (all, or per component) kept at ``init_params``'s values while the
+        rest is fitted (:mod:`jaxmix.gmm.frozen`).
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult` with all restarts; ``best_params``
@@ -166,7 +171,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             k_max=k_max,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max),
-            progress=token_arg(token)))
+            progress=token_arg(token),
+            frozen=check_frozen(frozen, s.k, s.covariance_type, init_params, prior, k_max)))
     result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
     return raise_if_all_failed(result, DEGENERATE_FIX)
 
@@ -210,7 +216,7 @@ def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
     "k_max", "covariance_type", "init", "history", "path", "max_trials", "per_k"))
 def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar, max_iter,
              prior, init_objective=None, *, k_max, covariance_type, init, history, path, max_trials,
-             per_k=False, progress=None):
+             per_k=False, progress=None, frozen=None):
     """EM on every row of ``rows`` (:mod:`jaxmix.fit.rows`) in one compiled
     call: ``(FitResult of all rows in the data's frame, mean log-likelihood
     of each row's final params)``. ``per_k``: a model-selection grid."""
@@ -223,7 +229,8 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
     mask = row_mask(rows, k_max)
     usable = all_finite(params0, batch_dims=1) & rows.active
     white = whitening(*sample.flat()) if applies(covariance_type) else None
-    result = iterate(batched_em_step(data, reg_covar, path, prior, white=white), params0, tol,
+    result = iterate(batched_em_step(data, reg_covar, path, prior, white=white, frozen=frozen),
+                     params0, tol,
                      max_iter, usable=usable, history_len=history, rows=mask,
                      slots=restart_slots(mask.shape[0]), objective0=init_objective,
                      progress=progress)

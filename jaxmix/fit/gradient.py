@@ -23,6 +23,7 @@ import optax
 from jaxmix.compiling import jit
 from jaxmix.data.source import is_source
 from jaxmix.fit.continuation import continuation
+from jaxmix.gmm.frozen import check_frozen, frozen_start
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.buckets import history_bucket
@@ -48,7 +49,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
                  max_iter: int = 100, batch_size: int | None = None,
                  chunk_size: int | None = None, sample_weight=None,
                  reg_covar: float = 1e-6, path: str = "auto", mesh=None,
-                 hyperparams: dict | None = None, callback=None) -> FitResult:
+                 hyperparams: dict | None = None, callback=None, frozen=None) -> FitResult:
     """Fit a Gaussian mixture by gradient descent on the negative mean log-posterior.
 
     Args:
@@ -100,6 +101,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         ``(n_restarts,)`` values run the whole sweep in one call.
       callback: optional ``callback(Progress)`` after every iteration
         (:mod:`jaxmix.fit.progress`; ``None``: none in the compiled program).
+      frozen: as in ``fit_gmm``: parameters held at ``init_params``'s values
+        (no gradient flows to them, no update moves them).
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult`: ``params`` are ``GMMParams``,
@@ -134,7 +137,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,
             mini_batch=batch_size is not None, path=path, progress=token_arg(token),
-            objective0=check_init_objective(init_objective, init_params, len(rows.k))))
+            objective0=check_init_objective(init_objective, init_params, len(rows.k)),
+            frozen=check_frozen(frozen, s.k, s.covariance_type, init_params, prior)))
     return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
                                DEGENERATE_FIX + ", or lower the learning rate")
 
@@ -196,7 +200,7 @@ def _raw_key(key):
     "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"))
 def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter,
          hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
-         path, progress=None, objective0=None) -> FitResult:
+         path, progress=None, objective0=None, frozen=None) -> FitResult:
     """The rows' fits (``k`` unpadded: the loss has no component mask)."""
     TRACE_COUNT["gradient"] += 1
     dtype = sample.dtype
@@ -210,14 +214,17 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
         stepped, head = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
         params0 = jax.tree.map(lambda a, b: jnp.where(max_iter > 0, a, b), stepped, params0)
         loop_iter = jnp.maximum(max_iter - 1, 0)
-    objective = Objective(covariance_type, data, prior, reg_covar, path)
+    objective = Objective(covariance_type, data, prior, reg_covar, path, frozen)
     shuffle_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(
         rows.restart)
     if objective0 is not None:  # a continued fit: its first test compares with these
         head = jnp.broadcast_to(jnp.asarray(objective0, dtype), (rows.restart.shape[0],))
     last = jnp.full((rows.restart.shape[0],), -jnp.inf, dtype) if head is None else head
-    state0 = jax.vmap(lambda p, kk, v: init_state(optimizer, unconstrain(p, reg_covar), kk,
-                                                  objective, v))(params0, shuffle_keys, last)
+    def start(p):
+        u = unconstrain(p, reg_covar)
+        return u if frozen is None else frozen_start(u, p, frozen)
+    state0 = jax.vmap(lambda p, kk, v: init_state(optimizer, start(p), kk, objective, v))(
+        params0, shuffle_keys, last)
     if hyperparams is not None:
         state0 = jax.vmap(lambda st, h: st._replace(opt_state=with_hyperparams(st.opt_state, h)))(
             state0, hyperparams)

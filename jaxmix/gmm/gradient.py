@@ -46,6 +46,7 @@ import jax.numpy as jnp
 
 from jaxmix.data.chunked import Chunked
 from jaxmix.gmm.covariance import family
+from jaxmix.gmm.frozen import held_log_weights, held_view, hold_updates
 from jaxmix.gmm.objective import per_sample
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import e_step, gemm_coefficients
@@ -116,22 +117,38 @@ class Objective(NamedTuple):
     """What a gradient fit maximises (:mod:`jaxmix.gmm.objective`): ``J`` of
     ``constrain(u, covariance_type, reg_covar)`` on ``data`` under ``prior``,
     its log-likelihood on E-step ``path``. ``scale`` multiplies the
-    log-likelihood (``n_batches`` for a mini-batch's unbiased estimate)."""
+    log-likelihood (``n_batches`` for a mini-batch's unbiased estimate).
+    ``frozen`` (:class:`jaxmix.gmm.frozen.Masks`): those entries of ``u`` are
+    held (no gradient, no update; frozen logits are log-weights)."""
 
     covariance_type: str
     data: Chunked
     prior: GMMPrior | None = None
     reg_covar: Any = 0.0
     path: str = "exact"
+    frozen: Any = None
+
+    def log_weights(self, u: Unconstrained):
+        if self.frozen is None:
+            return jax.nn.log_softmax(u.logits)
+        return held_log_weights(u.logits, u.logits, self.frozen)
 
     def params(self, u: Unconstrained) -> GMMParams:
-        return constrain(u, self.covariance_type, self.reg_covar)
+        if self.frozen is not None:
+            u = held_view(u, self.frozen, self.covariance_type)
+        p = constrain(u, self.covariance_type, self.reg_covar)
+        return p if self.frozen is None else p.replace(weights=jnp.exp(self.log_weights(u)))
+
+    def hold_updates(self, updates):
+        """Optimizer updates with the frozen entries zeroed."""
+        return updates if self.frozen is None else hold_updates(updates, self.frozen,
+                                                                self.covariance_type)
 
     def value(self, u: Unconstrained, data: Chunked | None = None, scale=1.0):
         """``J(constrain(u))`` (on ``data`` instead when given, its
         log-likelihood times ``scale``), with ``log w = log_softmax(logits)``."""
         params = self.params(u)
-        log_w = jax.nn.log_softmax(u.logits)
+        log_w = self.log_weights(u)
         data = self.data if data is None else data
         log_lik = scale * stats_log_lik(params, log_w, data, self.path)
         return per_sample(log_lik, params, self.prior, self.data.total_weight(), log_w)
@@ -146,4 +163,4 @@ class Objective(NamedTuple):
 
     def em_gain(self, params: GMMParams, value):
         """What an EM step from ``params`` (whose ``J`` is ``value``) would gain."""
-        return em_gain(params, value, self.data, self.reg_covar, self.prior)
+        return em_gain(params, value, self.data, self.reg_covar, self.prior, self.frozen)

@@ -110,11 +110,18 @@ def _line_search_steps(opt_state):
     return jnp.zeros((), jnp.int32) if steps is None else jnp.asarray(steps, jnp.int32)
 
 
-def _update(opt, state: GradientState, value, grad, value_fn, evals, grads) -> GradientState:
+def _update(opt, state: GradientState, value, grad, value_fn, evals, grads,
+            hold=lambda updates: updates) -> GradientState:
     updates, opt_state = opt.update(grad, state.opt_state, state.params, value=value,
                                     grad=grad, value_fn=value_fn)
+    updates = hold(updates)  # frozen parameters (jaxmix.gmm.frozen) never move
     return state._replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
                           n_evals=state.n_evals + evals, n_grads=state.n_grads + grads)
+
+
+def _hold(objective):
+    """The objective's update filter (frozen parameters), or none."""
+    return getattr(objective, "hold_updates", lambda updates: updates)
 
 
 def _reject_overflow(new: GradientState, objective: Objective, value):
@@ -135,12 +142,12 @@ def full_batch_step(optimizer, objective: Objective):
         if _stores_value_and_grad(state.opt_state):
             value = optax.tree.get(state.opt_state, "value")
             grad = optax.tree.get(state.opt_state, "grad")
-            new = _update(opt, state, value, grad, objective.loss, 0, 0)
+            new = _update(opt, state, value, grad, objective.loss, 0, 0, _hold(objective))
             trials = _line_search_steps(new.opt_state)
             new = new._replace(n_evals=new.n_evals + trials, n_grads=new.n_grads + trials)
         else:
             value, grad = jax.value_and_grad(objective.loss)(state.params)
-            new = _update(opt, state, value, grad, objective.loss, 1, 1)
+            new = _update(opt, state, value, grad, objective.loss, 1, 1, _hold(objective))
             new = new._replace(n_evals=new.n_evals + _line_search_steps(new.opt_state))
         return new, _reject_overflow(new, objective, -value)
 
@@ -161,7 +168,7 @@ def mini_batch_step(optimizer, objective: Objective):
         # unbiased for the full loss: E[n_batches * sum_batch] = sum_all
         value_fn = lambda u: objective.loss(u, one_chunk(xf[idx], wf[idx]), n_batches)  # noqa: E731
         value, grad = jax.value_and_grad(value_fn)(state.params)
-        return _update(opt, state, value, grad, value_fn, 0, 0), None
+        return _update(opt, state, value, grad, value_fn, 0, 0, _hold(objective)), None
 
     def step(state: GradientState):
         value = objective.value(state.params)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.covariance import family
+from jaxmix.gmm.frozen import hold_params, hold_stats
 from jaxmix.gmm.objective import mean_log_posterior, per_sample
 from jaxmix.gmm.stats import (GMMStats, accurate_restarts, batched_e_step, e_step,
                               per_restart_path)
@@ -25,7 +26,8 @@ from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
 
 
-def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, white=None):
+def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, white=None,
+                    frozen=None):
     """``params_R -> (new_params_R, objective_R)`` for :func:`jaxmix.fit.driver.iterate`.
 
     The objective of the params it is given is the mean log-likelihood per
@@ -39,7 +41,9 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     argument, when given, replaces it: the driver hands each batch of slots
     its rows' masks). ``white`` (:func:`jaxmix.gmm.whitening.whitening` of the
     data, dense families): the GEMM E-step runs in whitened coordinates,
-    where its error bound holds on correlated features.
+    where its error bound holds on correlated features. ``frozen``
+    (:class:`jaxmix.gmm.frozen.Masks`): the constrained M-step that keeps
+    those parameters (:mod:`jaxmix.gmm.frozen`).
     """
     total = data.total_weight()
 
@@ -57,30 +61,35 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     def step(params: GMMParams, row_mask=None):
         row_mask = mask if row_mask is None else row_mask
         stats = stats_of(params)
+        ct = params.covariance_type
+        if frozen is not None:
+            stats = jax.vmap(lambda s, p: hold_stats(s, p, frozen, ct))(stats, params)
         real = jnp.ones(params.weights.shape, bool) if row_mask is None else row_mask
-        new = jax.vmap(lambda s, m: m_step(s, reg_covar, params.covariance_type, prior,
-                                           jnp.sum(m)))(stats, real)
+        new = jax.vmap(lambda s, m: m_step(s, reg_covar, ct, prior, jnp.sum(m)))(stats, real)
         objective = jax.vmap(lambda ll, p, m: per_sample(ll, p, prior, total, real=m))(
             stats.loglik, params, real)
-        return enforce_mask(new, row_mask), objective
+        new = enforce_mask(new, row_mask)
+        if frozen is not None:
+            new = jax.vmap(lambda n, p, m: hold_params(n, p, frozen, m))(new, params, real)
+        return new, objective
 
     return step
 
 
-def em_step(params: GMMParams, data, reg_covar, path: str = "exact", prior=None):
+def em_step(params: GMMParams, data, reg_covar, path: str = "exact", prior=None, frozen=None):
     """One EM iteration of a single model: ``(new_params, objective of params)``
     (mean log-likelihood, or mean log-posterior under ``prior``)."""
-    new, objective = batched_em_step(data, reg_covar, path, prior)(
+    new, objective = batched_em_step(data, reg_covar, path, prior, frozen=frozen)(
         jax.tree.map(lambda a: a[None], params))
     return jax.tree.map(lambda a: a[0], new), objective[0]
 
 
-def em_gain(params: GMMParams, objective, data, reg_covar, prior=None):
+def em_gain(params: GMMParams, objective, data, reg_covar, prior=None, frozen=None):
     """What one EM (MAP-EM) step from ``params`` would gain in the objective
     ``J`` (:mod:`jaxmix.gmm.objective`), given ``objective = J(params)``: two
     exact passes (the step's E-step, then ``J`` of its result). The test that
     makes a gradient fit's ``converged`` mean what EM's does."""
-    new = em_step(params, data, reg_covar, "exact", prior)[0]
+    new = em_step(params, data, reg_covar, "exact", prior, frozen)[0]
     return mean_log_posterior(new, data, prior) - objective
 
 
