@@ -172,7 +172,7 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max),
             progress=token_arg(token),
-            frozen=check_frozen(frozen, s.k, s.covariance_type, init_params, prior, k_max)))
+            frozen=check_frozen(frozen, s.k, s.covariance_type, init_params, k_max)))
     result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
     return raise_if_all_failed(result, DEGENERATE_FIX)
 

@@ -23,9 +23,11 @@ gradient flows to them) and never apply an update to them (so optimizers
 with weight decay do not move them either); frozen weights are held at
 their values and the free ones are a softmax over the remaining mass.
 
-Under a prior, frozen means are refused: the covariance's conditional MAP
-with a fixed mean is another formula than MAP-EM's (the mean prior's
-scatter enters unshrunk); frozen weights and covariances work with a prior.
+Under a prior (MAP-EM) the same holds for the log-posterior: free weights
+share the remaining mass in proportion to ``nk + alpha - 1``, and a frozen
+mean's covariance is its conditional MAP given that mean,
+``(Psi + S_mu + kappa (mu - m_0)(mu - m_0)^T) / (nu + n_j + d + 2)`` for full
+covariances (:func:`jaxmix.gmm.update.map_m_step`).
 
 >>> import numpy as np, jax
 >>> from jaxmix import GMMParams, fit_gmm
@@ -70,7 +72,7 @@ class Masks(NamedTuple):
     covariances: jax.Array
 
 
-def check_frozen(frozen, k: int, covariance_type: str, init_params, prior,
+def check_frozen(frozen, k: int, covariance_type: str, init_params,
                  k_max: int | None = None) -> Masks | None:
     """``frozen`` as :class:`Masks` of ``k_max`` (default ``k``) entries, the
     padding unfrozen; ``None`` when nothing is frozen. Errors name the
@@ -86,9 +88,6 @@ def check_frozen(frozen, k: int, covariance_type: str, init_params, prior,
     if init_params is None:
         raise ValueError("frozen parameters keep their starting values: give init_params (the "
                          "values to keep)")
-    if masks.means.any() and prior is not None:
-        raise ValueError("frozen means with a prior are not supported (the covariance's MAP "
-                         "given a fixed mean is another update): drop prior, or free the means")
     if (covariance_type == "tied" and masks.covariances.any()
             and not masks.covariances.all()):
         raise ValueError("frozen.covariances: a tied covariance is shared by the components; "

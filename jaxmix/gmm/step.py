@@ -65,7 +65,9 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
         if frozen is not None:
             stats = jax.vmap(lambda s, p: hold_stats(s, p, frozen, ct))(stats, params)
         real = jnp.ones(params.weights.shape, bool) if row_mask is None else row_mask
-        new = jax.vmap(lambda s, m: m_step(s, reg_covar, ct, prior, jnp.sum(m)))(stats, real)
+        held = None if frozen is None else frozen.means
+        new = jax.vmap(lambda s, m: m_step(s, reg_covar, ct, prior, jnp.sum(m), held))(
+            stats, real)
         objective = jax.vmap(lambda ll, p, m: per_sample(ll, p, prior, total, real=m))(
             stats.loglik, params, real)
         new = enforce_mask(new, row_mask)

@@ -22,12 +22,13 @@ from jaxmix.params import GMMParams
 
 
 def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
-           n_real=None) -> GMMParams:
+           n_real=None, fixed_means=None) -> GMMParams:
     """Maximum-likelihood parameters from statistics (taken about their
     ``shift``), or the closed-form MAP parameters under ``prior``
-    (:func:`map_m_step`; ``n_real``: real components of a padded mixture)."""
+    (:func:`map_m_step`; ``n_real``: real components of a padded mixture;
+    ``fixed_means``: see there)."""
     if prior is not None:
-        return map_m_step(stats, reg_covar, covariance_type, prior, n_real)
+        return map_m_step(stats, reg_covar, covariance_type, prior, n_real, fixed_means)
     fam = family(covariance_type)
     shift = stats.shift
     nk = floored(stats.nk)
@@ -38,10 +39,15 @@ def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
 
 
 def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior,
-               n_real=None) -> GMMParams:
+               n_real=None, fixed_means=None) -> GMMParams:
     """Closed-form MAP parameters from statistics taken about ``shift`` (``(k, d)``).
 
     Same inputs as :func:`m_step`; :mod:`jaxmix.gmm.priors` gives the update. ``reg_covar`` is added to the covariance diagonal afterwards.
+    ``fixed_means (k,)``: components whose mean is held at ``shift`` (frozen,
+    :mod:`jaxmix.gmm.frozen`; their statistics have ``sx = 0``): their
+    covariance is its conditional MAP given that mean, the mean prior's
+    scatter ``kappa delta delta^T`` entering unshrunk (``r_k = kappa nk /
+    (kappa + nk)`` is the weight where the mean is at its own MAP).
     """
     fam = family(covariance_type)
     shift = stats.shift
@@ -50,6 +56,9 @@ def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior
     kappa = prior.mean_precision
     dev = stats.sx / nk[:, None]                       # xbar_k - c_k
     delta = dev + shift - prior.mean_prior             # xbar_k - m0
+    if fixed_means is not None:  # r_k (delta')^2 = kappa delta^2 for a held mean
+        unshrunk = delta * jnp.sqrt((kappa + nk) / nk)[:, None]
+        delta = jnp.where(fixed_means[:, None], unshrunk, delta)
     means = shift + (kappa * (prior.mean_prior - shift) + stats.sx) / (kappa + nk)[:, None]
     cov = fam.add_reg(fam.map_covariance(nk, dev, stats.sxx, delta, prior, n_real), reg_covar)
     weights = jnp.maximum(nk + prior.weight_concentration - 1.0, tiny)

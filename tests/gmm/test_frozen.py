@@ -94,8 +94,6 @@ def test_everything_frozen_is_the_start_and_the_checks():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(ValueError, match="give init_params"):
         jm.fit_gmm(0, X, 3, frozen=Frozen(means=True))
-    with pytest.raises(ValueError, match="frozen means with a prior"):
-        jm.fit_gmm(0, X, 3, init_params=p0, frozen=Frozen(means=True), prior="default")
     with pytest.raises(ValueError, match=r"frozen.weights must be True, False or 3 booleans"):
         jm.fit_gmm(0, X, 3, init_params=p0, frozen=Frozen(weights=[True, False]))
     with pytest.raises(ValueError, match="tied covariance is shared"):
@@ -103,3 +101,39 @@ def test_everything_frozen_is_the_start_and_the_checks():
                    frozen=Frozen(covariances=np.array([True, False, False])))
     with pytest.raises(ValueError, match="jaxmix.Frozen"):
         jm.fit_gmm(0, X, 3, init_params=p0, frozen={"means": True})
+
+
+def test_map_em_with_a_frozen_mean_is_the_conditional_map():
+    """Under the default prior, one MAP-EM step keeps the frozen mean and
+    gives its covariance (Psi + S_mu + kappa (mu - m0)(mu - m0)^T) /
+    (nu + n_j + d + 2) + reg_covar; free weights share 1 - w_0 in proportion
+    to n_j + alpha - 1; L-BFGS on the log-posterior reaches MAP-EM's optimum."""
+    from jaxmix.gmm.priors import default_prior
+    p0 = start()
+    prior = default_prior(X, 3, "full")
+    frozen = Frozen(weights=np.array([True, False, False]), means=np.array([False, False, True]))
+    new = jm.fit_gmm(0, X, 3, init_params=p0, frozen=frozen, prior=prior, max_iter=1,
+                     tol=0.0).best_params
+    r = np.asarray(jm.gmm.responsibilities(p0, X))
+    nk = r.sum(axis=0)
+    mu = np.asarray(p0.means[2])
+    z = X - mu
+    delta = mu - np.asarray(prior.mean_prior)
+    kappa, nu = float(prior.mean_precision), float(prior.degrees_of_freedom)
+    want = (np.asarray(prior.covariance_prior) + (r[:, 2, None] * z).T @ z
+            + kappa * np.outer(delta, delta)) / (nu + nk[2] + 2 + 2) + REG * np.eye(2)
+    np.testing.assert_allclose(covariances(new)[2], want, rtol=1e-9)
+    np.testing.assert_array_equal(np.asarray(new.means[2]), mu)
+    alpha = float(prior.weight_concentration)
+    free = nk[1:] + alpha - 1
+    w0 = float(p0.weights[0])
+    np.testing.assert_allclose(np.asarray(new.weights[1:]), (1 - w0) * free / free.sum(),
+                               rtol=1e-12)
+    em = jm.fit_gmm(0, X, 3, init_params=p0, frozen=frozen, prior=prior, tol=1e-12,
+                    max_iter=1000)
+    grad = jm.fit_gradient(0, X, 3, optax.lbfgs(), init_params=p0, frozen=frozen, prior=prior,
+                           tol=1e-10, max_iter=500)
+    h = np.asarray(em.history[0])
+    h = h[~np.isnan(h)]
+    assert np.all(np.diff(h) >= -1e-12 * np.abs(h[:-1]))
+    np.testing.assert_allclose(float(grad.objective[0]), float(em.objective[0]), atol=1e-9)
