@@ -30,4 +30,6 @@ def continuation(init_params, n_restarts, init_objective):
 def restart_axis(params, leaf) -> int | None:
     """The leading restart count of ``params`` (its ``leaf``'s rank above
     one model's), or ``None`` for one model."""
-    return None if params is None or np.ndim(leaf) == 2 else int(np.shape(leaf)[0])
+    if params is None or leaf is None or np.ndim(leaf) != 3:
+        return None  # one model (or not parameters at all: the checker says so)
+    return int(np.shape(leaf)[0])

@@ -274,9 +274,9 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         def line(p):
             before, last["objective"] = last["objective"], p.objective.copy()
             it = int(p.iteration.max())
-            if before is None or it % max(1, int(self.verbose_interval)):
+            if it % max(1, int(self.verbose_interval)):
                 return
-            change = np.max(np.abs(p.objective - before)[p.active])
+            change = np.inf if before is None else np.max(np.abs(p.objective - before)[p.active])
             print(f"  Iteration {it}\t time lapse {p.seconds - last['seconds']:.5f}s\t "
                   f"ll change {change:.5f}")
             last["seconds"] = p.seconds
