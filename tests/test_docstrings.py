@@ -17,7 +17,7 @@ import jaxmix
 
 SLOW = {"dbscan.clusters", "data.sharding", "gmm.gradient", "fit.gmm", "fit.kmeans",
         "kmeans.minibatch", "fit.select", "data.stream", "fit.online", "fit.gradient",
-        "families.online"}
+        "families.online", "families.select", "fit.progress", "gmm.frozen"}
 SKIP = {"__main__"}  # the command line is tested end to end in test_cli.py
 MODULES = sorted(m.name.removeprefix("jaxmix.") for m in
                  pkgutil.walk_packages(jaxmix.__path__, "jaxmix.")

@@ -30,14 +30,26 @@ def commands() -> list:
     return out
 
 
-def test_python_blocks_run(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def readme_namespace(tmp_path_factory):
+    """Every ```python block run in order in one namespace, once per module
+    (the family example's class is defined once, so its programs compile once)."""
+    import os
     code = blocks("python")
     assert len(code) >= 2, "README should show a functional and an estimator example"
-    monkeypatch.chdir(tmp_path)  # the examples write files (gm.npz)
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("readme"))  # the examples write files (gm.npz)
     namespace = {}
-    for i, block in enumerate(code):
-        exec(compile(block, f"README.md python block {i}", "exec"), namespace)
-    assert "result" in namespace and "gm" in namespace
+    try:
+        for i, block in enumerate(code):
+            exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+    finally:
+        os.chdir(here)
+    return namespace
+
+
+def test_python_blocks_run(readme_namespace):
+    assert "result" in readme_namespace and "gm" in readme_namespace
 
 
 def test_first_command_installs_and_runs_the_main_job():
@@ -57,7 +69,7 @@ def test_cli_lines_parse(line):
     assert callable(args.run)
 
 
-def test_the_family_written_in_the_readme_is_scipys_geometric(tmp_path):
+def test_the_family_written_in_the_readme_is_scipys_geometric(readme_namespace, tmp_path):
     """The README's worked family example, run on its own: its log-density is
     scipy.stats.geom's (shifted to start at 0), EM recovers the planted
     probabilities, BIC picks the planted k, the gradient fit reaches EM's
@@ -66,9 +78,7 @@ def test_the_family_written_in_the_readme_is_scipys_geometric(tmp_path):
 
     from jaxmix.families import fit_mixture
     from jaxmix.sklearn import MixtureModel
-    block = next(b for b in blocks("python") if "class Geometric" in b)
-    ns = {}
-    exec(compile(block, "README.md Geometric block", "exec"), ns)
+    ns = readme_namespace
     geo, family = ns["Geometric"], ns["Geometric"]()
     theta = np.array([[0.7, 0.2], [0.1, 0.6]])
     x = np.array([[0.0, 3.0], [5.0, 1.0], [2.0, 0.0]])

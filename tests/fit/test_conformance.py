@@ -253,14 +253,15 @@ def _has_prior(name):
 
 
 def family_cases():
-    """Default run: every family by EM (and MAP-EM where it has a prior) in
-    memory, and the product (three families) streamed and sharded; the other
-    placements in the slow set."""
+    """Default run: every family by EM in memory, MAP-EM for the Gaussian and
+    the product (three families' priors), and the product streamed and
+    sharded; the other MAP-EM fits and placements in the slow set."""
     for name in FAMILY_CASES:
         for fit in FAMILY_FITS:
             if fit == "map_em" and name in ("diag-gaussian", "student-t", "student-t-ecm", "vmf"):
                 continue  # maximum likelihood only
-            fast = fit in ("em", "map_em") or name == "product"
+            fast = fit == "em" or name == "product" or (fit == "map_em"
+                                                         and name == "gaussian-full")
             yield pytest.param(name, fit, id=f"{name}-{fit}",
                                marks=() if fast else pytest.mark.slow)
 

@@ -50,6 +50,7 @@ def test_em_callback_sees_every_iteration_and_changes_nothing():
     check_log(log_b, again, "again")
 
 
+@pytest.mark.slow
 def test_callbacks_of_restarts_beyond_the_slots_and_of_other_fits(tmp_path):
     """20 restarts run in 16 refilled slots; gradient, K-Means and family
     fits report through the same driver; a log of all of them as CSV."""
