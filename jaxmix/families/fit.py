@@ -234,7 +234,7 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
     init_params, n_restarts, objective0 = continuation(init_params, n_restarts, None)
     with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
                   prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample), \
-            session(callback, s.n_restarts) as token:
+            session(callback, s.n_restarts, is_traced(key, x)) as token:
         result = jax.block_until_ready(_fit(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
             np.int32(s.k), token_arg(token), objective0, family=family,

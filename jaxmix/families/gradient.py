@@ -35,6 +35,7 @@ from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.gmm.gradient_steps import batched_gradient_step, init_state, stop_rule
 from jaxmix.numerics import all_finite
+from jaxmix.validation import is_traced
 
 
 class Unconstrained(NamedTuple):
@@ -104,7 +105,7 @@ def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_rest
     init_params, n_restarts, objective0 = continuation(init_params, n_restarts, None)
     with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
                   prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample), \
-            session(callback, s.n_restarts) as token:
+            session(callback, s.n_restarts, is_traced(key, x)) as token:
         result = jax.block_until_ready(_fit(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
             np.int32(s.k), token_arg(token), objective0, family=family, k_max=component_bucket(s.k),

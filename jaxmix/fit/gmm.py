@@ -163,7 +163,7 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
     width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, init_size=init_size) as inp, \
-            session(callback, s.n_restarts) as token:
+            session(callback, s.n_restarts, is_traced(key, x)) as token:
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result, _ = jax.block_until_ready(fit_rows(
             key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,

@@ -40,7 +40,7 @@ from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
-from jaxmix.validation import as_key, check_int
+from jaxmix.validation import as_key, check_int, is_traced
 
 
 def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformation, *,
@@ -129,7 +129,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
     width = lambda d: row_elements(len(rows.k), s.k, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh) as inp, \
-            session(callback, s.n_restarts) as token:
+            session(callback, s.n_restarts, is_traced(key, x)) as token:
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result = jax.block_until_ready(_fit(
             _raw_key(key), rows, inp.data, inp.sample, inp.offset, init_params, prior, s.tol,

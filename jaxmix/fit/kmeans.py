@@ -94,7 +94,8 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
     width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, n_clusters, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, init_size=init_size,
-                k_name="n_clusters") as inp, session(callback, n_restarts) as token:
+                k_name="n_clusters") as inp, \
+            session(callback, n_restarts, is_traced(key, x)) as token:
         c0 = check_init_centroids(init_centroids, n_clusters, inp.n_features, inp.sample.dtype,
                                   n_restarts)
         if c0 is None:

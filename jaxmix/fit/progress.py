@@ -74,10 +74,12 @@ _TOKENS = itertools.count(1)
 
 
 @contextlib.contextmanager
-def session(callback: Callable | None, n_restarts: int):
+def session(callback: Callable | None, n_restarts: int, persistent: bool = False):
     """The token a fit passes to its compiled program (``None`` when
     ``callback`` is ``None``); ``callback`` receives the first ``n_restarts``
-    restarts (padded ones are left out) until the block ends."""
+    restarts (padded ones are left out) until the block ends, or for good
+    when ``persistent`` (a fit traced inside the user's ``jit``: its program
+    runs after the block, as often as the user calls it)."""
     if callback is None:
         yield None
         return
@@ -89,8 +91,9 @@ def session(callback: Callable | None, n_restarts: int):
     try:
         yield np.int32(token)
     finally:
-        with _LOCK:
-            _REGISTRY.pop(token, None)
+        if not persistent:
+            with _LOCK:
+                _REGISTRY.pop(token, None)
 
 
 def emit(token, restart, n_iter, objective, live) -> None:
@@ -108,6 +111,10 @@ def _dispatch(token, restart, n_iter, objective, live) -> None:
     restart, live = np.asarray(restart), np.asarray(live, bool)
     keep = restart < entry.n
     restart, live = restart[keep], live[keep]
+    if live.any() and np.max(np.asarray(n_iter)[keep][live]) == 1:  # a (new) run's first step
+        entry.iteration[:] = 0
+        entry.objective[:] = -np.inf
+        entry.start = None
     entry.iteration[restart] = np.asarray(n_iter)[keep]
     entry.objective[restart] = np.where(live, np.asarray(objective, np.float64)[keep],
                                         entry.objective[restart])

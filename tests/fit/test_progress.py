@@ -72,6 +72,18 @@ def test_callbacks_of_restarts_beyond_the_slots_and_of_other_fits(tmp_path):
     assert float(rows[3]["objective"]) == log.rows[3][3]
 
 
+def test_a_fit_jitted_by_the_user_calls_back_on_every_run():
+    """Traced inside the user's jit, the callback stays registered: each run
+    of the compiled function reports all its iterations."""
+    log = prog.TraceLog()
+    fit = jax.jit(lambda x: jm.fit_gmm(0, x, 2, n_restarts=2, callback=log.recorder("j")).n_iter)
+    first = int(np.sum(fit(X)))
+    assert len(log.rows) == first
+    second = int(np.sum(fit(X + 0.5)))
+    assert len(log.rows) == first + second
+    assert [r[2] for r in log.rows[first:first + 2]] == [1, 1]
+
+
 def test_no_callback_compiles_none_and_bad_callbacks_are_refused():
     def step(p):
         return p + 1.0, -jnp.abs(p - 3.0)
