@@ -26,11 +26,13 @@ from jaxmix.fit.continuation import continuation, restart_axis
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
 from jaxmix.fit.progress import session, token_arg
-from jaxmix.fit.inputs import Placement, placed, uncentre
+from jaxmix.data.source import is_source
+from jaxmix.fit.inputs import Placement, placed, uncentre, with_missing
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys,
                              row_mask)
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.frozen import check_frozen
+from jaxmix.gmm.missing import MISSING, mean_filled, observed
 from jaxmix.gmm.priors import resolve_prior
 from jaxmix.gmm.stats import PATHS, row_elements
 from jaxmix.gmm.step import batched_em_step, degenerate_restarts
@@ -102,7 +104,7 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
             path: str = "auto", sample_weight=None, prior=None, mesh=None,
             init_size: int | None = None, init_objective=None, callback=None,
-            frozen=None) -> FitResult:
+            frozen=None, missing: str = "error") -> FitResult:
     """Fit a Gaussian mixture by EM from ``n_restarts`` starts in one compiled call.
 
     Args:
@@ -146,6 +148,10 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
       frozen: a :class:`jaxmix.Frozen` naming weights, means or covariances
         (all, or per component) kept at ``init_params``'s values while the
         rest is fitted (:mod:`jaxmix.gmm.frozen`).
+      missing: ``"error"`` (NaN in ``x`` is refused) or ``"marginalize"``:
+        NaN entries are missing values, marginalised exactly in the E-step
+        (:mod:`jaxmix.gmm.missing`; in-memory, unsharded ``x``); the objective
+        is then the observed data's mean log-likelihood.
 
     Returns:
       :class:`~jaxmix.fit.driver.FitResult` with all restarts; ``best_params``
@@ -161,9 +167,15 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
                        path, init, init_params)
     k_max, rows = component_bucket(s.k), restart_rows([s.k], s.n_restarts)
     width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
+    x_nan = None
+    if check_choice(missing, "missing", MISSING) == "marginalize":
+        x_nan, path = marginalized_input(x, mesh), "missing"
+        x = mean_filled(x_nan)
+        width = lambda d: len(rows.k) * k_max * d * d  # noqa: E731 - (m, R, k, d, d)
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, init_size=init_size) as inp, \
             session(callback, s.n_restarts, is_traced(key, x)) as token:
+        inp = inp if x_nan is None else with_missing(inp, x_nan)
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result, _ = jax.block_until_ready(fit_rows(
             key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
@@ -175,6 +187,14 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             frozen=check_frozen(frozen, s.k, s.covariance_type, init_params, k_max)))
     result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
     return raise_if_all_failed(result, DEGENERATE_FIX)
+
+
+def marginalized_input(x, mesh):
+    """``x`` for ``missing="marginalize"``: in memory, unsharded, checked."""
+    if mesh is not None or is_source(x) or is_traced(x):
+        raise ValueError('missing="marginalize" takes X as an in-memory array (no mesh, '
+                         "no chunk source, not traced)")
+    return observed(x)
 
 
 def check_init_objective(value, init_params, n_rows: int | None = None):
@@ -228,7 +248,8 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
                               max_trials=max_trials, per_k=per_k)
     mask = row_mask(rows, k_max)
     usable = all_finite(params0, batch_dims=1) & rows.active
-    white = whitening(*sample.flat()) if applies(covariance_type) else None
+    white = (whitening(*sample.flat()) if applies(covariance_type) and path != "missing"
+             else None)
     result = iterate(batched_em_step(data, reg_covar, path, prior, white=white, frozen=frozen),
                      params0, tol,
                      max_iter, usable=usable, history_len=history, rows=mask,

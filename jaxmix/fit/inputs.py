@@ -193,6 +193,17 @@ def _sample_rows(key, n: int, init_size, k: int, d: int):
     return np.sort(rng.choice(n, size, replace=False))
 
 
+def with_missing(inp: Placement, x_nan: np.ndarray) -> Placement:
+    """``inp`` (in memory, from the data with its missing entries filled)
+    whose ``data`` carry NaN at the missing entries again, for the E-step of
+    :mod:`jaxmix.gmm.missing`; its ``sample`` stays filled (the initialiser's)."""
+    n_chunks, size, d = inp.data.x.shape
+    mask = np.zeros((n_chunks * size, d), bool)
+    mask[:x_nan.shape[0]] = np.isnan(x_nan)
+    x = jnp.where(jnp.asarray(mask.reshape(n_chunks, size, d)), jnp.nan, inp.data.x)
+    return inp._replace(data=Chunked(x, inp.data.w))
+
+
 def uncentre(result, offset):
     """A fit result moved back to the data's frame (its params ``shifted`` by ``offset``)."""
     return result._replace(params=result.params.shifted(offset))

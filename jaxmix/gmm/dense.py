@@ -74,6 +74,16 @@ class Full(Family):
         m = _inverse_factor(pc)
         return jnp.einsum("...ji,...jl->...il", m, m, precision=HIGHEST)
 
+    @classmethod
+    def dense_covariance(cls, pc, k: int, d: int):
+        """Every component's covariance as a ``(k, d, d)`` matrix."""
+        return jnp.broadcast_to(cls.covariance(pc), (k, d, d))
+
+    @staticmethod
+    def moments_from_dense(sxx):
+        """Second moments ``(k, d, d)`` in this family's layout."""
+        return sxx
+
     @staticmethod
     def precisions(pc):
         """Precision matrices ``L L^T`` (scikit-learn's ``precisions_`` layout)."""

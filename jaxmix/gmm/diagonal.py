@@ -69,6 +69,18 @@ class Diag(Family):
     def covariance(pc):
         return 1.0 / (pc * pc)
 
+    @classmethod
+    def dense_covariance(cls, pc, k: int, d: int):
+        """Every component's covariance as a ``(k, d, d)`` (diagonal) matrix."""
+        var = jnp.broadcast_to(1.0 / (cls._scale(pc) ** 2), (k, d))
+        return var[:, :, None] * jnp.eye(d, dtype=var.dtype)
+
+    @classmethod
+    def moments_from_dense(cls, sxx):
+        """Second moments ``(k, d, d)`` in this family's layout (their diagonal,
+        summed over the features sharing a variance)."""
+        return cls._reduce(jnp.diagonal(sxx, axis1=-2, axis2=-1))
+
     @staticmethod
     def precisions(pc):
         """Precisions ``pc^2`` (scikit-learn's ``precisions_`` layout)."""

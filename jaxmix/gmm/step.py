@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.frozen import hold_params, hold_stats
+from jaxmix.gmm.missing import batched_e_step as missing_e_step
 from jaxmix.gmm.objective import mean_log_posterior, per_sample
 from jaxmix.gmm.stats import (GMMStats, accurate_restarts, batched_e_step, e_step,
                               per_restart_path)
@@ -48,6 +49,8 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     total = data.total_weight()
 
     def stats_of(params: GMMParams):
+        if path == "missing":  # NaN entries marginalised (jaxmix.gmm.missing)
+            return missing_e_step(params, data)
         if path != "auto":
             return batched_e_step(params, data, path, white)
         # Each restart takes its own path, so its result does not depend on
