@@ -2,7 +2,8 @@
 
 >>> from jaxmix.sklearn import GaussianMixture, KMeans, MiniBatchKMeans
 
-``GaussianMixture`` (:mod:`jaxmix.sklearn.gmm`), ``KMeans`` and
+``GaussianMixture`` (:mod:`jaxmix.sklearn.gmm`), ``BayesianGaussianMixture``
+(:mod:`jaxmix.sklearn.bayesian`, variational), ``KMeans`` and
 ``MiniBatchKMeans`` (:mod:`jaxmix.sklearn.kmeans`) take scikit-learn's
 constructor parameters and defaults, expose its methods and fitted attributes,
 and work with ``clone``, ``Pipeline`` and ``GridSearchCV``. They validate
@@ -12,6 +13,7 @@ versioned npz + JSON format of :mod:`jaxmix.io` (never pickle);
 :func:`load_estimator` reads whichever of them a file holds.
 """
 
+from jaxmix.sklearn.bayesian import BayesianGaussianMixture
 from jaxmix.sklearn.dbscan import DBSCAN
 from jaxmix.sklearn.gmm import GaussianMixture
 from jaxmix.sklearn.kmeans import KMeans, MiniBatchKMeans
@@ -33,6 +35,5 @@ def load_estimator(path, cls=None, covariance_type: str | None = None):
     return load_as(path, SAVED_ESTIMATORS if cls is None else (cls,), covariance_type)
 
 
-__all__ = ["DBSCAN", "GaussianMixture", "KMeans", "MiniBatchKMeans", "MixtureModel",
-           "SAVED_ESTIMATORS",
-           "load_estimator"]
+__all__ = ["BayesianGaussianMixture", "DBSCAN", "GaussianMixture", "KMeans", "MiniBatchKMeans",
+           "MixtureModel", "SAVED_ESTIMATORS", "load_estimator"]
