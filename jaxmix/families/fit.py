@@ -69,12 +69,7 @@ def batched_em_step(family, data, prior, alpha, real):
 
     def step(params: MixtureParams):
         def chunk_stats(x, w, _):
-            def one(p):
-                lp = jnp.log(p.weights) + family.log_prob(p.theta, x)
-                ll = jax.nn.logsumexp(lp, axis=1)
-                r = jnp.exp(lp - ll[:, None]) * w[:, None]
-                return jnp.sum(r, axis=0), family.stats(p.theta, x, r), jnp.sum(w * ll)
-            return jax.vmap(one)(params)
+            return jax.vmap(lambda p: chunk_e_step(family, p, x, w))(params)
 
         nk, stats, loglik = reduce(chunk_stats, data)
         new = jax.vmap(lambda p, n, s: masked(MixtureParams(
@@ -84,6 +79,15 @@ def batched_em_step(family, data, prior, alpha, real):
         return new, (loglik + prior_terms) / total
 
     return step
+
+
+def chunk_e_step(family, params: MixtureParams, x, w):
+    """One model's E-step on one chunk: ``(nk (k,), the family's statistics,
+    sum_n w_n log p(x_n))`` (additive over chunks)."""
+    lp = jnp.log(params.weights) + family.log_prob(params.theta, x)
+    ll = jax.nn.logsumexp(lp, axis=1)
+    r = jnp.exp(lp - ll[:, None]) * w[:, None]
+    return jnp.sum(r, axis=0), family.stats(params.theta, x, r), jnp.sum(w * ll)
 
 
 def log_prior(family, params: MixtureParams, prior, alpha, real):
@@ -112,9 +116,17 @@ def seeded_start(family, key, xs, ws, k: int) -> MixtureParams:
     p = ws / jnp.sum(ws)
     seeds = jax.random.choice(key, xs.shape[0], (k,), replace=False, p=p)
     onehot = jnp.zeros((xs.shape[0], k), xs.dtype).at[seeds, jnp.arange(k)].set(1.0)
-    mean = jax.tree.map(lambda s: s / jnp.sum(ws), family.stats(None, xs, ws[:, None]))
-    stats = jax.tree.map(jnp.add, family.stats(None, xs, onehot), mean)
-    theta = family.m_step(None, jnp.full((k,), 2.0, xs.dtype), stats, None)
+    every = ws[:, None] * jnp.ones((1, k), xs.dtype) / jnp.sum(ws)  # the mean pseudo-sample
+
+    def seeded(theta):
+        stats = jax.tree.map(jnp.add, family.stats(theta, xs, onehot),
+                             family.stats(theta, xs, every))
+        return family.m_step(theta, jnp.full((k,), 2.0, xs.dtype), stats, None)
+    theta = seeded(None)
+    if getattr(family, "recentre", None) is not None:
+        # centred families: statistics about zero cancel in float32 far from
+        # the origin; a second pass takes them about the first pass's means
+        theta = seeded(theta)
     return MixtureParams(jnp.full((k,), 1.0 / k, xs.dtype), theta)
 
 

@@ -99,8 +99,8 @@ class Gaussian:
 
     def degenerate(self, theta):
         """A component whose smallest variance (any direction) is at the floor."""
-        lam = self._fam.component_max_precision(theta.precisions_cholesky, theta.means.shape[0])
-        return lam * 2 * self.reg_covar >= 1
+        return self._fam.at_floor(theta.precisions_cholesky, theta.means.shape[0],
+                                  self.reg_covar)
 
     def constrain(self, raw):
         """The bijector of :mod:`jaxmix.gmm.gradient`: covariances ``S + reg_covar I``."""

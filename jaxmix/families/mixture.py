@@ -73,8 +73,9 @@ def n_parameters(family, params: MixtureParams, n_features: int) -> int:
 
 
 def score_samples_chunked(family, params: MixtureParams, x, chunk_size: int | None = None):
-    """``(n,)`` log-density of each row, computed in chunks of ``chunk_size``
-    rows (memory ``O(chunk * k * d)``; one compiled program per chunk shape)."""
+    """``(n,)`` log-density of each row (``-inf`` outside the family's
+    support), computed in chunks of ``chunk_size`` rows (memory ``O(chunk *
+    k * d)``; one compiled program per chunk shape)."""
     x = check_data(x)
     n, d = x.shape
     size = (chunk_rows(n, params.weights.shape[-1] * d) if chunk_size is None
@@ -84,7 +85,10 @@ def score_samples_chunked(family, params: MixtureParams, x, chunk_size: int | No
 
 @functools.partial(jit, static_argnames=("family",))
 def _score_chunks(params: MixtureParams, xs, *, family):
-    return jax.lax.map(lambda x: log_prob(family, params, x), xs)
+    """Rows outside the family's support have density 0 (score ``-inf``), so
+    they are the first anomalies, never the most typical rows."""
+    return jax.lax.map(lambda x: jnp.where(family.in_support(x), log_prob(family, params, x),
+                                           -jnp.inf), xs)
 
 
 def _total(family, params, x) -> float:

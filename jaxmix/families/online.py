@@ -38,13 +38,13 @@ import numpy as np
 
 from jaxmix.compiling import jit
 from jaxmix.data.source import Layout, check_chunk
-from jaxmix.families.fit import _weights, check_init, degenerate, fit_mixture
+from jaxmix.families.fit import _weights, check_init, chunk_e_step, degenerate, fit_mixture
 from jaxmix.families.mixture import MixtureParams
 from jaxmix.families.protocol import recentred
 from jaxmix.fit.driver import raise_if_all_failed
 from jaxmix.fit.online import check_steps, online_result, open_pass, stream_pass
 from jaxmix.numerics import all_finite, float_dtype
-from jaxmix.validation import check_nonneg
+from jaxmix.validation import check_int, check_nonneg
 
 
 def fit_mixture_online(key, source, n_components: int, family, *, prior=None,
@@ -73,6 +73,7 @@ def fit_mixture_online(key, source, n_components: int, family, *, prior=None,
     """
     kappa, t0 = check_steps(step_exponent, step_offset)
     alpha = check_nonneg(prior_weights, "prior_weights", strict=True)
+    init_restarts = check_int(init_restarts, "init_restarts", low=1)
     src, size, pieces, x0, w0 = open_pass(source, sample_weight, chunk_size, n_components)
     check_chunk(x0, w0, 0, None, 0, src.name)
     dtype = np.dtype(float_dtype(x0.dtype))
@@ -83,7 +84,7 @@ def fit_mixture_online(key, source, n_components: int, family, *, prior=None,
         if prior != "default":
             raise ValueError(f"prior must be None, 'default' or the family's prior, got {prior!r}")
         prior = family.default_prior(xs, ws, n_components)
-    start = check_init(init_params, family, n_components, x0.shape[1], dtype)
+    start = check_init(init_params, family, n_components, x0.shape[1], dtype, 1)
     if start is None:
         start = fit_mixture(key, xs, n_components, family, n_restarts=init_restarts,
                             prior=prior, prior_weights=prior_weights, sample_weight=ws,
@@ -116,11 +117,8 @@ def _step(params: MixtureParams, running, x, w, rho, total, prior, alpha, *, fam
     the old state (``ok`` False). The first chunk has ``rho = 1`` (its
     statistics replace the zeros it starts from)."""
     outside = jnp.sum((w > 0) & ~family.in_support(x))
-    lp = jnp.log(params.weights) + family.log_prob(params.theta, x)
-    ll = jax.nn.logsumexp(lp, axis=1)
-    r = jnp.exp(lp - ll[:, None]) * w[:, None]
-    per_unit = jax.tree.map(lambda a: a / jnp.sum(w),
-                            (jnp.sum(r, axis=0), family.stats(params.theta, x, r)))
+    nk, stats, loglik = chunk_e_step(family, params, x, w)
+    per_unit = jax.tree.map(lambda a: a / jnp.sum(w), (nk, stats))
     blended = jax.tree.map(lambda s, c: (1 - rho) * s + rho * c, running, per_unit)
     nk, stats = jax.tree.map(lambda a: a * total, blended)
     new = MixtureParams(_weights(nk, alpha, True),
@@ -129,7 +127,7 @@ def _step(params: MixtureParams, running, x, w, rho, total, prior, alpha, *, fam
     ok = all_finite((new, moved)) & (outside == 0)
     keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
     return (jax.tree.map(keep, new, params), jax.tree.map(keep, moved, running), outside,
-            jnp.sum(w * ll) / jnp.sum(w), ok)
+            loglik / jnp.sum(w), ok)
 
 
 def _zero_stats(family, params: MixtureParams, layout: Layout):

@@ -28,7 +28,7 @@ import numpy as np
 from jaxmix.criteria import criteria
 from jaxmix.data.source import is_source
 from jaxmix.families.fit import fit_mixture
-from jaxmix.families.mixture import log_prob, n_parameters
+from jaxmix.families.mixture import n_parameters, score_samples_chunked
 from jaxmix.fit.select import _check_grid
 from jaxmix.fit.selection import Selection
 from jaxmix.validation import as_key
@@ -82,12 +82,13 @@ def select_mixture_k(key, x, ks: Sequence[int], family, *, n_restarts: int = 8, 
 def _row(family, result, x, weights) -> dict:
     best = int(result.best)
     params = result.best_params
-    density = np.asarray(log_prob(family, params, x), np.float64)
-    return dict(log_likelihood=float(np.average(density, weights=weights)),
+    failed = bool(np.all(np.asarray(result.failed)))
+    density = np.asarray(score_samples_chunked(family, params, x), np.float64)
+    return dict(log_likelihood=-np.inf if failed else float(np.average(density, weights=weights)),
                 converged=bool(result.converged[best]),
                 n_converged=int(np.sum(np.asarray(result.converged))),
                 n_iter=int(result.n_iter[best]), degenerate=bool(result.degenerate[best]),
-                failed=bool(np.all(np.asarray(result.failed))), params=params)
+                failed=failed, params=params)
 
 
 def _table(grid, family, rows, shape) -> Selection:

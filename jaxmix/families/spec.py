@@ -22,6 +22,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmix.families.bernoulli import Bernoulli
 from jaxmix.families.categorical import Categorical
@@ -56,9 +57,12 @@ def to_spec(family) -> dict:
     if type(family) in SIMPLE.values():
         return {"name": family.name}
     if dataclasses.is_dataclass(family):
-        fields = {f.name: getattr(family, f.name) for f in dataclasses.fields(family)
+        defaults = {f.name: f.default for f in dataclasses.fields(family)}
+        if family.name != defaults.get("name"):
+            raise ValueError(f"family {family!r}: a family of your own is read back by its "
+                             "class's default name; leave name at its default")
+        fields = {f.name: _python(getattr(family, f.name)) for f in dataclasses.fields(family)
                   if f.name not in ("name", "support")}
-        fields = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
         if all(_plain(v) for v in fields.values()):
             return {"name": family.name, "fields": fields}
     raise ValueError(f"no file format for the family {family!r}: a family of your own must be "
@@ -116,6 +120,8 @@ def _own(name, fields, families, bad):
     if not isinstance(fields, dict) or not all(_plain(v) for v in fields.values()):
         raise bad("needs fields: an object of numbers, strings, booleans or lists of them")
     for cls in families:
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise ValueError(f"families must hold family classes (dataclasses), got {cls!r}")
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         if defaults.get("name") == name:
             try:
@@ -125,6 +131,15 @@ def _own(name, fields, families, bad):
                 raise bad(f"does not build a {cls.__name__}: {err}") from None
     raise bad(f"is not built in; pass its class to the reader (families=[...]), e.g. "
               f"load_mixture(path, families=[{name.title().replace(' ', '')}])")
+
+
+def _python(v):
+    """NumPy scalars as Python numbers, tuples (and arrays) as lists."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (tuple, list, np.ndarray)):
+        return [_python(e) for e in v]
+    return v
 
 
 def _plain(v) -> bool:

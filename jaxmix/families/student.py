@@ -75,6 +75,7 @@ class StudentT:
         else:
             delta2, _ = _delta2(theta, x)
             u, shift = (theta.dof + d) / (theta.dof + delta2), theta.means
+            u = jnp.where(jnp.isfinite(u), u, 1.0)  # a seeding pass's rough scale matrix
         ru = r * u
         diff = x[None, :, :] - shift[:, None, :]                       # (k, m, d)
         s_ux = jnp.einsum("mk,kmd->kd", ru, diff, precision=HIGHEST)

@@ -179,7 +179,8 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
         init_params, prior = checked_inputs(s, inp, init_params, prior)
         result, _ = jax.block_until_ready(fit_rows(
             key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
-            s.max_iter, prior, check_init_objective(init_objective, init_params, len(rows.k)),
+            s.max_iter, prior, check_init_objective(init_objective, init_params, len(rows.k),
+                                                    s.n_restarts),
             k_max=k_max,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max),
@@ -197,7 +198,8 @@ def marginalized_input(x, mesh):
     return observed(x)
 
 
-def check_init_objective(value, init_params, n_rows: int | None = None):
+def check_init_objective(value, init_params, n_rows: int | None = None,
+                         n_restarts: int | None = None):
     """``init_objective`` as a float, or per restart as ``(R,)`` padded with
     ``-inf`` to ``n_rows`` (``None`` stays ``None``): numbers, not NaN, and
     only together with ``init_params``."""
@@ -206,11 +208,17 @@ def check_init_objective(value, init_params, n_rows: int | None = None):
     if init_params is None:
         raise ValueError("init_objective continues a fit from its parameters: give "
                          "init_params too (the earlier fit's best_params, or the FitResult)")
-    if np.ndim(value) == 1 and not is_traced(value):
+    if np.ndim(value) == 1:
+        if n_restarts is not None and np.shape(value)[0] != n_restarts:
+            raise ValueError(f"init_objective holds {np.shape(value)[0]} values but "
+                             f"n_restarts={n_restarts}; give one number or one per restart")
+        pad = max(0, (n_rows or 0) - np.shape(value)[0])
+        if is_traced(value):
+            return jnp.concatenate([value, jnp.full((pad,), -jnp.inf, value.dtype)])
         values = np.asarray(value, np.float64)
         if np.isnan(values).any() or (values == np.inf).any():
             raise ValueError(f"init_objective must be numbers or -inf, got {values}")
-        return np.concatenate([values, np.full(max(0, (n_rows or 0) - len(values)), -np.inf)])
+        return np.concatenate([values, np.full(pad, -np.inf)])
     value = check_number(value, "init_objective")
     if not is_traced(value) and (np.isnan(value) or value == np.inf):
         raise ValueError(f"init_objective must be a number or -inf, got {value}")

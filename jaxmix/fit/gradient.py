@@ -137,7 +137,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,
             mini_batch=batch_size is not None, path=path, progress=token_arg(token),
-            objective0=check_init_objective(init_objective, init_params, len(rows.k)),
+            objective0=check_init_objective(init_objective, init_params, len(rows.k),
+                                            s.n_restarts),
             frozen=check_frozen(frozen, s.k, s.covariance_type, init_params)))
     return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
                                DEGENERATE_FIX + ", or lower the learning rate")

@@ -9,6 +9,11 @@ restarts that stepped, and ``fn`` gets a :class:`Progress` of every
 restart. The program only knows whether a callback is on: which function
 runs is looked up on the host by a traced token, so changing the callback
 compiles nothing, and ``callback=None`` compiles the program without any.
+A fit traced inside the user's ``jit`` keeps its callback registered for
+good (one small entry per trace). Under the user's ``vmap`` over data sets
+the batch members share one callback and are not told apart. Gradient
+fits with a prior count their first MAP-EM step as iteration 1
+(:func:`jaxmix.fit_gradient`) without a callback for it.
 
 :class:`TraceLog` records the traces of several fits side by side (EM and
 gradient fits of the same data, say) as rows ``(label, restart, iteration,
@@ -111,7 +116,8 @@ def _dispatch(token, restart, n_iter, objective, live) -> None:
     restart, live = np.asarray(restart), np.asarray(live, bool)
     keep = restart < entry.n
     restart, live = restart[keep], live[keep]
-    if live.any() and np.max(np.asarray(n_iter)[keep][live]) == 1:  # a (new) run's first step
+    counts = np.asarray(n_iter)[keep]
+    if np.any(live & (counts <= entry.iteration[restart])):  # counts went back: a new run
         entry.iteration[:] = 0
         entry.objective[:] = -np.inf
         entry.start = None
@@ -155,7 +161,12 @@ class TraceLog:
 
     def to_csv(self, path) -> None:
         """The rows as CSV with a header, written atomically."""
+        import csv
+        import io
+
         from jaxmix.atomic import write_text
-        lines = ["label,restart,iteration,objective,seconds"]
-        lines += [f"{a},{b},{c},{d!r},{e!r}" for a, b, c, d, e in self.rows]
-        write_text(path, "\n".join(lines) + "\n")
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(("label", "restart", "iteration", "objective", "seconds"))
+        writer.writerows((a, b, c, repr(d), repr(e)) for a, b, c, d, e in self.rows)
+        write_text(path, out.getvalue())

@@ -21,6 +21,13 @@ class Family:
         """Largest precision eigenvalue of each component, ``(..., k)``."""
         return cls._max_precision(pc)
 
+    @classmethod
+    def at_floor(cls, pc, k: int, reg_covar):
+        """``(..., k)``: components whose smallest variance (any direction) is
+        at the ``reg_covar`` floor (collapsed on a point, a line, a constant
+        feature): the degeneracy rule of every fit."""
+        return cls.component_max_precision(pc, k) * 2 * reg_covar >= 1
+
     @staticmethod
     def keep_components(pc, real):
         """Restart-batched factors ``pc (R, k, ...)`` whose components outside

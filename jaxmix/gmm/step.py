@@ -105,9 +105,9 @@ def degenerate_restarts(params: GMMParams, total, reg_covar, mask=None):
     restricts the test to the real components of padded mixtures."""
     fam = family(params.covariance_type)
     k = params.means.shape[-2]
-    lam = jax.vmap(lambda pc: fam.component_max_precision(pc, k))(params.precisions_cholesky)
-    real = jnp.ones(lam.shape, bool) if mask is None else mask
-    floor = jnp.any(real & (lam * 2 * reg_covar >= 1), axis=1)
+    low = jax.vmap(lambda pc: fam.at_floor(pc, k, reg_covar))(params.precisions_cholesky)
+    real = jnp.ones(low.shape, bool) if mask is None else mask
+    floor = jnp.any(real & low, axis=1)
     return jnp.any(real & (params.weights * total < 1.0), axis=1) | floor
 
 

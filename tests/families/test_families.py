@@ -204,3 +204,16 @@ def test_select_mixture_k_tabulates_the_grid_in_one_program_per_bucket():
     assert "| poisson | 3 |" in sel.to_markdown()
     with pytest.raises(ValueError, match="repeated"):
         select_mixture_k(0, x, [2, 2], Poisson())
+
+
+def test_rows_outside_the_support_score_minus_infinity():
+    """A Categorical model scores codes it cannot produce at -inf (they are
+    the first anomalies), not at its highest density."""
+    from jaxmix.families import Categorical, score_samples_chunked
+    fam = Categorical((3, 3))
+    params = MixtureParams(jnp.array([0.5, 0.5]),
+                           jnp.full((2, 2, 3), 1.0 / 3))
+    x = np.array([[0.0, 1.0], [7.0, 9.0], [-1.0, 2.0], [2.0, 2.0]])
+    got = np.asarray(score_samples_chunked(fam, params, x))
+    assert np.isneginf(got[1]) and np.isneginf(got[2])
+    np.testing.assert_allclose(got[[0, 3]], 2 * np.log(1 / 3), rtol=1e-12)

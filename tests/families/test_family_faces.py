@@ -86,3 +86,28 @@ def test_command_line_fits_inspects_and_applies_a_family(tmp_path, capsys):
                  "--out", str(tmp_path / "no")]) == 2
     assert "--family fits by --method em or map-em" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_files_of_families_of_your_own_are_checked(tmp_path):
+    """A family of your own round-trips by name and fields (NumPy scalars
+    become numbers); one renamed from its class default cannot be read back,
+    so it is refused when saved; the reader's classes must be dataclasses."""
+    import dataclasses
+
+    from jaxmix.families import Poisson
+    from jaxmix.families.spec import from_spec, to_spec
+
+    @dataclasses.dataclass(frozen=True)
+    class Scaled(Poisson):
+        scale: float = 1.0
+        name: str = "scaled poisson"
+
+    spec = to_spec(Scaled(scale=np.float32(0.5)))
+    assert spec == {"name": "scaled poisson", "fields": {"scale": 0.5}}
+    assert from_spec(spec, "f", families=[Scaled]) == Scaled(scale=0.5)
+    with pytest.raises(ValueError, match="not built in; pass its class"):
+        from_spec(spec, "f")
+    with pytest.raises(ValueError, match="leave name at its default"):
+        to_spec(Scaled(scale=0.5, name="other"))
+    with pytest.raises(ValueError, match="families must hold family classes"):
+        from_spec(spec, "f", families=[int])

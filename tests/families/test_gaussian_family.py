@@ -58,3 +58,18 @@ def test_density_parameter_count_and_files():
         assert from_spec(to_spec(Gaussian(ct, 1e-4)), "f") == Gaussian(ct, 1e-4)
     with pytest.raises(ValueError, match="tied covariances: fit_gmm"):
         Gaussian("tied")
+
+
+def test_float32_far_from_the_origin_starts_finite():
+    """Two blobs at 1e4 in float32: the seeded starts take their statistics
+    about the first pass's means, so no restart fails and the best reaches
+    fit_gmm's optimum."""
+    rng = np.random.default_rng(0)
+    x = (np.concatenate([rng.normal(0, 1, (300, 3)), rng.normal(3, 1, (300, 3))])
+         + 1e4).astype(np.float32)
+    got = fit_mixture(0, x, 2, Gaussian("full"), n_restarts=3, tol=1e-6, max_iter=300)
+    ref = jm.fit_gmm(0, x, 2, n_restarts=3)
+    assert got.params.weights.dtype == np.float32  # float32 data computes in float32
+    assert not np.any(np.asarray(got.failed))
+    np.testing.assert_allclose(float(got.objective[got.best]), float(ref.objective[ref.best]),
+                               atol=1e-3)

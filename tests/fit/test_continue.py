@@ -121,3 +121,16 @@ def test_gradient_and_family_fits_continue_a_fit_result(blobs):
     np.testing.assert_array_equal(np.asarray(first.n_iter + rest.n_iter), np.asarray(long.n_iter))
     np.testing.assert_allclose(np.asarray(rest.params.theta), np.asarray(long.params.theta),
                                rtol=1e-12)
+
+
+def test_continuing_under_jit_and_the_objective_checks(blobs):
+    """A FitResult continued inside jit (its objectives traced); a
+    per-restart init_objective must have one value per restart."""
+    import jax
+    fit = jax.jit(lambda x: jm.fit_gmm(0, x, 3, init_params=jm.fit_gmm(
+        0, x, 3, n_restarts=2, max_iter=3), max_iter=5).objective)
+    assert np.all(np.isfinite(np.asarray(fit(blobs))))
+    head = jm.fit_gmm(0, blobs, 3, n_restarts=3, max_iter=2)
+    with pytest.raises(ValueError, match="init_objective holds 2 values but n_restarts=3"):
+        jm.fit_gmm(0, blobs, 3, init_params=head.params, n_restarts=3,
+                   init_objective=np.zeros(2))

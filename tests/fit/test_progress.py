@@ -103,3 +103,21 @@ def test_sklearn_verbose_prints_live_iterations(capsys):
     out = capsys.readouterr().out
     assert "  Iteration 2\t time lapse " in out and "ll change" in out
     assert "Initialization 1" in out
+
+
+def test_restarts_that_start_together_in_refilled_slots_keep_their_counts(tmp_path):
+    """40 restarts in 16 slots with tol=0 and max_iter=3: whole slot batches
+    start at once; every restart's last reported count is its n_iter (the
+    entry is reset only by a new run), and labels with commas stay one CSV
+    field."""
+    seen = []
+    res = jm.fit_gmm(0, X, 2, n_restarts=40, max_iter=3, tol=0.0, init="random_from_data",
+                     callback=seen.append)
+    np.testing.assert_array_equal(seen[-1].iteration, np.asarray(res.n_iter))
+    assert all(b.seconds >= a.seconds for a, b in zip(seen, seen[1:]))
+    log = prog.TraceLog()
+    log.recorder("a,b")(seen[0])
+    log.to_csv(tmp_path / "t.csv")
+    with open(tmp_path / "t.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["label"] == "a,b" and len(rows) == int(seen[0].active.sum())
