@@ -175,7 +175,8 @@ def _sweep_em(x, ks, covariance_types, n_restarts, seed, max_iter, tol, progress
         progress(f"[{i}/{len(covariance_types)}] em {ct} k={_span(ks)}, {n_restarts} restarts "
                  "each (one compiled call) ...")
         start = time.perf_counter()
-        sel = select_k(seed, x, ks, covariance_type=ct, n_restarts=n_restarts, **options)
+        sel = select_k(seed, x, ks, covariance_type=ct, n_restarts=n_restarts,
+                       callback=fit_callback(progress), **options)
         seconds = time.perf_counter() - start
         for r in sel.rows():
             rows.append(Row(ct, r["k"], r["log_likelihood"], r["bic"], r["aic"], r["converged"],

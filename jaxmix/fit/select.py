@@ -86,6 +86,7 @@ from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import kmeans_rows
 from jaxmix.fit.rows import TRACE_COUNT  # noqa: F401 (read by tests and experiments)
 from jaxmix.fit.rows import restart_rows, to_device, to_host
+from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.selection import InertiaCurve, Selection
 from jaxmix.gmm.stats import PATHS, row_elements as gmm_row_elements
 from jaxmix.gmm.update import first_components
@@ -218,7 +219,7 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
              init: str = "kmeans", tol: float = 1e-3, reg_covar: float = 1e-6,
              max_iter: int = 100, chunk_size: int | None = None, path: str = "auto",
              strategy: str = "padded", n_local_trials: int | None = None,
-             sample_weight=None, mesh=None) -> Selection:
+             sample_weight=None, mesh=None, callback=None) -> Selection:
     """Fit a Gaussian mixture for every ``k`` in ``ks`` (``R`` restarts each) and
     tabulate log-likelihood, BIC and AIC.
 
@@ -237,6 +238,10 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
         docstring) or ``"per_k"`` (one compiled call per ``k``).
       n_local_trials: k-means++ candidates per centre for every ``k`` (``None``:
         sklearn's ``2 + int(ln k)`` for each ``k``).
+      callback: optional ``callback(Progress)`` after every iteration
+        (:mod:`jaxmix.fit.progress`); its restarts are the grid's rows, row
+        ``g * R + r`` restart ``r`` of the ``g``-th ``k`` (``strategy="per_k"``:
+        the rows ``0 .. R - 1`` of each ``k`` in turn).
 
     Returns:
       :class:`~jaxmix.fit.selection.Selection`; ``chosen_k("bic")`` /
@@ -252,11 +257,13 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
     columns = {name: [] for name in ("log_likelihood", "converged", "n_converged", "n_iter",
                                      "degenerate", "failed", "params")}
     for ct in types:
-        fn = functools.partial(fit_rows, init_params=None, tol=tol, reg_covar=reg_covar,
-                               max_iter=max_iter, prior=None, covariance_type=ct, init=init,
-                               history=history_bucket(max_iter), path=path, per_k=True)
-        runs = _sweep(fn, key, x, grid, strategy, n_restarts, trials, gmm_row_elements,
-                      chunk_size, sample_weight, mesh)
+        with session(callback, len(grid) * n_restarts) as token:
+            fn = functools.partial(fit_rows, init_params=None, tol=tol, reg_covar=reg_covar,
+                                   max_iter=max_iter, prior=None, covariance_type=ct, init=init,
+                                   history=history_bucket(max_iter), path=path, per_k=True,
+                                   progress=token_arg(token))
+            runs = _sweep(fn, key, x, grid, strategy, n_restarts, trials, gmm_row_elements,
+                          chunk_size, sample_weight, mesh)
         parts = [_best_per_k(out, group, n_restarts) for group, out, inp in runs]
         for name in columns:
             values = [p[name] for p in parts]

@@ -121,3 +121,10 @@ def test_restarts_that_start_together_in_refilled_slots_keep_their_counts(tmp_pa
     with open(tmp_path / "t.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows[0]["label"] == "a,b" and len(rows) == int(seen[0].active.sum())
+
+
+@pytest.mark.slow
+def test_select_k_reports_the_grid_rows():
+    log = prog.TraceLog()
+    jm.select_k(0, X, [1, 2, 3], n_restarts=2, callback=log.recorder("grid"))
+    assert sorted(set(log.column("restart"))) == list(range(6))
