@@ -25,10 +25,10 @@ from sklearn.utils.validation import check_is_fitted
 from jaxmix.data import chunk
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.kmeans import fit_kmeans
-from jaxmix.gmm import family, sample as gmm_sample
+from jaxmix.gmm import family
 from jaxmix.gmm.variational import VBPrior, VBState, fit_states, weighted_log_prob
-from jaxmix.params import GMMParams
 from jaxmix.sklearn._common import checked_X, compute_dtype, key_from_random_state, native_dtype
+from jaxmix.sklearn.gmm import GaussianMixture
 
 
 class BayesianGaussianMixture(DensityMixin, BaseEstimator):
@@ -226,16 +226,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         """Mean of :meth:`score_samples`."""
         return float(np.mean(self.score_samples(X)))
 
-    @native_dtype
-    def sample(self, n_samples=1):
-        """Draw from the fitted mixture (``weights_``, ``means_``, ``covariances_``)."""
-        check_is_fitted(self, "means_")
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling "
-                             "requires at least one sample.")
-        params = GMMParams(jnp.asarray(self.weights_), jnp.asarray(self.means_),
-                           jnp.asarray(self.precisions_cholesky_), self.covariance_type)
-        x, y = gmm_sample(key_from_random_state(self.random_state), params, int(n_samples))
-        x, y = np.asarray(x), np.asarray(y).astype(np.int64)
-        order = np.argsort(y, kind="stable")
-        return x[order], y[order]
+    # Drawn from the fitted mixture (weights_, means_, precisions_cholesky_), as
+    # GaussianMixture draws: the same attributes, the same code.
+    sample = GaussianMixture.sample
+    _params = GaussianMixture._params

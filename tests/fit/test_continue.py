@@ -123,6 +123,7 @@ def test_gradient_and_family_fits_continue_a_fit_result(blobs):
                                rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_continuing_under_jit_and_the_objective_checks(blobs):
     """A FitResult continued inside jit (its objectives traced); a
     per-restart init_objective must have one value per restart."""

@@ -103,6 +103,7 @@ def test_everything_frozen_is_the_start_and_the_checks():
         jm.fit_gmm(0, X, 3, init_params=p0, frozen={"means": True})
 
 
+@pytest.mark.slow
 def test_map_em_with_a_frozen_mean_is_the_conditional_map():
     """Under the default prior, one MAP-EM step keeps the frozen mean and
     gives its covariance (Psi + S_mu + kappa (mu - m0)(mu - m0)^T) /
