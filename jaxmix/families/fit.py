@@ -243,16 +243,29 @@ def fit_mixture(key, x, n_components: int, family, *, n_restarts: int = 1, prior
       :class:`~jaxmix.fit.driver.FitResult` whose params are
       :class:`~jaxmix.families.MixtureParams` with a leading restart axis.
     """
+    return run_fit(_fit, "check the data and the prior", key, x, n_components, family,
+                   n_restarts, max_iter, tol, prior_weights, prior, sample_weight, chunk_size,
+                   init_params, mesh, callback)
+
+
+def run_fit(program, fix: str, key, x, n_components, family, n_restarts, max_iter, tol,
+            prior_weights, prior, sample_weight, chunk_size, init_params, mesh, callback,
+            **static) -> FitResult:
+    """A family fit's one entry: checks and placement (:func:`prepared`), a
+    continued ``FitResult`` unpacked, the callback's session, the compiled
+    ``program`` (``_fit`` of EM or of the gradient fits, ``static`` its own
+    static arguments), the padding cut off; ``fix`` says what to change when
+    every restart failed."""
     init_params, n_restarts, objective0 = continuation(init_params, n_restarts, None)
     with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
                   prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample), \
             session(callback, s.n_restarts, is_traced(key, x)) as token:
-        result = jax.block_until_ready(_fit(
+        result = jax.block_until_ready(program(
             s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
             np.int32(s.k), token_arg(token), objective0, family=family,
             k_max=component_bucket(s.k), n_restarts=s.n_restarts,
-            history=history_bucket(s.max_iter)))
-    return raise_if_all_failed(cut_real(result, s), "check the data and the prior")
+            history=history_bucket(s.max_iter), **static))
+    return raise_if_all_failed(cut_real(result, s), fix)
 
 
 def cut_real(result: FitResult, s: Settings) -> FitResult:

@@ -22,20 +22,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
-from jaxmix.families.fit import (batched_em_step, cut_real, degenerate, log_prior, masked,
-                                 prepared, starts)
+from jaxmix.families.fit import (batched_em_step, degenerate, log_prior, masked, run_fit,
+                                 starts)
 from jaxmix.families.mixture import MixtureParams
-from jaxmix.fit.buckets import component_bucket, history_bucket
-from jaxmix.fit.continuation import continuation
-from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.progress import session, token_arg
+from jaxmix.fit.driver import FitResult, iterate
 from jaxmix.gmm.gradient_steps import batched_gradient_step, init_state, stop_rule
 from jaxmix.numerics import all_finite
-from jaxmix.validation import is_traced
 
 
 class Unconstrained(NamedTuple):
@@ -102,16 +97,9 @@ def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_rest
     """Fit a mixture of ``family`` components by ``optimizer`` (full batch);
     arguments, starts (the same as :func:`~jaxmix.families.fit_mixture`'s from
     the same key) and result as there."""
-    init_params, n_restarts, objective0 = continuation(init_params, n_restarts, None)
-    with prepared(key, x, n_components, family, n_restarts, max_iter, tol, prior_weights,
-                  prior, sample_weight, chunk_size, init_params, mesh) as (s, data, sample), \
-            session(callback, s.n_restarts, is_traced(key, x)) as token:
-        result = jax.block_until_ready(_fit(
-            s.key, data, sample, s.prior, s.tol, s.max_iter, s.alpha, s.init_params,
-            np.int32(s.k), token_arg(token), objective0, family=family, k_max=component_bucket(s.k),
-            n_restarts=s.n_restarts, history=history_bucket(s.max_iter), optimizer=optimizer))
-    return raise_if_all_failed(cut_real(result, s),
-                               "lower the learning rate, or check the data and the prior")
+    return run_fit(_fit, "lower the learning rate, or check the data and the prior", key, x,
+                   n_components, family, n_restarts, max_iter, tol, prior_weights, prior,
+                   sample_weight, chunk_size, init_params, mesh, callback, optimizer=optimizer)
 
 
 @jit(static_argnames=("family", "k_max", "n_restarts", "history", "optimizer"))

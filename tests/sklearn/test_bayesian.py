@@ -91,3 +91,11 @@ def test_estimator_fits_like_sklearn_and_keeps_its_contract():
         BayesianGaussianMixture(degrees_of_freedom_prior=0.5).fit(X)
     with pytest.raises(ValueError, match="covariance_prior"):
         BayesianGaussianMixture(covariance_prior=-np.eye(2)).fit(X)
+
+
+@pytest.mark.slow
+def test_check_estimator_passes():
+    from sklearn.utils.estimator_checks import check_estimator
+    results = check_estimator(BayesianGaussianMixture(n_components=2, max_iter=20), on_fail=None)
+    failed = [r["check_name"] for r in results if r["status"] == "failed"]
+    assert not failed and len(results) > 30, failed
