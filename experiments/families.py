@@ -99,7 +99,6 @@ import io
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable, NamedTuple
@@ -122,6 +121,7 @@ from sklearn.mixture import GaussianMixture  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import jaxmix  # noqa: E402
+from provenance import library_commit  # noqa: E402 (experiments/provenance.py)
 import jaxmix.families  # noqa: E402
 from jaxmix import timed  # noqa: E402
 from jaxmix.atomic import atomic_write, write_text  # noqa: E402
@@ -838,19 +838,6 @@ def vmf_section(args, vmf) -> list[str]:
         f"### 3b. Digits: `load_digits` centred and L2-normalised (n={len(dig['y'])}, d=64)",
         "", *vmf_case_lines(args, dig, "10 digit labels"),
         "![vMF: BIC, ARI over k, concentrations, run time](families_vmf.png)", ""]
-
-
-def library_commit() -> str:
-    """The commit of the checkout ``jaxmix`` was imported from, marked when
-    its ``jaxmix/`` has uncommitted changes."""
-    root = pathlib.Path(jaxmix.__file__).resolve().parent.parent
-
-    def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
-                              text=True).stdout.strip()
-    dirty = git("status", "--porcelain", "--", "jaxmix")
-    return (git("rev-parse", "--short", "HEAD") or f"unknown ({root})") + (
-        " with uncommitted changes under jaxmix/" if dirty else " (clean)")
 
 
 def main() -> None:

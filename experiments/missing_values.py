@@ -125,7 +125,6 @@ import datetime
 import io
 import os
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -147,6 +146,7 @@ from sklearn.model_selection import KFold, train_test_split  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import jaxmix  # noqa: E402
+from provenance import library_commit  # noqa: E402 (experiments/provenance.py)
 import jaxmix.gmm  # noqa: E402
 from jaxmix import timed  # noqa: E402
 from jaxmix.atomic import atomic_write, write_text  # noqa: E402
@@ -478,19 +478,6 @@ def plot(records, imputations, cases, rates, path) -> None:
 
 
 # ---------------------------------------------------------------- report
-
-def library_commit() -> str:
-    """The commit of the checkout ``jaxmix`` was imported from, marked when
-    its ``jaxmix/`` has uncommitted changes."""
-    root = pathlib.Path(jaxmix.__file__).resolve().parent.parent
-
-    def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
-                              text=True).stdout.strip()
-    dirty = git("status", "--porcelain", "--", "jaxmix")
-    return (git("rev-parse", "--short", "HEAD") or f"unknown ({root})") + (
-        " with uncommitted changes under jaxmix/" if dirty else " (clean)")
-
 
 def headline(records, imputations, dataset, setting, rate) -> str:
     parts = []
