@@ -8,6 +8,7 @@ of the protocol in :mod:`jaxmix.gmm.covariance`.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
@@ -48,6 +49,75 @@ def _with_diagonal(a, f):
     return jnp.triu(a, 1) + f(diag)[..., None, :] * _eye_like(a)
 
 
+def _jacobi(a):
+    """``sqrt(diag(a))`` of each matrix (1 where a diagonal entry is 0): the
+    scaling in which float32's error in ``a`` is about ``eps`` per entry,
+    whatever the features' units."""
+    root = jnp.sqrt(jnp.diagonal(a, axis1=-2, axis2=-1))
+    return jnp.where(root > 0, root, 1.0)
+
+
+def _exact_floor_factor(cov, reg):
+    """Precision factor of ``cov + reg I`` whose floor is exact in float32.
+
+    ``cov`` is a scatter whose null space (a component collapsed on fewer
+    than ``d + 1`` points) float32 fills with rounding noise of about ``d
+    eps`` in Jacobi-scaled coordinates ``T = D^-1 cov D^-1``, 10% of
+    ``reg_covar = 1e-6`` on standardised data. ``T``'s eigenvalues below ``d
+    eps lambda_max(T)`` are set to 0, so those directions get exactly ``reg``
+    as in float64, and the factor comes from the QR of ``[diag(mu)^(1/2) W^T D;
+    sqrt(reg) I]`` (``T = W diag(mu) W^T``), whose ``R`` has ``R^T R = cov + reg
+    I`` without that sum being formed and rounded again. The scaling keeps
+    the small variances of features in small units (eigenvalues of an
+    unscaled ``cov`` are only accurate to ``eps lambda_max``)."""
+    d = cov.shape[-1]
+    scale = _jacobi(cov)
+    mu, w = jnp.linalg.eigh(cov / (scale[..., :, None] * scale[..., None, :]))
+    noise = d * jnp.finfo(cov.dtype).eps * jnp.maximum(mu[..., -1:], 0.0)
+    mu = jnp.where(mu > noise, mu, 0.0)
+    root = jnp.sqrt(mu)[..., :, None] * jnp.swapaxes(w, -1, -2) * scale[..., None, :]
+    floor = jnp.broadcast_to(jnp.sqrt(reg) * _eye_like(cov), cov.shape)
+    r = jnp.linalg.qr(jnp.concatenate([root, floor], axis=-2), mode="r")
+    r = r * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., :, None]
+    return solve_triangular(r, jnp.broadcast_to(_eye_like(cov), cov.shape), lower=False)
+
+
+def _floor_is_rounded(cov, reg, pc):
+    """Whether the Cholesky factor ``pc`` of ``cov + reg I`` may have rounded
+    its floor (any matrix of the batch), judged in Jacobi-scaled coordinates
+    ``A = D^-1 (cov + reg I) D^-1`` so that features' units do not matter:
+    the smallest eigenvalue of ``A`` within the floor's largest share ``reg /
+    D_i^2`` plus four times float32's noise ``d eps ||A||``, while that noise
+    is above ``1e-4`` of the floor's smallest share; or a factor that is not
+    finite though ``cov`` is. Conservative: ``lambda_min(A)`` is bounded
+    below by ``1 / ||A^-1||_F``."""
+    d = cov.shape[-1]
+    frob = lambda a: jnp.sqrt(jnp.sum(a * a, axis=(-2, -1)))  # noqa: E731
+    floored = cov + reg * _eye_like(cov)
+    scale = _jacobi(floored)
+    share = reg / (scale * scale)
+    noise = d * jnp.finfo(cov.dtype).eps * frob(
+        floored / (scale[..., :, None] * scale[..., None, :]))
+    pc_scaled = scale[..., :, None] * pc  # the factor of A^-1
+    inverse_norm = frob(jnp.matmul(jnp.swapaxes(pc_scaled, -1, -2), pc_scaled,
+                                   precision=HIGHEST))
+    near = inverse_norm * (jnp.max(share, axis=-1) + 4.0 * noise) >= 1.0
+    audible = noise > 1e-4 * jnp.min(share, axis=-1)
+    lost = ~jnp.all(jnp.isfinite(pc), axis=(-2, -1)) & jnp.all(jnp.isfinite(cov), axis=(-2, -1))
+    return jnp.any((near & audible) | lost)
+
+
+def _floored_precision_cholesky(cov, reg):
+    """:meth:`Family.floored_precision_cholesky` of the dense families: the
+    Cholesky factors, or, when one of them may have rounded its floor
+    (:func:`_floor_is_rounded`; a float32 component collapsed at
+    ``reg_covar``), every factor of the batch from :func:`_exact_floor_factor`
+    (one ``lax.cond``, so the eigendecompositions run only then)."""
+    fast = _cholesky_of_inverse(cov + reg * _eye_like(cov))
+    return jax.lax.cond(_floor_is_rounded(cov, reg, fast),
+                        lambda: _exact_floor_factor(cov, reg), lambda: fast)
+
+
 def _is_spd(mats) -> bool:
     return bool(np.allclose(mats, np.swapaxes(mats, -1, -2))
                 and np.all(np.linalg.eigvalsh(mats) > 0))
@@ -68,6 +138,10 @@ class Full(Family):
         return (k, d, d)
 
     precision_cholesky = staticmethod(_cholesky_of_inverse)
+
+    @staticmethod
+    def floored_precision_cholesky(cov, reg):
+        return _floored_precision_cholesky(cov, reg)
 
     @staticmethod
     def covariance(pc):

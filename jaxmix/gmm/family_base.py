@@ -22,6 +22,13 @@ class Family:
         return cls._max_precision(pc)
 
     @classmethod
+    def floored_precision_cholesky(cls, cov, reg):
+        """Precision factors of ``cov + reg`` (any leading batch axes, e.g.
+        restarts): the EM step's factorisation of every restart's covariances
+        at once. The dense families override it (the float32 floor)."""
+        return cls.precision_cholesky(cls.add_reg(cov, reg))
+
+    @classmethod
     def at_floor(cls, pc, k: int, reg_covar):
         """``(..., k)``: components whose smallest variance (any direction) is
         at the ``reg_covar`` floor (collapsed on a point, a line, a constant

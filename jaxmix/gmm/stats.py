@@ -131,11 +131,14 @@ def gemm_coefficients(params: GMMParams) -> jax.Array:
     return jnp.concatenate([-0.5 * fam.quad_coefs(pc, k), p_mu, const[:, None]], axis=-1)
 
 
-def chunk_stats(params: GMMParams, x, w, path: str, white: Whitening | None = None):
+def chunk_stats(params: GMMParams, x, w, path: str, white: Whitening | None = None,
+                first_moment: bool = False):
     """One chunk's E-step for one set of parameters: raw ``(rw^T phi(x),
     loglik)`` on the GEMM path (unpacked once per pass by :func:`finish`),
-    centred :class:`GMMStats` on the exact path. ``white``: run the GEMM path
-    in whitened coordinates (:mod:`jaxmix.gmm.whitening`; dense families)."""
+    centred :class:`GMMStats` on the exact path, with ``rw^T x`` beside them
+    when ``first_moment`` (for :func:`about_new_means`). ``white``: run the
+    GEMM path in whitened coordinates (:mod:`jaxmix.gmm.whitening`; dense
+    families)."""
     fam = family(params.covariance_type)
     if path == "gemm":
         if white is not None:  # x' = x G: computed once per chunk for all restarts
@@ -151,21 +154,46 @@ def chunk_stats(params: GMMParams, x, w, path: str, white: Whitening | None = No
         loglik = jnp.sum(w * norm)
         return feature_sums(feats, rw), loglik if white is None else loglik + w_log_det
     rw, norm = normalise(weighted_log_prob(params, x), w)
-    return centred_stats(fam, x, rw, params.means, jnp.sum(w * norm))
+    stats = centred_stats(fam, x, rw, params.means, jnp.sum(w * norm))
+    return stats if not first_moment else (stats, jnp.matmul(rw.T, x, precision=HIGHEST))
 
 
 def finish(params: GMMParams, raw, path: str, white: Whitening | None = None) -> GMMStats:
     """A pass's :class:`GMMStats` (with their shift) from the summed output of
-    :func:`chunk_stats`: about the previous means (exact path), the origin
-    (GEMM path) or, whitened, about the new means in the data's coordinates."""
+    :func:`chunk_stats`: about the previous means (exact path), or the new
+    ones when the chunks summed their first moments too, the origin (GEMM
+    path) or, whitened, about the new means in the data's coordinates."""
     if path == "exact":
-        return raw.about(params.means)
+        if isinstance(raw, GMMStats):
+            return raw.about(params.means)
+        stats, first = raw
+        return about_new_means(family(params.covariance_type), stats.about(params.means), first)
     sums, loglik = raw
     fam = family(params.covariance_type)
     stats = stats_from_feature_sums(fam, sums, params.means.shape[-1], loglik)
     if white is None:
         return stats.about(jnp.zeros_like(params.means))
     return _unwhitened(stats, white)
+
+
+def about_new_means(fam, stats: GMMStats, first) -> GMMStats:
+    """Exact-path statistics about the previous means re-expressed about the
+    new means ``m = first / nk`` (``first = sum_n r_nk x_n``; ``sx = 0``;
+    a component of weight below ``10 eps`` keeps its mean). ``nk`` is not
+    floored here: ``first / (nk + 10 eps)`` would pull a mean towards the
+    origin by ``10 eps |m| / nk``, 1.2e6 for one row at 1e12 in float32.
+
+    ``m`` then depends on the responsibilities alone, as on the GEMM path.
+    Taken as ``shift + sx / nk`` it depends on the previous means through
+    float32 rounding, and EM near a collapsed component could cycle between
+    neighbouring floats of a mean instead of reaching a fixed point (wine,
+    full, k = 8: the objective fell in half the iterations)."""
+    nk = stats.nk
+    held = nk <= 10 * eps(nk.dtype)  # (nearly) empty: stays where it was
+    means = jnp.where(held[:, None], stats.shift, first / jnp.where(held, 1.0, nk)[:, None])
+    dev = means - stats.shift
+    sxx = stats.sxx - fam.scatter(nk[None], dev[None])
+    return GMMStats(nk, jnp.zeros_like(means), sxx, stats.loglik, means)
 
 
 def _unwhitened(stats: GMMStats, white: Whitening) -> GMMStats:
@@ -188,11 +216,12 @@ def _check_path(path: str):
 def batched_e_step(params: GMMParams, data, path: str, white: Whitening | None = None):
     """Statistics of restart-batched ``params`` (leading axis ``R``) over one
     pass of ``data`` (any placement): every chunk is read once for all
-    restarts. Returns restart-batched :class:`GMMStats`. ``white``: the GEMM
+    restarts. Returns restart-batched :class:`GMMStats`, on the exact path
+    about the new means (:func:`about_new_means`). ``white``: the GEMM
     path runs in whitened coordinates (:mod:`jaxmix.gmm.whitening`)."""
     _check_path(path)
-    raw = reduce(lambda x, w, c: jax.vmap(lambda p: chunk_stats(p, x, w, path, white))(params),
-                 data)
+    raw = reduce(lambda x, w, c: jax.vmap(lambda p: chunk_stats(p, x, w, path, white, True))(
+        params), data)
     return jax.vmap(lambda p, r: finish(p, r, path, white))(params, raw)
 
 

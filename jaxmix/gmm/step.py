@@ -22,7 +22,7 @@ from jaxmix.gmm.missing import batched_e_step as missing_e_step
 from jaxmix.gmm.objective import mean_log_posterior, per_sample
 from jaxmix.gmm.stats import (GMMStats, accurate_restarts, batched_e_step, e_step,
                               per_restart_path)
-from jaxmix.gmm.update import enforce_mask, m_step, shift_stats
+from jaxmix.gmm.update import enforce_mask, m_step, m_step_moments, shift_stats
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
 
@@ -69,8 +69,10 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
             stats = jax.vmap(lambda s, p: hold_stats(s, p, frozen, ct))(stats, params)
         real = jnp.ones(params.weights.shape, bool) if row_mask is None else row_mask
         held = None if frozen is None else frozen.means
-        new = jax.vmap(lambda s, m: m_step(s, reg_covar, ct, prior, jnp.sum(m), held))(
-            stats, real)
+        weights, means, cov = jax.vmap(
+            lambda s, m: m_step_moments(s, ct, prior, jnp.sum(m), held))(stats, real)
+        pc = family(ct).floored_precision_cholesky(cov, reg_covar)
+        new = GMMParams(weights, means, pc, ct)
         objective = jax.vmap(lambda ll, p, m: per_sample(ll, p, prior, total, real=m))(
             stats.loglik, params, real)
         new = enforce_mask(new, row_mask)

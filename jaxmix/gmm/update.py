@@ -27,22 +27,33 @@ def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
     ``shift``), or the closed-form MAP parameters under ``prior``
     (:func:`map_m_step`; ``n_real``: real components of a padded mixture;
     ``fixed_means``: see there)."""
-    if prior is not None:
-        return map_m_step(stats, reg_covar, covariance_type, prior, n_real, fixed_means)
     fam = family(covariance_type)
-    shift = stats.shift
-    nk = floored(stats.nk)
-    dev = stats.sx / nk[:, None]
-    cov = fam.covariance_from_stats(nk, dev, stats.sxx, reg_covar)
-    return GMMParams(mixture_weights(nk), shift + dev, fam.precision_cholesky(cov),
+    weights, means, cov = m_step_moments(stats, covariance_type, prior, n_real, fixed_means)
+    return GMMParams(weights, means, fam.precision_cholesky(fam.add_reg(cov, reg_covar)),
                      covariance_type)
 
 
-def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior,
-               n_real=None, fixed_means=None) -> GMMParams:
-    """Closed-form MAP parameters from statistics taken about ``shift`` (``(k, d)``).
+def m_step_moments(stats: GMMStats, covariance_type: str, prior=None, n_real=None,
+                   fixed_means=None):
+    """``(weights, means, covariances)`` of the M-step before ``reg_covar``
+    is added and the precision factors are taken (for the batched EM step,
+    which factors every restart's covariances at once:
+    :meth:`~jaxmix.gmm.family_base.Family.floored_precision_cholesky`)."""
+    if prior is not None:
+        return map_m_step(stats, covariance_type, prior, n_real, fixed_means)
+    fam = family(covariance_type)
+    nk = floored(stats.nk)
+    dev = stats.sx / nk[:, None]
+    return (mixture_weights(nk), stats.shift + dev,
+            fam.covariance_from_stats(nk, dev, stats.sxx, 0.0))
 
-    Same inputs as :func:`m_step`; :mod:`jaxmix.gmm.priors` gives the update. ``reg_covar`` is added to the covariance diagonal afterwards.
+
+def map_m_step(stats: GMMStats, covariance_type: str, prior: GMMPrior, n_real=None,
+               fixed_means=None):
+    """Closed-form MAP ``(weights, means, covariances)`` from statistics taken
+    about ``shift`` (``(k, d)``), before ``reg_covar`` is added.
+
+    Same inputs as :func:`m_step`; :mod:`jaxmix.gmm.priors` gives the update.
     ``fixed_means (k,)``: components whose mean is held at ``shift`` (frozen,
     :mod:`jaxmix.gmm.frozen`; their statistics have ``sx = 0``): their
     covariance is its conditional MAP given that mean, the mean prior's
@@ -60,10 +71,9 @@ def map_m_step(stats: GMMStats, reg_covar, covariance_type: str, prior: GMMPrior
         unshrunk = delta * jnp.sqrt((kappa + nk) / nk)[:, None]
         delta = jnp.where(fixed_means[:, None], unshrunk, delta)
     means = shift + (kappa * (prior.mean_prior - shift) + stats.sx) / (kappa + nk)[:, None]
-    cov = fam.add_reg(fam.map_covariance(nk, dev, stats.sxx, delta, prior, n_real), reg_covar)
+    cov = fam.map_covariance(nk, dev, stats.sxx, delta, prior, n_real)
     weights = jnp.maximum(nk + prior.weight_concentration - 1.0, tiny)
-    return GMMParams(mixture_weights(weights), means, fam.precision_cholesky(cov),
-                     covariance_type)
+    return mixture_weights(weights), means, cov
 
 
 def params_from_resp(resp_fn, data, reg_covar, covariance_type: str) -> GMMParams:

@@ -157,7 +157,10 @@ def fit(x, name, prior, start, **kw):
                         n_restarts=R, **{"tol": 0.0, "max_iter": MAX_ITER, **kw})
 
 
-@pytest.mark.parametrize("prior", [None, "default"])
+# With the default prior both optimizers repeat the maximum-likelihood case
+# on a MAP objective that test_gradient_fit_stays_at_map_em_optimum covers in
+# the default run; 22 s of the default run, so they are in the slow set.
+@pytest.mark.parametrize("prior", [None, pytest.param("default", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", ["adam", "lbfgs"])
 def test_reaches_em_objective_on_separated_data(rng, prior, name):
     x = separated(rng)
@@ -285,7 +288,9 @@ def test_hyperparams_are_checked(bad, match):
         fit_gradient(0, x, 2, optax.adam(1e-2), hyperparams={"learning_rate": 0.1}, max_iter=2)
 
 
-@pytest.mark.parametrize("prior", [None, "default"])
+# The MAP case (23 s: every optimizer's MAP program) is in the slow set; the
+# default run keeps the maximum-likelihood one.
+@pytest.mark.parametrize("prior", [None, pytest.param("default", marks=pytest.mark.slow)])
 def test_every_method_starts_from_the_same_point(prior):
     """``history[:, 0]`` is the objective of the same starting parameters for
     EM / MAP-EM and every gradient optimizer (same key); with a prior the
