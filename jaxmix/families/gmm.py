@@ -4,8 +4,9 @@
 family of :func:`jaxmix.fit_gmm` written against
 :mod:`jaxmix.families.protocol`, built from the same functions: the
 covariance family's layout and rules (:mod:`jaxmix.gmm.covariance`), the
-centred statistics (:func:`jaxmix.gmm.stats.centred_stats`), the ML and MAP
-M-steps (:mod:`jaxmix.gmm.update`, scikit-learn's ``reg_covar`` added), the
+exact E-step's statistics (:func:`jaxmix.gmm.stats.about_new_means`), the ML
+and MAP M-steps (:mod:`jaxmix.gmm.update`, scikit-learn's ``reg_covar``
+added, the float32 floor kept exact by ``floored_precision_cholesky``), the
 Normal-inverse-Wishart (-Gamma) prior (:mod:`jaxmix.gmm.priors`), the
 reg_covar-floored gradient bijector and the degeneracy rule
 (:func:`jaxmix.gmm.step.degenerate_restarts`). So a Gaussian block can sit in
@@ -36,8 +37,9 @@ import jax.numpy as jnp
 from jaxmix.gmm import priors
 from jaxmix.gmm.covariance import family as covariance_family
 from jaxmix.gmm.density import component_log_prob
-from jaxmix.gmm.stats import GMMStats, centred_stats
-from jaxmix.gmm.update import m_step
+from jaxmix.gmm.stats import GMMStats, about_new_means, centred_stats
+from jaxmix.gmm.update import m_step_moments
+from jaxmix.numerics import HIGHEST
 from jaxmix.params import GMMParams
 
 TYPES = ("full", "diag", "spherical")
@@ -79,23 +81,30 @@ class Gaussian:
         return jnp.zeros((k, x.shape[1]), x.dtype) if theta is None else theta.means
 
     def stats(self, theta, x, r):
+        """``(r^T x, second moments about theta's means)``: ``fit_gmm``'s exact
+        E-step statistics (:func:`jaxmix.gmm.stats.about_new_means`)."""
         s = centred_stats(self._fam, x, r, self._shift(theta, r.shape[1], x))
-        return s.sx, s.sxx
+        return jnp.matmul(r.T, x, precision=HIGHEST), s.sxx
 
     def m_step(self, theta, nk, stats, prior):
-        sx, sxx = stats
-        shift = jnp.zeros_like(sx) if theta is None else theta.means
-        new = m_step(GMMStats(nk, sx, sxx, jnp.zeros((), sx.dtype), shift), self.reg_covar,
-                     self.covariance_type, prior)
-        return GaussianComponents(new.means, new.precisions_cholesky)
+        first, sxx = stats
+        shift = jnp.zeros_like(first) if theta is None else theta.means
+        about = about_new_means(self._fam, GMMStats(nk, first, sxx, jnp.zeros((), sxx.dtype),
+                                                    shift), first)
+        _, means, cov = m_step_moments(about, self.covariance_type, prior)
+        return GaussianComponents(means, self._fam.floored_precision_cholesky(
+            cov, self.reg_covar))
 
     def recentre(self, stats, nk, old, new):
-        """Statistics taken about ``old``'s means re-expressed about ``new``'s
-        (online EM: :func:`jaxmix.gmm.update.shift_stats`)."""
+        """Second moments taken about ``old``'s means re-expressed about
+        ``new``'s (online EM: :func:`jaxmix.gmm.update.shift_stats`); the
+        first moments are about the origin and stay."""
         from jaxmix.gmm.update import shift_stats
-        moved = shift_stats(GMMStats(nk, *stats, jnp.zeros((), nk.dtype), old.means),
+        first, sxx = stats
+        about_old = first - nk[:, None] * old.means
+        moved = shift_stats(GMMStats(nk, about_old, sxx, jnp.zeros((), nk.dtype), old.means),
                             new.means, self.covariance_type)
-        return moved.sx, moved.sxx
+        return first, moved.sxx
 
     def degenerate(self, theta):
         """A component whose smallest variance (any direction) is at the floor."""
