@@ -89,20 +89,26 @@ def _floor_is_rounded(cov, reg, pc):
     the smallest eigenvalue of ``A`` within the floor's largest share ``reg /
     D_i^2`` plus four times float32's noise ``d eps ||A||``, while that noise
     is above ``1e-4`` of the floor's smallest share; or a factor that is not
-    finite though ``cov`` is. Conservative: ``lambda_min(A)`` is bounded
-    below by ``1 / ||A^-1||_F``."""
+    finite though ``cov`` is. Features constant within a component (their
+    row of ``cov`` exactly 0) are left out: the Cholesky keeps their floor
+    exactly. Conservative: ``lambda_min(A)`` is bounded below by ``1 /
+    ||A^-1||_F``."""
     d = cov.shape[-1]
     frob = lambda a: jnp.sqrt(jnp.sum(a * a, axis=(-2, -1)))  # noqa: E731
     floored = cov + reg * _eye_like(cov)
     scale = _jacobi(floored)
-    share = reg / (scale * scale)
-    noise = d * jnp.finfo(cov.dtype).eps * frob(
-        floored / (scale[..., :, None] * scale[..., None, :]))
-    pc_scaled = scale[..., :, None] * pc  # the factor of A^-1
+    a = floored / (scale[..., :, None] * scale[..., None, :])
+    # A feature without scatter (constant within the component: its row of
+    # cov is exactly 0) keeps its floor exactly in the Cholesky: left out
+    constant = jnp.diagonal(cov, axis1=-2, axis2=-1) == 0
+    share = jnp.where(constant, 0.0, reg / (scale * scale))
+    a = jnp.where(constant[..., :, None] | constant[..., None, :], 0.0, a)
+    noise = d * jnp.finfo(cov.dtype).eps * frob(a)
+    pc_scaled = jnp.where(constant[..., :, None], 0.0, scale[..., :, None] * pc)  # A^-1's factor
     inverse_norm = frob(jnp.matmul(jnp.swapaxes(pc_scaled, -1, -2), pc_scaled,
                                    precision=HIGHEST))
     near = inverse_norm * (jnp.max(share, axis=-1) + 4.0 * noise) >= 1.0
-    audible = noise > 1e-4 * jnp.min(share, axis=-1)
+    audible = noise > 1e-4 * jnp.min(jnp.where(constant, jnp.inf, share), axis=-1)
     lost = ~jnp.all(jnp.isfinite(pc), axis=(-2, -1)) & jnp.all(jnp.isfinite(cov), axis=(-2, -1))
     return jnp.any((near & audible) | lost)
 
