@@ -73,6 +73,18 @@ class FitResult(NamedTuple):
     def best_params(self):
         return jax.tree.map(lambda leaf: leaf[self.best], self.params)
 
+    def falling_iterations(self, rtol: float = 1e-6) -> np.ndarray:
+        """``(R,)`` iterations whose objective fell by more than ``rtol`` of
+        its size (host side). EM and MAP-EM never lower their objective in
+        exact arithmetic, so a count above 0 says rounding dominated those
+        steps; gradient fits may fall on purpose (a line search's trial)."""
+        history, n_iter = np.asarray(self.history), np.asarray(self.n_iter)
+        counts = []
+        for row, n in zip(history, n_iter):
+            v = row[:n][np.isfinite(row[:n])]
+            counts.append(int(np.sum(np.diff(v) < -rtol * np.abs(v[1:]))))
+        return np.asarray(counts)
+
 
 def change_below_tol(old_params, new_params, prev_objective, objective, tol, rows=None):
     """sklearn's EM rule: ``|objective - previous objective| < tol`` (``rows``:

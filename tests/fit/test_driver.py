@@ -456,3 +456,14 @@ def test_a_failed_restart_is_never_best_even_before_any_iteration():
     params = jnp.array([[jnp.nan], [1.0], [2.0]])
     assert int(best_restart(objective, failed, params)) == 1
     assert int(best_restart(jnp.array([-jnp.inf, -5.0, -3.0]), failed, params)) == 2
+
+
+def test_falling_iterations_counts_drops_beyond_rtol():
+    from jaxmix.fit.driver import FitResult
+    history = np.array([[-3.0, -2.0, -2.5, -1.0, np.nan], [-1.0, -1.0 - 1e-9, -0.5, 0.0, 0.0]])
+    flags = np.zeros(2, bool)
+    result = FitResult(None, history[:, -1], np.array([4, 3]), flags, flags, flags, history,
+                       0, flags, np.array([4, 3]), np.zeros(2, int))
+    # restart 0: one fall (-2.0 -> -2.5); restart 1: a fall of 1e-9 is rounding
+    np.testing.assert_array_equal(result.falling_iterations(), [1, 0])
+    np.testing.assert_array_equal(result.falling_iterations(rtol=1e-12), [1, 1])
