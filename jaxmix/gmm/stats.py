@@ -238,20 +238,40 @@ def gemm_is_accurate(params: GMMParams, white: Whitening | None = None) -> jax.A
     return jnp.all(accurate_restarts(params, white))
 
 
+def exact_groups(n_restarts: int) -> int:
+    """Groups the restarts' exact pass is split into: the largest divisor of
+    ``n_restarts`` up to 8 (so a group holds at most 2 of 16 slots)."""
+    return max(g for g in range(1, min(n_restarts, 8) + 1) if n_restarts % g == 0)
+
+
 def per_restart_path(ok, fast, exact_fn, arg):
     """Each restart's result from the path it may take: ``fast`` (the GEMM
     path's restart-batched result, any pytree) where ``ok (R,)``, else
-    ``exact_fn(arg)``'s, which runs (one ``lax.cond``) only when some restart
-    needs it (then both passes run: for a streamed source, two reads of the
-    data that iteration). A restart's path then does not depend on the
-    restarts batched with it (its values are equal bit for bit in the tests'
-    float64; in float32 batch shapes still change the rounding, ~1e-7)."""
-    def mixed(a):
-        exact = exact_fn(a)
-        return jax.tree.map(
-            lambda u, v: jnp.where(ok.reshape(ok.shape + (1,) * (u.ndim - 1)), u, v),
-            fast, exact)
-    return jax.lax.cond(jnp.all(ok), lambda a: fast, mixed, arg)
+    ``exact_fn(arg)``'s. The exact pass runs per group of restarts
+    (:func:`exact_groups`), each group's in one ``lax.cond`` only when one of
+    its restarts needs it, so one restart over budget costs its group's share
+    of an exact pass, not the whole batch's (for a streamed source, each such
+    group reads the data once more that iteration). A restart's path then
+    does not depend on the restarts batched with it (its values are equal bit
+    for bit in the tests' float64; in float32 batch shapes still change the
+    rounding, ~1e-7)."""
+    r = ok.shape[0]
+    g = exact_groups(r)
+    split = lambda t: t.reshape((g, r // g) + t.shape[1:])  # noqa: E731
+
+    def group(args):
+        ok_g, fast_g, arg_g = args
+
+        def mixed(a):
+            return jax.tree.map(
+                lambda u, v: jnp.where(ok_g.reshape(ok_g.shape + (1,) * (u.ndim - 1)), u, v),
+                fast_g, exact_fn(a))
+        return jax.lax.cond(jnp.all(ok_g), lambda a: fast_g, mixed, arg_g)
+
+    def grouped(a):
+        out = jax.lax.map(group, jax.tree.map(split, (ok, fast, a)))
+        return jax.tree.map(lambda t: t.reshape((r,) + t.shape[2:]), out)
+    return jax.lax.cond(jnp.all(ok), lambda a: fast, grouped, arg)
 
 
 def accurate_restarts(params: GMMParams, white: Whitening | None = None) -> jax.Array:

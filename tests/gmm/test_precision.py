@@ -222,3 +222,22 @@ def test_whitened_fit_matches_float64_per_sample():
                   init_params=jax.tree.map(lambda a: a.astype(jnp.float32), start))
     assert f32.best_params.means.dtype == jnp.float32
     np.testing.assert_allclose(float(f32.objective[0]), float(f64.objective[0]), atol=1e-4)
+
+
+def test_exact_pass_runs_per_group_of_restarts():
+    """``per_restart_path``: each restart takes its own path's value, and the
+    exact function sees groups of at most 2 of 16 restarts (so one restart
+    over budget does not send the whole batch down the exact path)."""
+    from jaxmix.gmm.stats import exact_groups, per_restart_path
+    seen = []
+
+    def exact(a):
+        seen.append(a.shape)
+        return -a
+
+    arg = jnp.arange(16.0)[:, None] * jnp.ones((16, 3))
+    ok = jnp.arange(16) != 5
+    got = jax.jit(lambda o, a: per_restart_path(o, a + 0.5, exact, a))(ok, arg)
+    np.testing.assert_array_equal(got, np.where(np.asarray(ok)[:, None], arg + 0.5, -arg))
+    assert seen == [(2, 3)]
+    assert [exact_groups(r) for r in (1, 2, 3, 4, 6, 8, 12, 16, 24)] == [1, 2, 3, 4, 6, 8, 6, 8, 8]
