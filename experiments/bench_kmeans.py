@@ -37,7 +37,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from jaxmix.fit.kmeans import fit_kmeans
-from jaxmix.kmeans.minibatch import fit_minibatch_kmeans
+from jaxmix.fit.minibatch import fit_minibatch_kmeans
 
 
 def make_data(n, d, k, seed=0):
