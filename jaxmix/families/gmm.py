@@ -89,8 +89,8 @@ class Gaussian:
     def m_step(self, theta, nk, stats, prior):
         first, sxx = stats
         shift = jnp.zeros_like(first) if theta is None else theta.means
-        about = about_new_means(self._fam, GMMStats(nk, first, sxx, jnp.zeros((), sxx.dtype),
-                                                    shift), first)
+        about_shift = GMMStats(nk, None, sxx, jnp.zeros((), sxx.dtype), shift)  # sx unused
+        about = about_new_means(self._fam, about_shift, first)
         _, means, cov = m_step_moments(about, self.covariance_type, prior)
         return GaussianComponents(means, self._fam.floored_precision_cholesky(
             cov, self.reg_covar))
