@@ -118,8 +118,12 @@ def _floored_precision_cholesky(cov, reg):
     Cholesky factors, or, when one of them may have rounded its floor
     (:func:`_floor_is_rounded`; a float32 component collapsed at
     ``reg_covar``), every factor of the batch from :func:`_exact_floor_factor`
-    (one ``lax.cond``, so the eigendecompositions run only then)."""
+    (one ``lax.cond``, so the eigendecompositions run only then). float64
+    keeps the Cholesky factors without tracing the rest (the floor's noise
+    is ``d`` times 2e-16 there)."""
     fast = _cholesky_of_inverse(cov + reg * _eye_like(cov))
+    if jnp.finfo(cov.dtype).bits >= 64:  # noise ~ d 2e-16: far below any floor; not traced
+        return fast
     return jax.lax.cond(_floor_is_rounded(cov, reg, fast),
                         lambda: _exact_floor_factor(cov, reg), lambda: fast)
 
