@@ -35,7 +35,7 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     unit weight, or with a ``prior`` (shared by all restarts, MAP-EM) the mean
     log-posterior ``(loglik + log_prior) / sum(w)``. ``path="auto"`` picks
     the GEMM or exact E-step per iteration and per restart (the exact pass
-    runs, in one ``lax.cond``, only when some restart needs it; see
+    runs, per group of restarts, only for groups where some restart needs it; see
     :mod:`jaxmix.gmm.stats`), so a restart's path does not depend on the
     restarts batched with it (:func:`~jaxmix.gmm.stats.per_restart_path`); ``mask`` ``(R, k)`` keeps the
     components of padded mixtures outside it empty (the step's own second
@@ -55,7 +55,8 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
             return batched_e_step(params, data, path, white)
         # Each restart takes its own path, so its result does not depend on
         # the restarts beside it: the GEMM statistics of every restart, and
-        # only when some restart needs it the exact pass, taken by those.
+        # the exact pass per group of restarts, run only for groups where some
+        # restart needs it, taken by those restarts.
         # Only the E-step is branched: the M-step below is compiled once.
         return per_restart_path(accurate_restarts(params, white),
                                 batched_e_step(params, data, "gemm", white),
