@@ -1,8 +1,9 @@
 """Initial parameters of Gaussian mixtures, batched over restarts.
 
 Each method (as in scikit-learn's ``init_params``) yields responsibilities,
-and the initial parameters are the M-step on them
-(:func:`jaxmix.gmm.update.params_from_resp`):
+and the initial parameters are the M-step on them (:mod:`jaxmix.gmm.update`:
+``params_from_labels`` for one-hot starts, ``params_at`` for starts on single
+samples, ``params_from_resp`` otherwise):
 
 * ``"kmeans"``: labels of k-means++ seeding followed by Lloyd iterations
   (scikit-learn's ``KMeans`` defaults, empty clusters re-seeded);
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmix.fit.kmeans import run_lloyd, seed_centres
-from jaxmix.gmm.update import enforce_mask, params_from_resp
+from jaxmix.gmm.update import enforce_mask, params_at, params_from_labels, params_from_resp
 from jaxmix.kmeans.assign import assign
 from jaxmix.kmeans.init import local_trials, seed
 from jaxmix.kmeans.update import scaled_tol
@@ -41,18 +42,9 @@ KMEANS_INIT_TOL = 1e-4
 KMEANS_INIT_MAX_ITER = 300
 
 
-def onehot_at(indices, k):
-    """Responsibilities one-hot on the samples ``indices`` (``-1``: none)."""
-    def resp(x, i):
-        rows = i * x.shape[0] + jnp.arange(x.shape[0])
-        return (rows[:, None] == indices[None, :]).astype(x.dtype)
-    return resp
-
-
-def onehot_nearest(centroids):
-    """Responsibilities one-hot on each sample's nearest centroid."""
-    k = centroids.shape[0]
-    return lambda x, i: jax.nn.one_hot(assign(x, centroids)[0], k, dtype=x.dtype)
+def nearest_labels(centroids):
+    """Each sample's nearest of ``centroids (k, d)``, as ``labels_fn``."""
+    return lambda x, i: assign(x, centroids)[0]
 
 
 def uniform_resp(key, real):
@@ -82,31 +74,28 @@ def seed_kmeans(keys, sample, k: int, mask, n_trials, tol=KMEANS_INIT_TOL,
                      usable=usable, history_len=history_len)
 
 
-def _resp_makers(method, keys, sample, k, mask, n_trials, max_trials):
-    """Per restart: what the responsibilities depend on, and the function
-    building ``resp_fn`` from it."""
-    x, w = sample.flat()
-    if method == "kmeans":
-        return (seed_kmeans(keys, sample, k, mask, n_trials, max_trials=max_trials)
-                .params.centroids, onehot_nearest)
-    if method == "random":
-        return (keys, mask), lambda a: uniform_resp(*a)
-    if method not in SEEDED:
-        raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}")
-    idx = jax.vmap(lambda key, t: seed(SEEDED[method], key, x, w, k, t, max_trials)[1])(
-        keys, n_trials)
-    return jnp.where(mask, idx, -1), lambda ind: onehot_at(ind, k)
-
-
 def initialize_masked(keys, sample, k: int, covariance_type: str, method: str, reg_covar,
                       mask, n_trials, max_trials: int | None = None) -> GMMParams:
     """Initial parameters of ``B`` restarts (``keys (B,)``) of ``k`` components
     of which ``mask (B, k)`` are real; ``n_trials (B,)`` k-means++ candidates
     (at most the static ``max_trials``, default ``local_trials(k)``)."""
-    per_restart, make_resp = _resp_makers(method, keys, sample, k, mask, n_trials, max_trials)
-    params = jax.vmap(
-        lambda a: params_from_resp(make_resp(a), sample, reg_covar, covariance_type)
-    )(per_restart)
+    x, w = sample.flat()
+    if method == "kmeans":
+        centroids = seed_kmeans(keys, sample, k, mask, n_trials, max_trials=max_trials)
+        # one restart at a time: a batched GEMM's summation order depends on
+        # the batch, and a restart's start must not depend on the others
+        params = jax.lax.map(lambda c: params_from_labels(
+            nearest_labels(c), sample, k, reg_covar, covariance_type), centroids.params.centroids)
+    elif method == "random":
+        params = jax.vmap(lambda key, real: params_from_resp(
+            uniform_resp(key, real), sample, reg_covar, covariance_type))(keys, mask)
+    elif method in SEEDED:
+        idx = jax.vmap(lambda key, t: seed(SEEDED[method], key, x, w, k, t, max_trials)[1])(
+            keys, n_trials)
+        params = jax.vmap(lambda i: params_at(i, x, w, reg_covar, covariance_type))(
+            jnp.where(mask, idx, -1))
+    else:
+        raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}")
     return enforce_mask(params, mask)
 
 
@@ -123,7 +112,8 @@ def initialize(key, data, k: int, covariance_type: str, n_restarts: int, method:
 def params_from_means(data, means, reg_covar, covariance_type: str) -> GMMParams:
     """The M-step on responsibilities one-hot on each sample's nearest of
     ``means (k, d)`` (the starting point of a fit given means only)."""
-    return params_from_resp(onehot_nearest(means), data, reg_covar, covariance_type)
+    return params_from_labels(nearest_labels(means), data, means.shape[0], reg_covar,
+                              covariance_type)
 
 
 def broadcast_params(params: GMMParams, n_restarts: int) -> GMMParams:

@@ -174,7 +174,7 @@ def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=N
         usable = usable & all_finite(centroids0, batch_dims=1)
     result = iterate(batched_lloyd_step(data, relocate), state0, abs_tol, max_iter,
                      lloyd_converged, usable=usable, history_len=history_len, rows=mask,
-                     slots=restart_slots(centroids0.shape[0]), progress=progress)
+                     slots=restart_slots(centroids0.shape[0], "lloyd"), progress=progress)
     return result._replace(params=KMeansParams(result.params.centroids))
 
 

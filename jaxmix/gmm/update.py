@@ -1,6 +1,6 @@
 """Gaussian-mixture parameter updates from statistics: the M-step (maximum
 likelihood or MAP, the latter's update derived in :mod:`jaxmix.gmm.priors`),
-the M-step on given responsibilities (initialisation),
+the M-step on given responsibilities, labels or single samples (initialisation),
 the re-centring of running statistics (stepwise EM), and the component mask
 of padded mixtures.
 
@@ -10,13 +10,15 @@ The maximum-likelihood M-step follows scikit-learn: ``nk += 10 eps``,
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.data.reduce import reduce
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.priors import GMMPrior
-from jaxmix.gmm.stats import GMMStats, centred_stats, floored
+from jaxmix.gmm.stats import (GMMStats, centred_stats, design_features, feature_sums, floored,
+                              stats_from_feature_sums)
 from jaxmix.numerics import HIGHEST, mixture_weights
 from jaxmix.params import GMMParams
 
@@ -30,6 +32,16 @@ def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
     fam = family(covariance_type)
     weights, means, cov = m_step_moments(stats, covariance_type, prior, n_real, fixed_means)
     return GMMParams(weights, means, fam.precision_cholesky(fam.add_reg(cov, reg_covar)),
+                     covariance_type)
+
+
+def start_m_step(stats: GMMStats, reg_covar, covariance_type: str) -> GMMParams:
+    """The maximum-likelihood M-step of a start, factored as the EM step
+    factors (:meth:`~jaxmix.gmm.family_base.Family.floored_precision_cholesky`:
+    in float32 a component on fewer than ``d + 1`` samples keeps its floor)."""
+    fam = family(covariance_type)
+    weights, means, cov = m_step_moments(stats, covariance_type)
+    return GMMParams(weights, means, fam.floored_precision_cholesky(cov, reg_covar),
                      covariance_type)
 
 
@@ -83,16 +95,61 @@ def params_from_resp(resp_fn, data, reg_covar, covariance_type: str) -> GMMParam
     even for one-hot responsibilities on single points.
     """
     fam = family(covariance_type)
+    means = _weighted_means(resp_fn, data)
+    stats = reduce(lambda x, w, i: centred_stats(fam, x, resp_fn(x, i) * w[:, None], means),
+                   data)
+    return start_m_step(stats.about(means), reg_covar, covariance_type)
 
+
+def params_from_labels(labels_fn, data, k: int, reg_covar, covariance_type: str) -> GMMParams:
+    """:func:`params_from_resp` on one-hot responsibilities: ``labels_fn(x_chunk,
+    chunk_index) (m,)`` is each sample's component (``-1``: none).
+
+    A sample's difference from its own component's mean is the only one its
+    statistics need, so the second pass is the features of those ``(m, d)``
+    differences times the one-hot matrix: one GEMM per chunk (not ``k``
+    batched ones over ``(m, k, d)``), as exact as the explicit differences.
+    """
+    fam = family(covariance_type)
+
+    def resp(x, i):
+        return jax.nn.one_hot(labels_fn(x, i), k, dtype=x.dtype)
+
+    means = _weighted_means(resp, data)
+
+    def second(x, w, i):
+        labels = labels_fn(x, i)
+        z = x - means[jnp.maximum(labels, 0)]  # label -1: weight 0 below
+        rw = jax.nn.one_hot(labels, k, dtype=x.dtype) * w[:, None]
+        return feature_sums(design_features(fam, z), rw)
+
+    stats = stats_from_feature_sums(fam, reduce(second, data), means.shape[-1])
+    return start_m_step(stats.about(means), reg_covar, covariance_type)
+
+
+def params_at(indices, x, w, reg_covar, covariance_type: str) -> GMMParams:
+    """:func:`params_from_resp` on responsibilities one-hot on the single
+    samples ``x[indices]`` (``indices (k,)``, ``-1``: an empty component) of
+    the flat sample ``(x, w)``, in closed form: each component is its sample
+    (weight ``w``, no scatter), found without a pass over the data."""
+    fam = family(covariance_type)
+    real = indices >= 0
+    at = jnp.maximum(indices, 0)
+    k, d = indices.shape[0], x.shape[-1]
+    zero = fam.scatter(jnp.zeros((1, k), x.dtype), jnp.zeros((1, k, d), x.dtype))
+    stats = GMMStats(jnp.where(real, w[at], 0.0), jnp.zeros((k, d), x.dtype), zero,
+                     jnp.zeros((), x.dtype), jnp.where(real[:, None], x[at], 0.0))
+    return start_m_step(stats, reg_covar, covariance_type)
+
+
+def _weighted_means(resp_fn, data):
+    """``sum_n r_nk w_n x_n / (sum_n r_nk w_n + 10 eps)``: the first pass."""
     def first(x, w, i):
         rw = resp_fn(x, i) * w[:, None]
         return jnp.sum(rw, axis=0), jnp.matmul(rw.T, x, precision=HIGHEST)
 
     nk, sx = reduce(first, data)
-    means = sx / floored(nk)[:, None]
-    stats = reduce(lambda x, w, i: centred_stats(fam, x, resp_fn(x, i) * w[:, None], means),
-                   data)
-    return m_step(stats.about(means), reg_covar, covariance_type)
+    return sx / floored(nk)[:, None]
 
 
 def shift_stats(stats: GMMStats, new, covariance_type: str) -> GMMStats:

@@ -31,7 +31,7 @@ from jaxmix.gmm.covariance import family
 from jaxmix.gmm.stats import (GEMM_ERROR_BUDGET, design_features, gemm_coefficients,
                               gemm_is_accurate)
 from jaxmix.gmm.step import batched_em_step
-from jaxmix.gmm.update import params_from_resp
+from jaxmix.gmm.update import params_at, params_from_labels, params_from_resp
 
 RTOL = 1e-9
 ATOL = 1e-11
@@ -130,6 +130,70 @@ def test_params_from_one_hot_on_single_points(ct):
         ref = sk_params_from_resp(x, resp, REG, ct)
         np.testing.assert_allclose(np.asarray(got.precisions_cholesky), ref.precisions_cholesky,
                                    rtol=1e-6, atol=1e-12)
+
+
+def _labels_fn(labels):
+    labels = jnp.asarray(labels)
+    return lambda xc, i: jnp.take(labels, i * xc.shape[0] + jnp.arange(xc.shape[0]),
+                                  mode="clip")
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_params_from_labels_is_the_one_hot_m_step(ct):
+    """The label form (one GEMM of the differences' features) against
+    sklearn's M-step on the one-hot matrix, over several chunks with weights,
+    and against ``params_from_resp`` where some samples have no component
+    (label -1, a row of zeros: sklearn's tied estimate assumes rows sum to one)."""
+    _, x = case(ct)
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, x.shape[0])
+    onehot = np.eye(3)[labels]
+    got = params_from_labels(_labels_fn(labels), jm.chunk(x, 32), 3, REG, ct)
+    assert_params_close(got, sk_params_from_resp(x, onehot, REG, ct), RTOL, ATOL, ct)
+    w = rng.uniform(0.5, 2.0, x.shape[0])
+    labels[::7] = -1
+    onehot = np.where(labels[:, None] >= 0, np.eye(3)[labels], 0.0)
+    data = jm.chunk(x, 32, sample_weight=w)
+    got = params_from_labels(_labels_fn(labels), data, 3, REG, ct)
+    ref = params_from_resp(_resp_fn(onehot), data, REG, ct)
+    assert_params_close(got, ref, RTOL, ATOL, f"{ct} unlabelled rows")
+
+
+def _resp_fn(resp):
+    resp = jnp.asarray(resp)
+    return lambda xc, i: jnp.take(resp, i * xc.shape[0] + jnp.arange(xc.shape[0]), axis=0,
+                                  mode="clip")
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_params_from_labels_in_float32_far_from_the_origin(ct):
+    """Clusters at 1e4 with unit spread: the labels' M-step in float32 gives
+    float64's covariances to float32 rounding (a moment about the origin
+    would lose them entirely: 1e8 against 1)."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 600)
+    x = 1e4 + 3.0 * np.arange(3)[labels][:, None] + rng.normal(size=(600, 3))
+    ref = sk_params_from_resp(x, np.eye(3)[labels], REG, ct)
+    got = params_from_labels(_labels_fn(labels), jm.chunk(x.astype(np.float32)), 3, REG, ct)
+    fam = family(ct)
+    var = lambda p: np.asarray(fam.variances(jnp.asarray(p.precisions_cholesky, jnp.float64)))  # noqa: E731
+    np.testing.assert_allclose(var(np_params(got)), var(ref), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(got.means, np.float64), ref.means, rtol=1e-6)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_params_at_single_samples_is_the_one_hot_m_step(ct):
+    """The closed form on single samples (no pass over the data) against the
+    M-step on the one-hot matrix, an empty component (index -1) included."""
+    _, x = case(ct)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, x.shape[0])
+    rows = np.array([3, 40, -1])
+    resp = np.zeros((x.shape[0], 3))
+    resp[rows[:2], np.arange(2)] = 1.0
+    got = params_at(jnp.asarray(rows), jnp.asarray(x), jnp.asarray(w), REG, ct)
+    ref = params_from_resp(_resp_fn(resp), jm.chunk(x, sample_weight=w), REG, ct)
+    assert_params_close(got, ref, 1e-12, 1e-12, ct)
+    np.testing.assert_array_equal(np.asarray(got.means[:2]), x[rows[:2]])
 
 
 @pytest.mark.parametrize("path", PATHS)
