@@ -541,6 +541,10 @@ def test_fit_gmm(profile, ct):
     fuzz(profile, gmm_case(profile, ct), body)
 
 
+# Streamed and gradient fits: 8 s and 17 s even in the fast profile, and
+# tests/data/test_stream.py and tests/gmm/test_gradient.py cover both in the
+# default run, so their fuzzing is in the slow set.
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
 def test_fit_gmm_streamed(profile):
     """``fit_gmm`` on ``open_source(x, w)``, read in chunks of ``STREAM_CHUNK`` rows."""
@@ -555,6 +559,7 @@ def test_fit_gmm_streamed(profile):
     fuzz(profile, cts.flatmap(lambda ct: gmm_case(profile, ct, True, names)), body)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
 def test_fit_gradient(profile):
     """``fit_gradient`` with ``optax.adam(0.05)`` and at most 5 iterations."""

@@ -177,7 +177,9 @@ def test_reaches_em_objective_on_separated_data(rng, prior, name):
     np.testing.assert_array_equal(gd.history[0], gd.history[1])
 
 
-@pytest.mark.parametrize("name", ["adam", "lbfgs", "sgd"])
+# L-BFGS (15 s) reaches EM's optimum in test_reaches_em_objective_on_separated_data
+# in the default run; here it is in the slow set.
+@pytest.mark.parametrize("name", ["adam", pytest.param("lbfgs", marks=pytest.mark.slow), "sgd"])
 def test_gradient_fit_stays_at_map_em_optimum(rng, name):
     x = separated(rng)
     prior = default_prior(x, K, "full")
@@ -359,6 +361,7 @@ def counting(optimizer, calls: list):
     return optax.GradientTransformationExtraArgs(optimizer.init, update)
 
 
+@pytest.mark.slow  # 16 s: compiles a counting wrapper around every optimizer
 def test_cost_counts_every_pass_over_the_data(rng):
     """EM: one evaluating pass per iteration, no gradients. Adam: one value
     and gradient per iteration. L-BFGS: the start's evaluation plus every
