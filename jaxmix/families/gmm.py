@@ -6,7 +6,7 @@ family of :func:`jaxmix.fit_gmm` written against
 covariance family's layout and rules (:mod:`jaxmix.gmm.covariance`), the
 exact E-step's statistics (:func:`jaxmix.gmm.stats.about_new_means`), the ML
 and MAP M-steps (:mod:`jaxmix.gmm.update`, scikit-learn's ``reg_covar``
-added, the float32 floor kept exact by ``floored_precision_cholesky``), the
+added, the float32 floor kept exact), the
 Normal-inverse-Wishart (-Gamma) prior (:mod:`jaxmix.gmm.priors`), the
 reg_covar-floored gradient bijector and the degeneracy rule
 (:func:`jaxmix.gmm.step.degenerate_restarts`). So a Gaussian block can sit in
@@ -38,7 +38,7 @@ from jaxmix.gmm import priors
 from jaxmix.gmm.covariance import family as covariance_family
 from jaxmix.gmm.density import component_log_prob
 from jaxmix.gmm.stats import GMMStats, about_new_means, centred_stats
-from jaxmix.gmm.update import m_step_moments
+from jaxmix.gmm.update import m_step
 from jaxmix.numerics import HIGHEST
 from jaxmix.params import GMMParams
 
@@ -90,10 +90,9 @@ class Gaussian:
         first, sxx = stats
         shift = jnp.zeros_like(first) if theta is None else theta.means
         about_shift = GMMStats(nk, None, sxx, jnp.zeros((), sxx.dtype), shift)  # sx unused
-        about = about_new_means(self._fam, about_shift, first)
-        _, means, cov = m_step_moments(about, self.covariance_type, prior)
-        return GaussianComponents(means, self._fam.floored_precision_cholesky(
-            cov, self.reg_covar))
+        new = m_step(about_new_means(self._fam, about_shift, first), self.reg_covar,
+                     self.covariance_type, prior)
+        return GaussianComponents(new.means, new.precisions_cholesky)
 
     def recentre(self, stats, nk, old, new):
         """Second moments taken about ``old``'s means re-expressed about

@@ -28,19 +28,13 @@ def m_step(stats: GMMStats, reg_covar, covariance_type: str, prior=None,
     """Maximum-likelihood parameters from statistics (taken about their
     ``shift``), or the closed-form MAP parameters under ``prior``
     (:func:`map_m_step`; ``n_real``: real components of a padded mixture;
-    ``fixed_means``: see there)."""
+    ``fixed_means``: see there). The covariances are factored as the batched
+    EM step factors them
+    (:meth:`~jaxmix.gmm.family_base.Family.floored_precision_cholesky`: in
+    float32 a component on fewer than ``d + 1`` samples keeps its floor;
+    float64 takes the plain Cholesky)."""
     fam = family(covariance_type)
     weights, means, cov = m_step_moments(stats, covariance_type, prior, n_real, fixed_means)
-    return GMMParams(weights, means, fam.precision_cholesky(fam.add_reg(cov, reg_covar)),
-                     covariance_type)
-
-
-def start_m_step(stats: GMMStats, reg_covar, covariance_type: str) -> GMMParams:
-    """The maximum-likelihood M-step of a start, factored as the EM step
-    factors (:meth:`~jaxmix.gmm.family_base.Family.floored_precision_cholesky`:
-    in float32 a component on fewer than ``d + 1`` samples keeps its floor)."""
-    fam = family(covariance_type)
-    weights, means, cov = m_step_moments(stats, covariance_type)
     return GMMParams(weights, means, fam.floored_precision_cholesky(cov, reg_covar),
                      covariance_type)
 
@@ -98,7 +92,7 @@ def params_from_resp(resp_fn, data, reg_covar, covariance_type: str) -> GMMParam
     means = _weighted_means(resp_fn, data)
     stats = reduce(lambda x, w, i: centred_stats(fam, x, resp_fn(x, i) * w[:, None], means),
                    data)
-    return start_m_step(stats.about(means), reg_covar, covariance_type)
+    return m_step(stats.about(means), reg_covar, covariance_type)
 
 
 def params_from_labels(labels_fn, data, k: int, reg_covar, covariance_type: str) -> GMMParams:
@@ -124,7 +118,7 @@ def params_from_labels(labels_fn, data, k: int, reg_covar, covariance_type: str)
         return feature_sums(design_features(fam, z), rw)
 
     stats = stats_from_feature_sums(fam, reduce(second, data), means.shape[-1])
-    return start_m_step(stats.about(means), reg_covar, covariance_type)
+    return m_step(stats.about(means), reg_covar, covariance_type)
 
 
 def params_at(indices, x, w, reg_covar, covariance_type: str) -> GMMParams:
@@ -139,7 +133,7 @@ def params_at(indices, x, w, reg_covar, covariance_type: str) -> GMMParams:
     zero = fam.scatter(jnp.zeros((1, k), x.dtype), jnp.zeros((1, k, d), x.dtype))
     stats = GMMStats(jnp.where(real, w[at], 0.0), jnp.zeros((k, d), x.dtype), zero,
                      jnp.zeros((), x.dtype), jnp.where(real[:, None], x[at], 0.0))
-    return start_m_step(stats, reg_covar, covariance_type)
+    return m_step(stats, reg_covar, covariance_type)
 
 
 def _weighted_means(resp_fn, data):
