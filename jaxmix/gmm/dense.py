@@ -89,10 +89,13 @@ def _floor_is_rounded(cov, reg, pc):
     the smallest eigenvalue of ``A`` within the floor's largest share ``reg /
     D_i^2`` plus four times float32's noise ``d eps ||A||``, while that noise
     is above ``1e-4`` of the floor's smallest share; or a factor that is not
-    finite though ``cov`` is. Features constant within a component (their
-    row of ``cov`` exactly 0) are left out: the Cholesky keeps their floor
-    exactly. Conservative: ``lambda_min(A)`` is bounded below by ``1 /
-    ||A^-1||_F``."""
+    finite though ``cov`` is; or a scatter that is certainly indefinite (a
+    negative variance, or a 2x2 principal minor below 0: :func:`_indefinite`),
+    as the GEMM path's cancellation leaves a collapsed component's, whose
+    negative part would otherwise come off the floor. Features constant
+    within a component (their row of ``cov`` exactly 0) are left out: the
+    Cholesky keeps their floor exactly. Conservative: ``lambda_min(A)`` is
+    bounded below by ``1 / ||A^-1||_F``."""
     d = cov.shape[-1]
     frob = lambda a: jnp.sqrt(jnp.sum(a * a, axis=(-2, -1)))  # noqa: E731
     floored = cov + reg * _eye_like(cov)
@@ -110,7 +113,21 @@ def _floor_is_rounded(cov, reg, pc):
     near = inverse_norm * (jnp.max(share, axis=-1) + 4.0 * noise) >= 1.0
     audible = noise > 1e-4 * jnp.min(jnp.where(constant, jnp.inf, share), axis=-1)
     lost = ~jnp.all(jnp.isfinite(pc), axis=(-2, -1)) & jnp.all(jnp.isfinite(cov), axis=(-2, -1))
-    return jnp.any((near & audible) | lost)
+    return jnp.any((near & audible) | lost | _indefinite(cov))
+
+
+def _indefinite(cov):
+    """``(...)``: whether a scatter is certainly not positive semi-definite,
+    judged by necessary conditions any scatter meets exactly: no negative
+    variance and ``c_ij^2 <= c_ii c_jj``. The GEMM path's statistics meet them
+    only up to its cancellation error (``eps * kappa`` of the narrowest
+    variance, within budget 5e-4 of it), which for a component collapsed on
+    repeated points is all of its scatter: its noise, a few multiples of
+    ``eps ||mu||^2``, has a negative variance with probability ``1 - 2^-d``."""
+    diag = jnp.diagonal(cov, axis1=-2, axis2=-1)
+    # no square of cov (no overflow); 4 eps: the bound's own rounding
+    bound = _outer(jnp.sqrt(jnp.maximum(diag, 0.0))) * (1 + 4 * jnp.finfo(cov.dtype).eps)
+    return jnp.any(diag < 0, axis=-1) | jnp.any(jnp.abs(cov) > bound, axis=(-2, -1))
 
 
 def _floored_precision_cholesky(cov, reg):

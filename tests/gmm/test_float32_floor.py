@@ -106,3 +106,23 @@ def test_batched_exact_statistics_are_about_the_new_means():
     np.testing.assert_array_equal(stats.sx[0], 0.0)
     np.testing.assert_allclose(stats.sxx[0], np.einsum("nk,nkd,nke->kde", r, z, z),
                                rtol=1e-9, atol=1e-10)
+
+
+def test_a_collapsed_component_keeps_its_floor_whatever_its_scatter_noise():
+    """A component on repeated points: its true scatter is 0, but the GEMM
+    path returns cancellation noise of up to 5e-4 of the floor (its budget),
+    whose negative part the Cholesky of ``S + reg I`` takes off the floor
+    (seen on CI: eigenvalue 0.99953 reg). The indefinite scatter sends the
+    factor to the exact floor, which sets the noise's negative part to 0."""
+    reg, d = 1e-3, 5
+    e = np.random.default_rng(4).normal(size=(d, d)) * 2e-7
+    noise = jnp.asarray((e + e.T) / 2, jnp.float32)[None]
+    fam = family("full")
+    plain = _implied_covariance(fam.precision_cholesky(noise + reg * jnp.eye(d))[0])
+    assert np.linalg.eigvalsh(plain).min() < reg * (1 - 1e-4)
+    floored = _implied_covariance(fam.floored_precision_cholesky(noise, reg)[0])
+    assert np.linalg.eigvalsh(floored).min() >= reg * (1 - 1e-5)
+    # a scatter that is PSD and far from its floor is not sent there
+    z = np.random.default_rng(5).normal(size=(50, d))
+    well = jnp.asarray(z.T @ z / 50, jnp.float32)[None]
+    assert not bool(_floor_is_rounded(well, reg, fam.precision_cholesky(well + reg * jnp.eye(d))))
