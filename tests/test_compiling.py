@@ -30,4 +30,6 @@ def test_cpu_programs_get_the_cpu_options():
     lowered = _poly.lower(jnp.ones(3), power=3)
     assert lowered.compile() is not None
     assert _poly._get() is not _poly._nested
-    assert CPU_OPTIONS == {"xla_cpu_use_fusion_emitters": False}
+    # every option is one XLA accepts (compile() above raises on an unknown name)
+    assert CPU_OPTIONS == {"xla_cpu_use_fusion_emitters": False,
+                           "xla_backend_optimization_level": 1}
