@@ -89,13 +89,10 @@ def _floor_is_rounded(cov, reg, pc):
     the smallest eigenvalue of ``A`` within the floor's largest share ``reg /
     D_i^2`` plus four times float32's noise ``d eps ||A||``, while that noise
     is above ``1e-4`` of the floor's smallest share; or a factor that is not
-    finite though ``cov`` is; or a scatter that is certainly indefinite (a
-    negative variance, or a 2x2 principal minor below 0: :func:`_indefinite`),
-    as the GEMM path's cancellation leaves a collapsed component's, whose
-    negative part would otherwise come off the floor. Features constant
-    within a component (their row of ``cov`` exactly 0) are left out: the
-    Cholesky keeps their floor exactly. Conservative: ``lambda_min(A)`` is
-    bounded below by ``1 / ||A^-1||_F``."""
+    finite though ``cov`` is. Features constant within a component (their
+    row of ``cov`` exactly 0) are left out: the Cholesky keeps their floor
+    exactly. Conservative: ``lambda_min(A)`` is bounded below by ``1 /
+    ||A^-1||_F``."""
     d = cov.shape[-1]
     frob = lambda a: jnp.sqrt(jnp.sum(a * a, axis=(-2, -1)))  # noqa: E731
     floored = cov + reg * _eye_like(cov)
@@ -113,21 +110,24 @@ def _floor_is_rounded(cov, reg, pc):
     near = inverse_norm * (jnp.max(share, axis=-1) + 4.0 * noise) >= 1.0
     audible = noise > 1e-4 * jnp.min(jnp.where(constant, jnp.inf, share), axis=-1)
     lost = ~jnp.all(jnp.isfinite(pc), axis=(-2, -1)) & jnp.all(jnp.isfinite(cov), axis=(-2, -1))
-    return jnp.any((near & audible) | lost | _indefinite(cov))
+    return jnp.any((near & audible) | lost)
 
 
-def _indefinite(cov):
-    """``(...)``: whether a scatter is certainly not positive semi-definite,
-    judged by necessary conditions any scatter meets exactly: no negative
-    variance and ``c_ij^2 <= c_ii c_jj``. The GEMM path's statistics meet them
-    only up to its cancellation error (``eps * kappa`` of the narrowest
-    variance, within budget 5e-4 of it), which for a component collapsed on
-    repeated points is all of its scatter: its noise, a few multiples of
-    ``eps ||mu||^2``, has a negative variance with probability ``1 - 2^-d``."""
-    diag = jnp.diagonal(cov, axis1=-2, axis2=-1)
-    # no square of cov (no overflow); 4 eps: the bound's own rounding
-    bound = _outer(jnp.sqrt(jnp.maximum(diag, 0.0))) * (1 + 4 * jnp.finfo(cov.dtype).eps)
-    return jnp.any(diag < 0, axis=-1) | jnp.any(jnp.abs(cov) > bound, axis=(-2, -1))
+def _within_scatter_bounds(cov):
+    """``cov`` with the bounds every scatter meets exactly restored: no
+    negative variance, ``|c_ij| <= sqrt(c_ii c_jj)``. A PSD matrix is left as
+    it is (up to a clip at the bound's own rounding); the GEMM path's
+    statistics meet the bounds only up to its cancellation error (``eps *
+    kappa`` of the narrowest variance, within budget 5e-4 of it), which for
+    a component collapsed on repeated points is all of its scatter, and
+    whose negative part would otherwise come off the ``reg_covar`` floor
+    (seen on CI: eigenvalue 0.99953 reg). Clipped, such a scatter's noise
+    keeps no negative variance and no 2x2 block below 0 (so for ``d = 2``
+    the floor is exact), and what remains is far below the budget."""
+    diag = jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), 0.0)
+    bound = _outer(jnp.sqrt(diag))  # no square of cov: no overflow
+    off = jnp.clip(cov, -bound, bound)
+    return jnp.where(jnp.eye(cov.shape[-1], dtype=bool), diag[..., None, :], off)
 
 
 def _floored_precision_cholesky(cov, reg):
@@ -138,11 +138,56 @@ def _floored_precision_cholesky(cov, reg):
     (one ``lax.cond``, so the eigendecompositions run only then). float64
     keeps the Cholesky factors without tracing the rest (the floor's noise
     is ``d`` times 2e-16 there)."""
-    fast = _cholesky_of_inverse(cov + reg * _eye_like(cov))
     if jnp.finfo(cov.dtype).bits >= 64:  # noise ~ d 2e-16: far below any floor; not traced
-        return fast
+        return _cholesky_of_inverse(cov + reg * _eye_like(cov))
+    return _batch_level_floor(cov, jnp.asarray(reg, cov.dtype))
+
+
+def _float32_floor(cov, reg):
+    """The float32 body of :func:`_floored_precision_cholesky`."""
+    cov = _within_scatter_bounds(cov)
+    fast = _cholesky_of_inverse(cov + reg * _eye_like(cov))
     return jax.lax.cond(_floor_is_rounded(cov, reg, fast),
                         lambda: _exact_floor_factor(cov, reg), lambda: fast)
+
+
+@jax.custom_jvp
+def _batch_level_floor(cov, reg):
+    """:func:`_float32_floor` whose ``lax.cond`` stays a branch under ``vmap``.
+
+    vmapped (a per-restart M-step), a cond on a batched predicate becomes a
+    select that runs both branches every time: the eigendecompositions of the
+    exact floor at every iteration, and, on XLA:CPU with two cores, two
+    batched LAPACK calls at once, which deadlocked jaxlib 0.10 (both intra-op
+    threads waiting in ``ParallelBatchMap`` for work queued behind the
+    other; the families' float32 fit of wine at k=11 hung on its second
+    key). The batching rule (:func:`_floor_vmap`) runs the function on the
+    whole batch instead: one branch for all restarts, as in the batched EM
+    step. ``custom_vmap`` has no reverse mode of its own: derivatives come
+    from :func:`_batch_level_floor_jvp`."""
+    return _floor_over_batch(cov, reg)
+
+
+@_batch_level_floor.defjvp
+def _batch_level_floor_jvp(primals, tangents):
+    """The floored factor, and the tangent of ``chol((cov + reg I)^-1)``:
+    the factor's own wherever the floor's clips and zeroed eigenvalues are
+    inactive (everywhere but a set of measure zero)."""
+    smooth = lambda c, r: _cholesky_of_inverse(c + r * _eye_like(c))  # noqa: E731
+    return _batch_level_floor(*primals), jax.jvp(smooth, primals, tangents)[1]
+
+
+@jax.custom_batching.custom_vmap
+def _floor_over_batch(cov, reg):
+    return _float32_floor(cov, reg)
+
+
+@_floor_over_batch.def_vmap
+def _floor_vmap(axis_size, in_batched, cov, reg):
+    cov_batched, reg_batched = in_batched
+    if reg_batched:  # one floor per member: the plain (select) batching
+        return jax.vmap(_float32_floor, in_axes=(0 if cov_batched else None, 0))(cov, reg), True
+    return _floor_over_batch(cov, reg), cov_batched
 
 
 def _is_spd(mats) -> bool:

@@ -112,8 +112,9 @@ def test_a_collapsed_component_keeps_its_floor_whatever_its_scatter_noise():
     """A component on repeated points: its true scatter is 0, but the GEMM
     path returns cancellation noise of up to 5e-4 of the floor (its budget),
     whose negative part the Cholesky of ``S + reg I`` takes off the floor
-    (seen on CI: eigenvalue 0.99953 reg). The indefinite scatter sends the
-    factor to the exact floor, which sets the noise's negative part to 0."""
+    (seen on CI: eigenvalue 0.99953 reg). Clipped to the bounds every scatter
+    meets (no negative variance, ``|c_ij| <= sqrt(c_ii c_jj)``), the noise
+    keeps the floor."""
     reg, d = 1e-3, 5
     e = np.random.default_rng(4).normal(size=(d, d)) * 2e-7
     noise = jnp.asarray((e + e.T) / 2, jnp.float32)[None]
@@ -126,3 +127,29 @@ def test_a_collapsed_component_keeps_its_floor_whatever_its_scatter_noise():
     z = np.random.default_rng(5).normal(size=(50, d))
     well = jnp.asarray(z.T @ z / 50, jnp.float32)[None]
     assert not bool(_floor_is_rounded(well, reg, fam.precision_cholesky(well + reg * jnp.eye(d))))
+
+
+def test_vmapped_floor_stays_one_branch_for_the_batch():
+    """Under ``vmap`` (the families' per-restart M-step) the floor's cond is
+    not turned into a select that runs the eigendecompositions every time
+    (which also deadlocked jaxlib 0.10's LAPACK kernels on two cores): the
+    batching rule takes one branch for the batch, as the batched EM step
+    does, and its factors equal the unbatched call's on the stacked batch."""
+    fam = family("full")
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(13, 40))
+    well = (a @ a.T / 40).astype(np.float32)
+    covs = jnp.asarray(np.stack([np.stack([well, well]),
+                                 np.stack([well, _collapsed_scatter().astype(np.float32)])]))
+    batched = jax.vmap(lambda c: fam.floored_precision_cholesky(c, REG))
+    text = str(jax.make_jaxpr(batched)(covs))
+    assert "cond[" in text  # a vmapped cond on a batched predicate leaves none
+    np.testing.assert_array_equal(batched(covs), fam.floored_precision_cholesky(covs, REG))
+    np.testing.assert_allclose(batched(covs)[1, 1], _exact_floor_factor(covs[1, 1:], REG)[0],
+                               rtol=1e-6)
+    # derivatives pass through (reverse mode), e.g. for grad through an EM fit
+    # equal, away from the floor, to those of the plain Cholesky factor
+    g = jax.grad(lambda c: jnp.sum(batched(c) ** 2))(covs[:, :1])
+    plain = jax.grad(lambda c: jnp.sum(fam.precision_cholesky(c + REG * jnp.eye(13)) ** 2))(
+        covs[:, :1])
+    np.testing.assert_allclose(g, plain, rtol=1e-5, atol=1e-6)
