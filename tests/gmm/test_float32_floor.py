@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from jaxmix import GMMParams, fit_gmm
 from jaxmix.data.chunked import chunk
 from jaxmix.gmm import family, responsibilities
-from jaxmix.gmm.dense import _exact_floor_factor, _floor_is_rounded
+from jaxmix.gmm.dense_factor import _exact_floor_factor, _floor_is_rounded
 from jaxmix.gmm.stats import batched_e_step
 
 REG = 1e-6
