@@ -108,23 +108,28 @@ def _within_scatter_bounds(cov):
     return jnp.where(jnp.eye(cov.shape[-1], dtype=bool), diag[..., None, :], off)
 
 
+def _plain_factor(cov, reg):
+    """The Cholesky-based factor of ``cov + reg I``, floor as rounded."""
+    return _cholesky_of_inverse(cov + reg * _eye_like(cov))
+
+
 def floored_precision_cholesky(cov, reg):
-    """:meth:`~jaxmix.gmm.family_base.Family.floored_precision_cholesky` of the dense families: the
-    Cholesky factors, or, when one of them may have rounded its floor
+    """:meth:`~jaxmix.gmm.family_base.Family.floored_precision_cholesky` of
+    the dense families: the Cholesky factors, or, when one of them may have rounded its floor
     (:func:`_floor_is_rounded`; a float32 component collapsed at
     ``reg_covar``), every factor of the batch from :func:`_exact_floor_factor`
     (one ``lax.cond``, so the eigendecompositions run only then). float64
     keeps the Cholesky factors without tracing the rest (the floor's noise
     is ``d`` times 2e-16 there)."""
     if jnp.finfo(cov.dtype).bits >= 64:  # noise ~ d 2e-16: far below any floor; not traced
-        return _cholesky_of_inverse(cov + reg * _eye_like(cov))
+        return _plain_factor(cov, reg)
     return _batch_level_floor(cov, jnp.asarray(reg, cov.dtype))
 
 
 def _float32_floor(cov, reg):
     """The float32 body of :func:`floored_precision_cholesky`."""
     cov = _within_scatter_bounds(cov)
-    fast = _cholesky_of_inverse(cov + reg * _eye_like(cov))
+    fast = _plain_factor(cov, reg)
     return jax.lax.cond(_floor_is_rounded(cov, reg, fast),
                         lambda: _exact_floor_factor(cov, reg), lambda: fast)
 
@@ -148,11 +153,11 @@ def _batch_level_floor(cov, reg):
 
 @_batch_level_floor.defjvp
 def _batch_level_floor_jvp(primals, tangents):
-    """The floored factor, and the tangent of ``chol((cov + reg I)^-1)``:
-    the factor's own wherever the floor's clips and zeroed eigenvalues are
-    inactive (everywhere but a set of measure zero)."""
-    smooth = lambda c, r: _cholesky_of_inverse(c + r * _eye_like(c))  # noqa: E731
-    return _batch_level_floor(*primals), jax.jvp(smooth, primals, tangents)[1]
+    """The floored factor, and the tangent of :func:`_plain_factor`: the
+    floored factor's own where neither the clip nor the exact branch acts;
+    where they do (a collapsed float32 component), it differs only in the
+    directions whose variance is rounding noise."""
+    return _batch_level_floor(*primals), jax.jvp(_plain_factor, primals, tangents)[1]
 
 
 @jax.custom_batching.custom_vmap
