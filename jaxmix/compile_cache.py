@@ -31,6 +31,8 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from jaxmix import executables
+
 ENV_VAR = "JAXMIX_COMPILATION_CACHE"
 OFF_VALUES = frozenset({"0", "off", "false", "none"})
 MIN_COMPILE_TIME_SECS = 0.0
@@ -110,4 +112,5 @@ def enable_compilation_cache(path=None, *,
         compilation_cache.reset_cache()  # a cache opened at another folder reopens here
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # no size floor
+    executables.enable()
     return folder

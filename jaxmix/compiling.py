@@ -24,6 +24,8 @@ import functools
 
 import jax
 
+from jaxmix import executables
+
 try:  # whether a call happens outside every transformation
     from jax._src.core import trace_state_clean as _top_level
 except ImportError:  # pragma: no cover - JAX moved it: never pass options
@@ -43,6 +45,7 @@ class Compiled:
         self._fn, self._jit_kwargs = fn, jit_kwargs
         self._nested = jax.jit(fn, **jit_kwargs)
         self._jitted = None
+        self._signature = executables.Signature(fn, jit_kwargs)
 
     def _get(self):
         if not _top_level():
@@ -53,7 +56,10 @@ class Compiled:
         return self._jitted
 
     def __call__(self, *args, **kwargs):
-        return self._get()(*args, **kwargs)
+        jitted = self._get()
+        if jitted is self._nested:
+            return jitted(*args, **kwargs)
+        return executables.call(self._signature, jitted, args, kwargs)
 
     def __getattr__(self, name):
         if name.startswith("_"):

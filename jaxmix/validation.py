@@ -316,12 +316,24 @@ def check_choice(value, name: str, choices) -> str:
     return value
 
 
+def seed_key(seed: int):
+    """``jax.random.PRNGKey(seed)`` without running a program where JAX's
+    default PRNG is threefry (JAX's own call compiles one: 0.1 s of a new
+    process's first fit): the key is the seed's two 32-bit halves, the high
+    half 0 without x64, as JAX's ``threefry_seed`` makes it."""
+    if jax.config.jax_default_prng_impl != "threefry2x32":
+        return jax.random.PRNGKey(seed)
+    bits = int(seed) & (2 ** 64 - 1)
+    high = bits >> 32 if jax.config.jax_enable_x64 else 0
+    return jax.device_put(np.array([high, bits & 0xFFFFFFFF], np.uint32))
+
+
 def as_key(key, name: str = "key"):
     """A PRNG key from a key or an integer seed (in ``[-2**63, 2**63)``)."""
     if isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_)):
         if not -2 ** 63 <= int(key) < 2 ** 63:
             raise ValueError(f"{name}: an integer seed must be in [-2**63, 2**63), got {key}")
-        return jax.random.PRNGKey(int(key))
+        return seed_key(int(key))
     if isinstance(key, (jax.Array, np.ndarray)) and (
             jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
             or (key.dtype == np.uint32 and key.shape in ((2,), (4,)))):

@@ -114,7 +114,8 @@ x = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
 start = time.perf_counter()
 jax.block_until_ready(jaxmix.fit_gmm(0, x, 2, max_iter=5))
 print(json.dumps({"folder": str(folder), "seconds": time.perf_counter() - start,
-                  "hits": events.count("/jax/compilation_cache/cache_hits")}))
+                  "hits": events.count("/jax/compilation_cache/cache_hits"),
+                  "stored_hits": jaxmix.executables.stats()["hits"]}))
 """
 
 
@@ -132,7 +133,9 @@ def test_second_process_reads_the_compiled_fit(tmp_path):
     written = entries(folder)
     assert written  # the fit's program (file names follow the jitted function's name)
     second = run_child(folder)
-    assert second["hits"] >= 1, (second, written)  # the fit's program came from the folder
+    # the fit's program came from the folder: read back by its signature
+    # (jaxmix.executables, tests/test_executables.py), JAX's cache for the rest
+    assert second["stored_hits"] >= 1, (second, written)
 
 
 # ---------------------------------------------------------------------------

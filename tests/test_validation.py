@@ -293,3 +293,23 @@ def test_given_weights_far_apart_stay_positive_when_renormalised(dtype):
     w = np.asarray(res.best_params.weights)
     assert w.dtype == dtype and np.all(w > 0), w
     assert w[0] == np.finfo(dtype).tiny and abs(w.sum() - 1) <= 4 * np.finfo(dtype).eps
+
+
+SEEDS = [0, 1, 7, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 5, -1, -2 ** 31,
+         2 ** 63 - 1, -2 ** 63]
+
+
+@pytest.mark.parametrize("x64", [True, False])
+def test_seed_key_is_jaxs_prng_key(x64):
+    """``seed_key`` builds on the host the key JAX's ``PRNGKey`` computes
+    (with and without x64: JAX keeps only the low 32 bits without it)."""
+    from jaxmix.validation import seed_key
+    saved = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        for seed in SEEDS:
+            mine, jaxs = seed_key(seed), jax.random.PRNGKey(seed)
+            assert isinstance(mine, jax.Array) and mine.dtype == jaxs.dtype, seed
+            np.testing.assert_array_equal(mine, jaxs, err_msg=str(seed))
+    finally:
+        jax.config.update("jax_enable_x64", saved)

@@ -10,7 +10,8 @@ memory is free. Shape buckets (:mod:`jaxmix.fit.buckets`) bound how many
 programs jaxmix compiles; :func:`guard`, called by every fit as it starts,
 is the safety net for sessions that also compile programs of their own: when
 the mappings pass :data:`MAP_FRACTION` of the cap it empties JAX's in-memory
-caches (``jax.clear_caches()``; programs compile again when next used, or
+caches (``jax.clear_caches()``, and the programs :mod:`jaxmix.executables`
+holds; programs compile again when next used, or
 are read back from the persistent cache, :mod:`jaxmix.compile_cache`) and
 warns once.
 """
@@ -21,6 +22,8 @@ import warnings
 
 import jax
 import jax.monitoring
+
+from jaxmix import executables
 
 # Clear JAX's caches when the process holds more mappings than this share of
 # the kernel's cap: half leaves room for the programs compiled meanwhile.
@@ -73,13 +76,15 @@ def guard() -> bool:
     """Empty JAX's caches if the mappings near the cap (module docstring);
     returns whether it did. Cheap: it looks only every :data:`CHECK_EVERY`
     new programs."""
-    if _state["compiled"] - _state["checked"] < CHECK_EVERY:
+    made = _state["compiled"] + executables.stats()["hits"]  # compiled or read back
+    if made - _state["checked"] < CHECK_EVERY:
         return False
-    _state["checked"] = _state["compiled"]
+    _state["checked"] = made
     used, limit = map_count(), map_limit()
     if used is None or limit is None or used <= MAP_FRACTION * limit:
         return False
     jax.clear_caches()
+    executables.clear()
     _state["cleared"] += 1
     if not _state["warned"]:
         _state["warned"] = True

@@ -18,6 +18,7 @@ from jaxmix.compiling import jit
 from jaxmix.fit.buckets import component_bucket
 from jaxmix.gmm.covariance import family
 from jaxmix.numerics import float_dtype
+from jaxmix.validation import seed_key
 
 # Rows per evaluation block: one block's (rows, k, d) intermediate stays near
 # this many elements. Blocks are padded to a power of two rows (at least 16) so
@@ -101,9 +102,9 @@ def key_from_random_state(random_state):
     numpy's global state) is advanced by one draw, as sklearn consumes it.
     """
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return jax.random.PRNGKey(int(random_state) % (2 ** 32))
+        return seed_key(int(random_state) % (2 ** 32))
     rng = check_random_state(random_state)
-    return jax.random.PRNGKey(int(rng.randint(np.iinfo(np.int32).max)))
+    return seed_key(int(rng.randint(np.iinfo(np.int32).max)))
 
 
 def bucket(n: int) -> int:
