@@ -155,7 +155,10 @@ def _leaf_type(leaf) -> str | None:
         if isinstance(leaf, jax.core.Tracer) or len(leaf.devices()) != 1 or \
                 next(iter(leaf.devices())) != jax.devices()[0]:
             return None
-    return str(jax.typeof(leaf))
+    try:
+        return str(jax.typeof(leaf))
+    except TypeError:  # not an array: plain jax.jit says what is wrong with it
+        return None
 
 
 def call_key(name: str, static, dynamic) -> str | None:
