@@ -34,14 +34,15 @@ def test_guard_clears_caches_near_the_map_limit(monkeypatch):
     monkeypatch.setattr(programs, "map_limit", lambda: 1000)
     monkeypatch.setitem(programs._state, "checked", -programs.CHECK_EVERY)
     monkeypatch.setitem(programs._state, "warned", False)
-    cleared = programs.times_cleared()
+    cleared, compiled = programs.times_cleared(), programs.compiled_programs()
     with pytest.warns(UserWarning, match="max_map_count"):
-        jaxmix.fit_kmeans(0, X, 2, max_iter=3)
+        jaxmix.fit_kmeans(0, X, 2, max_iter=3)  # the guard runs as the fit starts
     assert programs.times_cleared() == cleared + 1
+    assert programs.compiled_programs() > compiled, "caches were emptied: it compiles again"
     compiled = programs.compiled_programs()
     monkeypatch.setattr(programs, "map_count", lambda: 10)
     jaxmix.fit_kmeans(0, X, 2, max_iter=3)
-    assert programs.compiled_programs() > compiled, "caches were emptied: it compiles again"
+    assert programs.compiled_programs() == compiled, "below the limit: nothing cleared"
 
 
 def test_guard_does_nothing_below_the_limit(monkeypatch):
