@@ -6,7 +6,8 @@ runs many restarts as one compiled computation, returns a
 
 * Parameters: :class:`GMMParams`, :class:`KMeansParams`, :class:`GMMPrior`.
 * Fits: :func:`fit_gmm` (EM, MAP-EM; arrays, sharded arrays or chunk
-  sources), :func:`fit_gradient` (any optax optimizer, same objective),
+  sources), :func:`fit_gradient` (any optax optimizer, same objective;
+  :func:`named_optimizer` names one so that equal ones share a program),
   :func:`fit_gmm_online` (stepwise EM, one pass), :func:`fit_kmeans`,
   :func:`fit_minibatch_kmeans`, :func:`fit_dbscan`; :func:`timed` measures
   a fit's run time per iteration outside its compiled loop.
@@ -41,6 +42,7 @@ from jaxmix.gmm.frozen import Frozen
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.io import load_params, save_params
 from jaxmix.metrics import silhouette_samples, silhouette_score
+from jaxmix.optimizers import named_optimizer
 from jaxmix.params import COVARIANCE_TYPES, GMMParams, KMeansParams
 
 from jaxmix._version import __version__  # noqa: E402
@@ -50,7 +52,7 @@ __all__ = [
     "COVARIANCE_TYPES", "Frozen", "GMMParams", "GMMPrior", "KMeansParams",
     # fits and their result
     "DBSCANResult", "FitResult", "fit_dbscan", "fit_gmm", "fit_gmm_online", "fit_gradient",
-    "fit_kmeans", "fit_minibatch_kmeans", "Timing", "timed",
+    "fit_kmeans", "fit_minibatch_kmeans", "named_optimizer", "Timing", "timed",
     # model selection, criteria, metrics, anomalies
     "InertiaCurve", "Selection", "aic", "bic", "density_threshold", "flag_anomalies",
     "inertia_curve", "n_parameters", "score_samples_chunked", "select_k",

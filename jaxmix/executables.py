@@ -55,7 +55,7 @@ MAX_FILES = 512
 MAX_LOADED = 32  # x 400-1,400 memory mappings each, against the kernel's 65,530
 MAGIC = b"jaxmix-executable-1\n"
 # Modules whose objects may appear in a key's pickle: their code is pinned by
-# the versions in the key.
+# the versions in the key (optax's too: a named optimizer builds its code).
 TRUSTED_MODULES = ("jaxmix", "jax", "jaxlib", "numpy", "builtins", "copyreg", "collections",
                    "_codecs", "enum", "functools", "operator", "math")
 
@@ -139,10 +139,12 @@ def _environment() -> bytes:
     """What pins the compiled code beyond the call: versions, devices, flags."""
     if "environment" not in _state:
         import jaxlib
+        import optax
 
         from jaxmix.compiling import CPU_OPTIONS
         devices = jax.devices()
-        parts = (_source_digest(), jax.__version__, jaxlib.__version__, sys.version,
+        parts = (_source_digest(), jax.__version__, jaxlib.__version__, optax.__version__,
+                 sys.version,
                  devices[0].client.platform, devices[0].client.platform_version,
                  tuple(d.device_kind for d in devices), jax.process_count(),
                  sorted(CPU_OPTIONS.items()), os.environ.get("XLA_FLAGS", ""))

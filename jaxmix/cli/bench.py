@@ -24,8 +24,6 @@ import warnings
 
 import jax
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
 from jaxmix.cli.data import UsageError
 from jaxmix.data import chunk
@@ -64,6 +62,9 @@ def median_time(fn, repeats):
 
 def time_sklearn(x, k, cov, restarts, iters, repeats, blas_threads=None):
     """sklearn's fit time; ``blas_threads`` limits its BLAS pool (``None``: default)."""
+    from sklearn.exceptions import ConvergenceWarning  # here: a second of every command's start
+    from sklearn.mixture import GaussianMixture
+
     threadpool_limits = _threadpool_limits()
 
     def run():

@@ -19,6 +19,7 @@ from jaxmix.criteria import aic, bic, score_samples_chunked
 from jaxmix.fit.gmm import fit_gmm
 from jaxmix.fit.gradient import fit_gradient
 from jaxmix.fit.select import select_k
+from jaxmix.optimizers import NamedOptimizer, named_optimizer
 from jaxmix.params import GMMParams
 
 DEFAULT_LEARNING_RATE = 0.03
@@ -29,7 +30,7 @@ class Method(NamedTuple):
     """How to fit: ``optimizer=None`` is EM (MAP-EM with a prior)."""
     name: str
     prior: str | None          # None (maximum likelihood) or "default"
-    optimizer: optax.GradientTransformation | None = None
+    optimizer: NamedOptimizer | None = None
 
     @property
     def objective(self) -> str:
@@ -97,13 +98,11 @@ def _optax_optimizer(name: str, learning_rate: float | None):
         raise UsageError(f"{hint}; optax.{name} takes no learning_rate, it is not an optimizer")
     if learning_rate is None and param.default is inspect.Parameter.empty:
         learning_rate = DEFAULT_LEARNING_RATE
-    try:
-        opt = factory() if learning_rate is None else factory(learning_rate=learning_rate)
-    except TypeError as err:
-        raise UsageError(f"{hint}; optax.{name}(learning_rate=...) failed: {err}") from None
-    if not isinstance(opt, optax.GradientTransformation):
-        raise UsageError(f"{hint}; optax.{name} did not return an optimizer")
-    return opt
+    options = {} if learning_rate is None else {"learning_rate": float(learning_rate)}
+    try:  # named: one compiled program per (name, rate), storable across processes
+        return named_optimizer(name, **options)
+    except ValueError as err:
+        raise UsageError(f"{hint}; {err}") from None
 
 
 def fit_one(key, x, k: int, covariance_type: str, method: Method, *, n_restarts: int,

@@ -33,7 +33,7 @@ from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.frozen import check_frozen
 from jaxmix.gmm.missing import MISSING, mean_filled, observed
-from jaxmix.gmm.priors import resolve_prior
+from jaxmix.gmm.priors import GMMPrior, in_program, requested_prior
 from jaxmix.gmm.stats import PATHS, row_elements
 from jaxmix.gmm.step import batched_em_step, degenerate_restarts
 from jaxmix.gmm.whitening import applies, whitening
@@ -78,7 +78,8 @@ def checked_inputs(s: GMMSettings, inp: Placement, init_params, prior):
     """``init_params`` checked (still in the data's frame: the compiled fit
     centres them; one model, or ``n_restarts`` of them along a leading axis)
     and ``prior`` resolved in the centred frame of ``inp`` (a ``"default"``
-    prior is built from the centred sample)."""
+    prior becomes a request that the compiled fit builds from the centred
+    sample: no program of its own)."""
     for value, name in ((s.tol, "tol"), (s.reg_covar, "reg_covar")):
         check_nonneg(value, name, dtype=inp.sample.dtype)
     if init_params is not None:
@@ -89,12 +90,8 @@ def checked_inputs(s: GMMSettings, inp: Placement, init_params, prior):
         init_params = check_gmm_params(init_params, "init_params", k=s.k, d=inp.n_features,
                                        covariance_type=s.covariance_type,
                                        dtype=inp.sample.dtype, batched=batch is not None)
-    if prior is None:
-        return init_params, None
-    xs, ws = inp.sample.flat()
-    given = not isinstance(prior, str)
-    prior = resolve_prior(prior, xs, s.k, s.covariance_type, ws)
-    if given:
+    prior = requested_prior(prior, s.k, inp.n_features, s.covariance_type, inp.sample.dtype)
+    if isinstance(prior, GMMPrior):  # given in the data's frame
         prior = prior._replace(mean_prior=prior.mean_prior - inp.offset)
     return init_params, prior
 
@@ -256,6 +253,7 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
                               max_trials=max_trials, per_k=per_k)
     mask = row_mask(rows, k_max)
     usable = all_finite(params0, batch_dims=1) & rows.active
+    prior = in_program(prior, sample.x, sample.w, covariance_type)
     white = (whitening(*sample.flat()) if applies(covariance_type) and path != "missing"
              else None)
     result = iterate(batched_em_step(data, reg_covar, path, prior, white=white, frozen=frozen),

@@ -35,7 +35,7 @@ from jaxmix.kmeans.init import local_trials
 from jaxmix.gmm.gradient import Objective, unconstrain
 from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_rule,
                                        with_hyperparams)
-from jaxmix.gmm.priors import GMMPrior
+from jaxmix.gmm.priors import GMMPrior, in_program
 from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
 from jaxmix.numerics import all_finite
@@ -60,8 +60,11 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
       n_components: ``k``.
       optimizer: any ``optax.GradientTransformation``. Line-search methods
         (``optax.lbfgs``) receive ``value``, ``grad`` and ``value_fn``. It is a
-        static argument: reuse one instance to avoid recompiling (vary a
-        learning rate through ``hyperparams`` instead).
+        static argument: a new optax object compiles a new program, so reuse
+        one instance, or name it (``jaxmix.named_optimizer("adam",
+        learning_rate=1e-2)``: equal names and arguments share one program,
+        across processes too with :func:`jaxmix.enable_compilation_cache`),
+        or vary a learning rate through ``hyperparams``.
       covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
       prior: ``None`` (maximum likelihood), ``"default"`` or a
         :class:`~jaxmix.gmm.priors.GMMPrior`.
@@ -205,6 +208,7 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
     """The rows' fits (``k`` unpadded: the loss has no component mask)."""
     TRACE_COUNT["gradient"] += 1
     dtype = sample.dtype
+    prior = in_program(prior, sample.x, sample.w, covariance_type)
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
     params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k,
                               covariance_type=covariance_type, init=init,

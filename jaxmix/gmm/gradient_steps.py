@@ -26,6 +26,7 @@ from jaxmix.gmm.gradient import Objective, Unconstrained
 from jaxmix.gmm.objective import STALL_ITERATIONS
 from jaxmix.gmm.stats import accurate_restarts, per_restart_path
 from jaxmix.numerics import all_finite
+from jaxmix.optimizers import resolve
 
 
 class GradientState(NamedTuple):
@@ -61,7 +62,7 @@ class GradientState(NamedTuple):
 
 
 def _with_extra_args(optimizer):
-    return optax.with_extra_args_support(optimizer)
+    return optax.with_extra_args_support(resolve(optimizer))
 
 
 def _stores_value_and_grad(opt_state) -> bool:

@@ -171,6 +171,35 @@ def log_prior(params: GMMParams, prior: GMMPrior | None, real=None) -> jax.Array
 SCALE_FLOOR = 1e-6
 
 
+class DefaultPriorOf(NamedTuple):
+    """``prior="default"`` of a fit, resolved inside its compiled program
+    from the fit's own sample (:func:`in_program`), so that it compiles no
+    program of its own: ``scale`` is ``k^(2/d)``; the defaults of
+    :func:`default_prior` (traced scalars)."""
+    scale: jax.Array
+    weight_concentration: jax.Array
+    mean_precision: jax.Array
+    degrees_of_freedom: jax.Array
+
+
+def default_prior_of(n_components: int, n_features: int, dtype) -> DefaultPriorOf:
+    """The request for :func:`default_prior` with its defaults, for
+    ``n_components`` components of ``n_features``-dimensional data."""
+    return DefaultPriorOf(*(np.asarray(v, dtype) for v in (
+        float(n_components) ** (2.0 / n_features), 1.0, 0.01, n_features + 2.0)))
+
+
+def in_program(prior, x, w, covariance_type: str):
+    """``prior`` as a :class:`GMMPrior` inside a compiled fit: a
+    :class:`DefaultPriorOf` request becomes the default prior of the
+    samples ``x (..., d)`` with weights ``w (...)``; anything else as it is."""
+    if not isinstance(prior, DefaultPriorOf):
+        return prior
+    return _default_prior(x.reshape(-1, x.shape[-1]), w.reshape(-1), prior.scale,
+                          prior.weight_concentration, prior.mean_precision,
+                          prior.degrees_of_freedom, covariance_type)
+
+
 def default_prior(x, n_components: int, covariance_type: str = "full", *, sample_weight=None,
                   weight_concentration=1.0, mean_precision=0.01,
                   degrees_of_freedom=None) -> GMMPrior:
@@ -242,13 +271,14 @@ def check_prior(prior, n_features: int, covariance_type: str, dtype=jnp.float32)
     return GMMPrior(**{name: jax.device_put(np.asarray(a, dtype)) for name, a in out.items()})
 
 
-def resolve_prior(prior, x, n_components: int, covariance_type: str, sample_weight=None):
+def requested_prior(prior, n_components: int, n_features: int, covariance_type: str, dtype):
     """What fit entry points accept: ``None`` (maximum likelihood), ``"default"``
-    (:func:`default_prior` of ``x``) or a :class:`GMMPrior` (validated)."""
+    (a :class:`DefaultPriorOf` request: :func:`default_prior` of the fit's
+    sample, built inside its program) or a :class:`GMMPrior` (validated)."""
     if prior is None:
         return None
     if isinstance(prior, str):
         if prior != "default":
             raise ValueError(f"prior must be None, 'default' or a GMMPrior, got {prior!r}")
-        return default_prior(x, n_components, covariance_type, sample_weight=sample_weight)
-    return check_prior(prior, x.shape[-1], covariance_type, x.dtype)
+        return default_prior_of(n_components, n_features, dtype)
+    return check_prior(prior, n_features, covariance_type, dtype)

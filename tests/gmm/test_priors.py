@@ -11,7 +11,8 @@ from scipy import stats
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 
 from jaxmix import GMMParams
-from jaxmix.gmm.priors import GMMPrior, check_prior, default_prior, log_prior, resolve_prior
+from jaxmix.gmm.priors import (DefaultPriorOf, GMMPrior, check_prior, default_prior, in_program,
+                               log_prior, requested_prior)
 
 
 def scipy_log_prior(w, means, cov, covariance_type, alpha, m0, kappa, nu, psi):
@@ -133,14 +134,24 @@ def test_check_prior_errors_name_the_field(field, value, match):
         check_prior(prior._replace(**{field: value}), 2, "full")
 
 
-def test_resolve_prior():
+def test_requested_prior():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(20, 2)))
-    assert resolve_prior(None, x, 2, "diag") is None
-    assert resolve_prior("default", x, 2, "diag").covariance_prior.shape == (2,)
+    assert requested_prior(None, 2, 2, "diag", x.dtype) is None
+    request = requested_prior("default", 3, 2, "diag", x.dtype)
+    assert isinstance(request, DefaultPriorOf)
     with pytest.raises(ValueError, match="'default'"):
-        resolve_prior("flat", x, 2, "diag")
+        requested_prior("flat", 2, 2, "diag", x.dtype)
     with pytest.raises(ValueError, match="GMMPrior"):
-        resolve_prior({"alpha": 1.0}, x, 2, "diag")
+        requested_prior({"alpha": 1.0}, 2, 2, "diag", x.dtype)
+    # built inside a fit's program from the fit's (chunked) sample: default_prior's values
+    w = jnp.asarray(np.random.default_rng(1).uniform(size=20))
+    built = jax.jit(lambda r, xc, wc: in_program(r, xc, wc, "diag"))(
+        request, x.reshape(4, 5, 2), w.reshape(4, 5))
+    expected = default_prior(x, 3, "diag", sample_weight=w)
+    for a, b in zip(built, expected):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    given = default_prior(x, 2, "diag")
+    assert in_program(given, x, w, "diag") is given
 
 
 def test_prior_values_are_traced_not_static(rng):
