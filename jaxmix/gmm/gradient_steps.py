@@ -24,7 +24,7 @@ import optax
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.gradient import Objective, Unconstrained
 from jaxmix.gmm.objective import STALL_ITERATIONS
-from jaxmix.gmm.stats import accurate_restarts, per_restart_path
+from jaxmix.gmm.stats import accurate_restarts, one_by_one, per_restart_path, static_path
 from jaxmix.numerics import all_finite
 from jaxmix.optimizers import resolve
 
@@ -190,15 +190,16 @@ def batched_gradient_step(optimizer, objective: Objective, tol, mini_batch: bool
     parameters, the exact one otherwise, as EM does
     (:func:`jaxmix.gmm.stats.per_restart_path`)."""
     make = mini_batch_step if mini_batch else full_batch_step
-    if objective.path != "auto":
-        inner = jax.vmap(make(optimizer, objective))
-    else:
+
+    def inner(states: GradientState):
+        if objective.path != "auto":
+            return jax.vmap(make(optimizer, objective))(states)
         gemm, exact = (jax.vmap(make(optimizer, objective._replace(path=p)))
                        for p in ("gemm", "exact"))
-
-        def inner(states: GradientState):
-            params = jax.vmap(objective.params)(states.params)
-            return per_restart_path(accurate_restarts(params), gemm(states), exact, states)
+        params = jax.vmap(objective.params)(states.params)
+        if static_path("auto", objective.data, params.means.shape[-2]) == "exact":
+            return one_by_one(exact, states)  # a small pass
+        return per_restart_path(accurate_restarts(params), gemm(states), exact, states)
 
     def step(states: GradientState):
         new, value = inner(states)

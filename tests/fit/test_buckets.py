@@ -57,8 +57,8 @@ def _same(a, b, atol=2e-5):
     # restarts that reach the same optimum differ in the last float32 bits)
     best_a, best_b = int(a.best), int(b.best)
     np.testing.assert_allclose(np.asarray(a.objective)[[best_a, best_b]],
-                               np.asarray(b.objective)[[best_b, best_a]], rtol=1e-6,
-                               err_msg="best")
+                               np.asarray(b.objective)[[best_b, best_a]], rtol=1e-5,
+                               err_msg="best")  # the objectives' own tolerance
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         assert u.shape == v.shape
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=atol)
@@ -160,7 +160,10 @@ def test_padded_streamed_kmeans_keeps_samples_beyond_the_init_sample(tmp_path):
 
 
 def test_padded_gradient_fit_equals_unpadded():
-    opt = optax.adam(0.05)
+    # sgd: adam's normalised steps turn rounding-level gradient differences
+    # (another reduction order over the padded rows, on the exact path this
+    # small fit takes) into steps of the learning rate's size (9e-4 here)
+    opt = optax.sgd(0.05)
     padded = jaxmix.fit_gradient(0, X, 3, opt, n_restarts=3, max_iter=30)
     with exact_shapes():
         exact = jaxmix.fit_gradient(0, X, 3, opt, n_restarts=3, max_iter=30)

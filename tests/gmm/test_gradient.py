@@ -190,8 +190,11 @@ def test_gradient_fit_stays_at_map_em_optimum(rng, name):
         max_iter=MAX_ITER)
     data = chunk(jnp.asarray(x))
     at_start = float(mean_log_posterior(start, data, prior))
-    hist = np.asarray(gd.history[0], np.float64)
-    # float32, and the fit's objective is on the GEMM path (error ~ eps * kappa)
+    # the recorded iterations (on this small problem the exact path: at the
+    # optimum its objective can stop changing, and the fit stops there)
+    hist = np.asarray(gd.history[0], np.float64)[:int(gd.n_iter[0])]
+    assert hist.size >= 10
+    # float32 (on the GEMM path the error is ~ eps * kappa)
     np.testing.assert_allclose(hist[0], at_start, rtol=3e-6)
     tol = 2e-5 if name == "adam" else 1e-5
     assert np.all(np.abs(hist - hist[0]) < tol), (name, np.abs(hist - hist[0]).max())

@@ -14,6 +14,7 @@ import pytest
 from jaxmix import GMMParams, fit_gmm
 from jaxmix.compiling import jit
 from jaxmix.gmm import em_step, family
+from jaxmix.gmm import stats
 from jaxmix.gmm.stats import GEMM_ERROR_BUDGET, gemm_is_accurate
 from jaxmix.gmm.step import batched_em_step
 from jaxmix.data.chunked import chunk
@@ -27,6 +28,18 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def auto_switches():
+    """These passes are small: without this, "auto" would take the exact path
+    alone (gmm.stats.static_path) and the switch would go untested. Programs
+    traced either way are dropped before and after."""
+    jax.clear_caches()
+    before, stats.SMALL_PASS = stats.SMALL_PASS, -1
+    yield
+    stats.SMALL_PASS = before
+    jax.clear_caches()
 
 
 def far_blobs(distance, seed=0, anisotropic=False):
@@ -241,3 +254,27 @@ def test_exact_pass_runs_per_group_of_restarts():
     np.testing.assert_array_equal(got, np.where(np.asarray(ok)[:, None], arg + 0.5, -arg))
     assert seen == [(2, 3)]
     assert [exact_groups(r) for r in (1, 2, 3, 4, 6, 8, 12, 16, 24)] == [1, 2, 3, 4, 6, 8, 6, 8, 8]
+
+
+def test_small_passes_take_the_exact_path_alone(monkeypatch):
+    """``auto`` is the exact path alone where one restart's pass is small:
+    no switch (no cond) in the E-step, the exact path's numbers."""
+    data = chunk(jnp.ones((100, 3)), 40)  # 120 padded rows
+    monkeypatch.setattr(stats, "SMALL_PASS", 120 * 3 * 4)
+    assert stats.static_path("auto", data, 4) == "exact"
+    assert stats.static_path("auto", data, 5) == "auto"
+    assert stats.static_path("gemm", data, 4) == "gemm"
+    x, _, labels = far_blobs(3.0)
+    p64 = start_params(x, labels, "full")
+    p32 = jax.tree.map(lambda a: jnp.stack([a, a]).astype(jnp.float32), p64)
+    x32 = chunk(jnp.asarray(x, jnp.float32), 1000)
+
+    def conds(small):
+        monkeypatch.setattr(stats, "SMALL_PASS", 2 ** 19 if small else -1)
+        step = batched_em_step(x32, np.float32(1e-6), "auto")
+        return str(jax.make_jaxpr(step)(p32)).count(" cond[")
+    assert conds(small=True) < conds(small=False)
+    small, _ = jax.jit(batched_em_step(x32, np.float32(1e-6), "auto"))(p32)
+    exact, _ = batched_step(p32, x32, np.float32(1e-6), "exact")
+    for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(exact)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)  # float32
