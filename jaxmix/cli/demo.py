@@ -23,6 +23,7 @@ from jaxmix.cli.fit import best_row, fit_one, make_method, result_row, sweep
 from jaxmix.datasets import seed_blobs
 from jaxmix.io import save_params
 from jaxmix.numerics import float_dtype
+from jaxmix.validation import seed_key
 
 
 class Settings(NamedTuple):
@@ -54,7 +55,7 @@ def compare_methods(x, k: int, covariance_type: str, methods, *, n_restarts: int
         report.progress(f"[{i}/{len(methods)}] {method.name} at k={k} ({covariance_type}), "
                         f"{n_restarts} restarts ...")
         options = dict(n_restarts=n_restarts, max_iter=max_iter, tol=COMPARE_TOL)
-        key = jax.random.PRNGKey(seed)
+        key = seed_key(seed)  # built on the host: no eager program
         result, first = fit_one(key, x, k, covariance_type, method, **options)
         _, warm = fit_one(key, x, k, covariance_type, method, **options)
         report.progress(f"    done: first call {first:.1f} s, warm {warm:.3f} s")

@@ -8,10 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.atomic import atomic_write
+from jaxmix.compiling import jit
 from jaxmix.gmm import family, predict
 
 MATPLOTLIB_HINT = "pip install matplotlib, or install jaxmix with its 'experiments' extra"
@@ -122,15 +124,23 @@ def _pyplot():
 
 def full_covariances(params) -> np.ndarray:
     """``(k, d, d)`` covariance matrices of any covariance type: the family's
-    sampling map applied to the unit vectors (noise ``z M`` has covariance ``M^T M``)."""
-    fam, (k, d) = family(params.covariance_type), params.means.shape
-    pc = jnp.asarray(params.precisions_cholesky)
-    out = []
-    for j in range(k):
-        m = np.asarray(fam.sample_noise(jnp.eye(d, dtype=pc.dtype), pc, jnp.full(d, j)),
-                       np.float64)
-        out.append(m.T @ m)
-    return np.stack(out)
+    sampling map applied to the unit vectors (noise ``z M`` has covariance
+    ``M^T M``; the product in float64)."""
+    k, d = params.means.shape
+    m = np.asarray(_sampling_maps(jnp.asarray(params.precisions_cholesky),
+                                  covariance_type=params.covariance_type, k=k, d=d), np.float64)
+    return np.einsum("kij,kil->kjl", m, m)
+
+
+@jit(static_argnames=("covariance_type", "k", "d"))
+def _sampling_maps(pc, *, covariance_type: str, k: int, d: int):
+    """``(k, d, d)``: each component's ``M`` (one program, not an eager
+    operation per step: those cost the demo a compile each)."""
+    fam, eye = family(covariance_type), jnp.eye(d, dtype=pc.dtype)
+    return jax.vmap(lambda j: fam.sample_noise(eye, pc, jnp.full((d,), j)))(jnp.arange(k))
+
+
+_labels = jit(predict)  # the scatter's colours, one program
 
 
 def _projection(x: np.ndarray):
@@ -156,7 +166,7 @@ def plot_fit(path, x, params, title: str) -> None:
     z = (x - centre) @ basis
     means = (np.asarray(params.means, np.float64) - centre) @ basis
     covs = basis.T @ full_covariances(params) @ basis
-    colour = np.asarray(predict(params, jnp.asarray(x, params.means.dtype)))
+    colour = np.asarray(_labels(params, np.asarray(x, params.means.dtype)))
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     ax.scatter(z[:, 0], z[:, 1], s=4, c=colour, cmap="viridis", alpha=0.6)
     for mean, cov in zip(means, covs):

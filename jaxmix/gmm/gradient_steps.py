@@ -24,7 +24,7 @@ import optax
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.gradient import Objective, Unconstrained
 from jaxmix.gmm.objective import STALL_ITERATIONS
-from jaxmix.gmm.stats import accurate_restarts, one_by_one, per_restart_path, static_path
+from jaxmix.gmm.stats import accurate_restarts, per_restart_path, static_path
 from jaxmix.numerics import all_finite
 from jaxmix.optimizers import resolve
 
@@ -198,7 +198,7 @@ def batched_gradient_step(optimizer, objective: Objective, tol, mini_batch: bool
                        for p in ("gemm", "exact"))
         params = jax.vmap(objective.params)(states.params)
         if static_path("auto", objective.data, params.means.shape[-2]) == "exact":
-            return one_by_one(exact, states)  # a small pass
+            return exact(states)  # a small pass
         return per_restart_path(accurate_restarts(params), gemm(states), exact, states)
 
     def step(states: GradientState):

@@ -53,13 +53,12 @@ PATHS = ("auto", "gemm", "exact")
 
 # "auto" takes the exact path alone when one restart's E-step pass over
 # in-memory data has at most this many elements n * d * k (the restarts
-# batched with it do not count: a restart's path never depends on them).
-# There compiling both paths and the switch is what costs: 0.24 s of the
-# seed fit's 1.78 s first call (n=1250, d=2, k=3, R=10). Run a restart at a
-# time (one_by_one: bitwise independent of the batch), the exact pass costs
-# per restart-iteration (float32, 2-core CPU, session 34; before -> after):
-# seed 0.065 -> 0.167 ms (the fit's warm call 12 -> 23 ms; sklearn 42 ms),
-# wine (k=8) 0.33 -> 0.20, correlated n=5e3, d=8, k=8: 1.15 -> 0.90.
+# batched with it do not count). There compiling both paths and the switch
+# is what costs: 0.24 s of the seed fit's 1.78 s first call (n=1250, d=2,
+# k=3, R=10). Per restart-iteration the exact pass then costs (float32,
+# 2-core CPU, session 34, "auto" before -> the exact path): seed 0.065 ->
+# 0.104 ms, wine (k=8, R=8) 0.33 -> 0.21, correlated n=5e3, d=8, k=8, R=8
+# 1.15 -> 0.58 (and n=2e4, d=16, k=16: 12.2 -> 9.9, above the threshold).
 SMALL_PASS = 2 ** 19
 
 # Largest tolerated ``eps * kappa`` (see gemm_is_accurate) on the GEMM path.
@@ -261,19 +260,13 @@ def static_path(path: str, data, k: int) -> str:
     """``path``, with ``"auto"`` taken as ``"exact"`` when one restart's pass
     of ``k`` components over in-memory ``data``
     (:class:`~jaxmix.data.chunked.Chunked`, static shapes) is small
-    (:data:`SMALL_PASS`): the accurate path, with no bound to check. The
-    caller runs it per restart (:func:`one_by_one`), so that a restart's
-    result does not depend on the restarts beside it, bit for bit."""
+    (:data:`SMALL_PASS`): the accurate path, with no bound to check, run on
+    the whole batch. A restart's result then depends on the restarts beside
+    it at rounding level only (XLA's reductions follow the batch's shape;
+    "auto"'s grouped exact passes are bitwise independent in float64)."""
     if path != "auto" or not isinstance(data, Chunked):
         return path
     return "exact" if data.x.size * k <= SMALL_PASS else path
-
-
-def one_by_one(fn, arg):
-    """``fn`` of the restart-batched ``arg``, one restart at a time: each
-    restart's pass has the same shapes, hence the same rounding, however
-    many restarts run (on a small pass that costs little)."""
-    return by_groups(fn, arg, jax.tree.leaves(arg)[0].shape[0])
 
 
 def per_restart_path(ok, fast, exact_fn, arg):
@@ -287,6 +280,10 @@ def per_restart_path(ok, fast, exact_fn, arg):
     does not depend on the restarts batched with it (its values are equal bit
     for bit in the tests' float64; in float32 batch shapes still change the
     rounding, ~1e-7)."""
+    r = ok.shape[0]
+    g = exact_groups(r)
+    split = lambda t: t.reshape((g, r // g) + t.shape[1:])  # noqa: E731
+
     def group(args):
         ok_g, fast_g, arg_g = args
 
@@ -296,17 +293,10 @@ def per_restart_path(ok, fast, exact_fn, arg):
                 fast_g, exact_fn(a))
         return jax.lax.cond(jnp.all(ok_g), lambda a: fast_g, mixed, arg_g)
 
-    return jax.lax.cond(jnp.all(ok), lambda a: fast, lambda a: by_groups(group, (ok, fast, a)),
-                        arg)
-
-
-def by_groups(fn, arg, g: int | None = None):
-    """``fn`` applied to ``g`` restart groups (default :func:`exact_groups`)
-    of the restart-batched ``arg`` in turn, the results joined."""
-    r = jax.tree.leaves(arg)[0].shape[0]
-    g = exact_groups(r) if g is None else g
-    out = jax.lax.map(fn, jax.tree.map(lambda t: t.reshape((g, r // g) + t.shape[1:]), arg))
-    return jax.tree.map(lambda t: t.reshape((r,) + t.shape[2:]), out)
+    def grouped(a):
+        out = jax.lax.map(group, jax.tree.map(split, (ok, fast, a)))
+        return jax.tree.map(lambda t: t.reshape((r,) + t.shape[2:]), out)
+    return jax.lax.cond(jnp.all(ok), lambda a: fast, grouped, arg)
 
 
 def accurate_restarts(params: GMMParams, white: Whitening | None = None) -> jax.Array:

@@ -21,7 +21,7 @@ from jaxmix.gmm.frozen import hold_params, hold_stats
 from jaxmix.gmm.missing import batched_e_step as missing_e_step
 from jaxmix.gmm.objective import mean_log_posterior, per_sample
 from jaxmix.gmm.stats import (GMMStats, accurate_restarts, batched_e_step, e_step,
-                              one_by_one, per_restart_path, static_path)
+                              per_restart_path, static_path)
 from jaxmix.gmm.update import enforce_mask, m_step, m_step_moments, shift_stats
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
@@ -53,9 +53,9 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
             return missing_e_step(params, data)
         if path != "auto":
             return batched_e_step(params, data, path, white)
-        exact = lambda q: batched_e_step(q, data, "exact")  # noqa: E731
         if static_path(path, data, params.means.shape[-2]) == "exact":  # a small pass
-            return one_by_one(exact, params)
+            return batched_e_step(params, data, "exact")
+        exact = lambda q: batched_e_step(q, data, "exact")  # noqa: E731
         # Each restart takes its own path, so its result does not depend on
         # the restarts beside it: the GEMM statistics of every restart, and
         # the exact pass per group of restarts, run only for groups where some
