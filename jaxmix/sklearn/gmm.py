@@ -165,14 +165,20 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
 
     # ---- fitting ---------------------------------------------------------
 
+    @native_dtype
     def fit(self, X, y=None):
         """Estimate the parameters with EM (``n_init`` restarts in one batched call)."""
-        self.fit_predict(X, y)
+        self._fit(X)
         return self
 
     @native_dtype
     def fit_predict(self, X, y=None):
         """Fit, then return the most probable component of each sample."""
+        return self.predict(self._fit(X))
+
+    def _fit(self, X):
+        """Fit to ``X``; returns ``X`` validated (``fit`` does not predict:
+        that would be one more program and pass)."""
         self._validate_params()
         check_int(self.n_init, "n_init")  # scikit-learn's Interval takes a bool
         X = checked_X(self, X, ensure_min_samples=2)
@@ -210,7 +216,7 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         self.lower_bounds_ = [float(v) for v in history[~np.isnan(history)]]
         self.lower_bound_ = (float(result.objective[best]) if self.max_iter > 0
                              else -np.inf)
-        return self.predict(X)
+        return X
 
     def _run(self, key, X, init_params, n_restarts: int, warm: bool):
         """The functional fit: EM (MAP-EM with ``prior``), or ``optimizer``'s
