@@ -55,10 +55,13 @@ PATHS = ("auto", "gemm", "exact")
 # in-memory data has at most this many elements n * d * k (the restarts
 # batched with it do not count). There compiling both paths and the switch
 # is what costs: 0.24 s of the seed fit's 1.78 s first call (n=1250, d=2,
-# k=3, R=10). Per restart-iteration the exact pass then costs (float32,
-# 2-core CPU, session 34, "auto" before -> the exact path): seed 0.065 ->
-# 0.104 ms, wine (k=8, R=8) 0.33 -> 0.21, correlated n=5e3, d=8, k=8, R=8
-# 1.15 -> 0.58 (and n=2e4, d=16, k=16: 12.2 -> 9.9, above the threshold).
+# k=3, R=10), 1.5-2 s of `jaxmix demo`'s first run. The price is warm time
+# where the GEMM path is cheap and accurate (low d): per restart-iteration
+# (float32, 2-core CPU, session 34, "auto" before -> the exact path) seed
+# 0.065 -> 0.104 ms, and the demo's 1000-iteration EM fit of the seed data
+# 0.047 -> 0.122 s warm; on correlated data exact is the faster one: wine
+# (k=8, R=8) 0.33 -> 0.21, n=5e3, d=8, k=8, R=8 1.15 -> 0.58 (and n=2e4,
+# d=16, k=16: 12.2 -> 9.9, above the threshold).
 SMALL_PASS = 2 ** 19
 
 # Largest tolerated ``eps * kappa`` (see gemm_is_accurate) on the GEMM path.
