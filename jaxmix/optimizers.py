@@ -20,25 +20,37 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import numbers
 
 import optax
 
-_PLAIN = (bool, int, float, str, type(None))
 
-
-def _plain(value) -> bool:
-    """A number, string, bool or None, or a tuple of them (hashable, pickled
-    without code)."""
+def _plain(value):
+    """``value`` as a Python bool, int, float, str or None (NumPy scalars
+    converted), or a tuple of them: hashable, pickled without code. None
+    where it is none of these, or a number that is not finite."""
     if isinstance(value, tuple):
-        return all(_plain(v) for v in value)
-    return isinstance(value, _PLAIN)
+        items = tuple(_plain(v) for v in value)
+        return None if any(i is None and v is not None for i, v in zip(items, value)) else items
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
+        return float(value)
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
 class NamedOptimizer:
     """``optax.<name>(**dict(options))``, built on first use. Build it with
-    :func:`named_optimizer`; it has ``init`` and ``update`` (with optax's
-    extra arguments, so line searches such as ``lbfgs`` get ``value_fn``)."""
+    :func:`named_optimizer` (which checks the name and options); it has
+    ``init`` and ``update`` (with optax's extra arguments, so line searches
+    such as ``lbfgs`` get ``value_fn``). Each distinct option value is its
+    own program: to sweep a learning rate without recompiling, pass
+    ``optax.inject_hyperparams(optax.adam)(learning_rate=...)`` itself and
+    vary ``hyperparams`` in the fit."""
     name: str
     options: tuple = ()  # sorted (keyword, value) pairs
 
@@ -52,7 +64,7 @@ class NamedOptimizer:
         return self.transformation().update(updates, state, params, **extra_args)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64, typed=True)
 def _build(name: str, options: tuple) -> optax.GradientTransformationExtraArgs:
     built = getattr(optax, name)(**dict(options))
     if not isinstance(built, optax.GradientTransformation):
@@ -75,12 +87,14 @@ def named_optimizer(name: str, **options) -> NamedOptimizer:
     if not callable(factory) or isinstance(factory, type):
         raise ValueError(f"named_optimizer: name must be an optax optimizer's factory "
                          f"('adam', 'sgd', 'lbfgs', ...), got {name!r}")
+    plain = {}
     for key, value in options.items():
-        if not _plain(value):
-            raise ValueError(f"named_optimizer: option {key}={value!r} is not a number, "
-                             "string, bool, None or tuple of them; pass the optax object "
-                             f"itself (optax.{name}(...)) to use it")
-    spec = NamedOptimizer(name, tuple(sorted(options.items())))
+        plain[key] = _plain(value)
+        if plain[key] is None and value is not None:
+            raise ValueError(f"named_optimizer: option {key}={value!r} is not a finite "
+                             "number, string, bool, None or tuple of them; pass the optax "
+                             f"object itself (optax.{name}(...)) to use it")
+    spec = NamedOptimizer(name, tuple(sorted(plain.items())))
     try:
         spec.transformation()
     except TypeError as err:

@@ -72,6 +72,11 @@ def test_named_optimizers_are_values():
     plain = optax.sgd(0.1)
     assert resolve(plain) is plain
     assert isinstance(a, NamedOptimizer)
+    # NumPy scalars are the Python numbers they hold; 1 and 1.0 stay apart
+    assert named_optimizer("adam", learning_rate=np.float32(0.5)) == named_optimizer(
+        "adam", learning_rate=0.5)
+    assert type(dict(named_optimizer("sgd", learning_rate=np.int64(1)).options)[
+        "learning_rate"]) is int
 
 
 @pytest.mark.parametrize("name, options, match", [
@@ -80,6 +85,8 @@ def test_named_optimizers_are_values():
     ("GradientTransformation", {}, "name must be"),
     ("adam", {"learning_rate": optax.constant_schedule(0.1)}, "learning_rate=.* pass the optax"),
     ("adam", {"learning_rat": 0.1}, r"optax.adam\(.*\) failed"),
+    ("adam", {"learning_rate": float("nan")}, "not a finite number"),
+    ("adam", {"learning_rate": np.array([0.1, 0.2])}, "not a finite number"),
     ("apply_updates", {}, "failed"),
 ])
 def test_bad_names_and_arguments_are_named(name, options, match):

@@ -24,7 +24,7 @@ import optax
 from jaxmix.data.chunked import one_chunk
 from jaxmix.gmm.gradient import Objective, Unconstrained
 from jaxmix.gmm.objective import STALL_ITERATIONS
-from jaxmix.gmm.stats import accurate_restarts, per_restart_path, static_path
+from jaxmix.gmm.stats import accurate_restarts, auto_path
 from jaxmix.numerics import all_finite
 from jaxmix.optimizers import resolve
 
@@ -188,7 +188,7 @@ def batched_gradient_step(optimizer, objective: Objective, tol, mini_batch: bool
     iteration and per restart, the GEMM loss while
     :func:`jaxmix.gmm.stats.accurate_restarts` holds at the restart's current
     parameters, the exact one otherwise, as EM does
-    (:func:`jaxmix.gmm.stats.per_restart_path`)."""
+    (:func:`jaxmix.gmm.stats.auto_path`: on a small pass the exact one alone)."""
     make = mini_batch_step if mini_batch else full_batch_step
 
     def inner(states: GradientState):
@@ -197,9 +197,8 @@ def batched_gradient_step(optimizer, objective: Objective, tol, mini_batch: bool
         gemm, exact = (jax.vmap(make(optimizer, objective._replace(path=p)))
                        for p in ("gemm", "exact"))
         params = jax.vmap(objective.params)(states.params)
-        if static_path("auto", objective.data, params.means.shape[-2]) == "exact":
-            return exact(states)  # a small pass
-        return per_restart_path(accurate_restarts(params), gemm(states), exact, states)
+        return auto_path(objective.data, params, lambda: accurate_restarts(params),
+                         lambda: gemm(states), exact, states)
 
     def step(states: GradientState):
         new, value = inner(states)

@@ -51,18 +51,18 @@ from jaxmix.params import GMMParams
 
 PATHS = ("auto", "gemm", "exact")
 
-# "auto" takes the exact path alone when one restart's E-step pass over
-# in-memory data has at most this many elements n * d * k (the restarts
-# batched with it do not count). There compiling both paths and the switch
-# is what costs: 0.24 s of the seed fit's 1.78 s first call (n=1250, d=2,
-# k=3, R=10), 1.5-2 s of `jaxmix demo`'s first run. The price is warm time
-# where the GEMM path is cheap and accurate (low d): per restart-iteration
-# (float32, 2-core CPU, session 34, "auto" before -> the exact path) seed
-# 0.065 -> 0.104 ms, and the demo's 1000-iteration EM fit of the seed data
-# 0.047 -> 0.122 s warm; on correlated data exact is the faster one: wine
-# (k=8, R=8) 0.33 -> 0.21, n=5e3, d=8, k=8, R=8 1.15 -> 0.58 (and n=2e4,
-# d=16, k=16: 12.2 -> 9.9, above the threshold).
-SMALL_PASS = 2 ** 19
+# "auto" takes the exact path alone when one E-step pass of the batch over
+# in-memory data has at most this many elements n * d * k * R (R: restarts
+# stepped together). There compiling both paths and the switch is what
+# costs: 0.24 s of the seed fit's 1.78 s first call (n=1250, d=2, k=3,
+# R=10: 75,000). The price is warm time where the GEMM path is cheap and
+# accurate, so the bound is small: per restart-iteration (float32, 2-core
+# CPU, session 34, the switch -> the exact path alone) seed 0.065 -> 0.104
+# ms (its 1000-iteration demo fit 0.047 -> 0.122 s warm); digits (PCA 10,
+# k=10, R=16: 2.9e6, above the bound) would be 0.105 -> 0.291 s per fit;
+# where the switch falls back anyway, exact alone is faster (wine, k=8,
+# R=8: 0.33 -> 0.21 ms; correlated n=5e3, d=8, k=8, R=8: 1.15 -> 0.58).
+SMALL_PASS = 2 ** 17
 
 # Largest tolerated ``eps * kappa`` (see gemm_is_accurate) on the GEMM path.
 # Measured on the batched (vmapped) step: the covariance error relative to the
@@ -259,17 +259,29 @@ def exact_groups(n_restarts: int) -> int:
     return max(g for g in range(1, min(n_restarts, 8) + 1) if n_restarts % g == 0)
 
 
-def static_path(path: str, data, k: int) -> str:
-    """``path``, with ``"auto"`` taken as ``"exact"`` when one restart's pass
-    of ``k`` components over in-memory ``data``
+def static_path(path: str, data, k: int, n_restarts: int) -> str:
+    """``path``, with ``"auto"`` taken as ``"exact"`` when one pass of
+    ``n_restarts`` restarts of ``k`` components over in-memory ``data``
     (:class:`~jaxmix.data.chunked.Chunked`, static shapes) is small
     (:data:`SMALL_PASS`): the accurate path, with no bound to check, run on
     the whole batch. A restart's result then depends on the restarts beside
     it at rounding level only (XLA's reductions follow the batch's shape;
-    "auto"'s grouped exact passes are bitwise independent in float64)."""
+    the switch's grouped exact passes are bitwise independent in float64)."""
     if path != "auto" or not isinstance(data, Chunked):
         return path
-    return "exact" if data.x.size * k <= SMALL_PASS else path
+    return "exact" if data.x.size * k * n_restarts <= SMALL_PASS else path
+
+
+def auto_path(data, params: GMMParams, accurate, fast, exact_fn, arg):
+    """``path="auto"`` of a batched step on restart-batched ``arg`` whose
+    models are ``params``: the exact path alone on a small pass
+    (:func:`static_path`), else each restart's own (:func:`per_restart_path`).
+    ``accurate()`` (the restarts' bound) and ``fast()`` (their GEMM-path
+    result) are traced only where needed."""
+    n_restarts, k = params.means.shape[:2]
+    if static_path("auto", data, k, n_restarts) == "exact":
+        return exact_fn(arg)
+    return per_restart_path(accurate(), fast(), exact_fn, arg)
 
 
 def per_restart_path(ok, fast, exact_fn, arg):

@@ -20,8 +20,8 @@ from jaxmix.gmm.covariance import family
 from jaxmix.gmm.frozen import hold_params, hold_stats
 from jaxmix.gmm.missing import batched_e_step as missing_e_step
 from jaxmix.gmm.objective import mean_log_posterior, per_sample
-from jaxmix.gmm.stats import (GMMStats, accurate_restarts, batched_e_step, e_step,
-                              per_restart_path, static_path)
+from jaxmix.gmm.stats import (GMMStats, accurate_restarts, auto_path, batched_e_step,
+                              e_step)
 from jaxmix.gmm.update import enforce_mask, m_step, m_step_moments, shift_stats
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
@@ -53,16 +53,14 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
             return missing_e_step(params, data)
         if path != "auto":
             return batched_e_step(params, data, path, white)
-        if static_path(path, data, params.means.shape[-2]) == "exact":  # a small pass
-            return batched_e_step(params, data, "exact")
-        exact = lambda q: batched_e_step(q, data, "exact")  # noqa: E731
-        # Each restart takes its own path, so its result does not depend on
-        # the restarts beside it: the GEMM statistics of every restart, and
-        # the exact pass per group of restarts, run only for groups where some
-        # restart needs it, taken by those restarts.
+        # Each restart takes its own path (on a small pass, the exact one), so
+        # its result does not depend on the restarts beside it: the GEMM
+        # statistics of every restart, and the exact pass per group of
+        # restarts, run only for groups where some restart needs it.
         # Only the E-step is branched: the M-step below is compiled once.
-        return per_restart_path(accurate_restarts(params, white),
-                                batched_e_step(params, data, "gemm", white), exact, params)
+        return auto_path(data, params, lambda: accurate_restarts(params, white),
+                         lambda: batched_e_step(params, data, "gemm", white),
+                         lambda q: batched_e_step(q, data, "exact"), params)
 
     def step(params: GMMParams, row_mask=None):
         row_mask = mask if row_mask is None else row_mask

@@ -260,20 +260,21 @@ def test_small_passes_take_the_exact_path_alone(monkeypatch):
     """``auto`` is the exact path alone where one restart's pass is small:
     no switch (no cond) in the E-step, the exact path's numbers."""
     data = chunk(jnp.ones((100, 3)), 40)  # 120 padded rows
-    monkeypatch.setattr(stats, "SMALL_PASS", 120 * 3 * 4)
-    assert stats.static_path("auto", data, 4) == "exact"
-    assert stats.static_path("auto", data, 5) == "auto"
-    assert stats.static_path("gemm", data, 4) == "gemm"
+    monkeypatch.setattr(stats, "SMALL_PASS", 120 * 3 * 4 * 2)
+    assert stats.static_path("auto", data, 4, 2) == "exact"
+    assert stats.static_path("auto", data, 5, 2) == "auto"
+    assert stats.static_path("auto", data, 4, 3) == "auto"
+    assert stats.static_path("gemm", data, 4, 2) == "gemm"
     x, _, labels = far_blobs(3.0)
     p64 = start_params(x, labels, "full")
     p32 = jax.tree.map(lambda a: jnp.stack([a, a]).astype(jnp.float32), p64)
     x32 = chunk(jnp.asarray(x, jnp.float32), 1000)
 
     def conds(small):
-        monkeypatch.setattr(stats, "SMALL_PASS", 2 ** 19 if small else -1)
+        monkeypatch.setattr(stats, "SMALL_PASS", 2 ** 20 if small else -1)  # 4000 x 6 x 4 x 2
         step = batched_em_step(x32, np.float32(1e-6), "auto")
         return str(jax.make_jaxpr(step)(p32)).count(" cond[")
-    assert conds(small=True) < conds(small=False)
+    assert conds(small=False) > conds(small=True)  # leaves the small-pass rule on
     small, _ = jax.jit(batched_em_step(x32, np.float32(1e-6), "auto"))(p32)
     exact, _ = batched_step(p32, x32, np.float32(1e-6), "exact")
     for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(exact)):
