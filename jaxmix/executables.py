@@ -55,7 +55,8 @@ MAX_FILES = 512
 MAX_LOADED = 32  # x 400-1,400 memory mappings each, against the kernel's 65,530
 MAGIC = b"jaxmix-executable-1\n"
 # Modules whose objects may appear in a key's pickle: their code is pinned by
-# the versions in the key (optax's too: a named optimizer builds its code).
+# the versions in the key. optax is not among them, but its version is in the
+# key too: a named optimizer (plain values here) builds optax's code.
 TRUSTED_MODULES = ("jaxmix", "jax", "jaxlib", "numpy", "builtins", "copyreg", "collections",
                    "_codecs", "enum", "functools", "operator", "math")
 

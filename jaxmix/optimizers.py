@@ -26,20 +26,34 @@ import numbers
 import optax
 
 
+_NOT_PLAIN = object()
+
+
 def _plain(value):
     """``value`` as a Python bool, int, float, str or None (NumPy scalars
-    converted), or a tuple of them: hashable, pickled without code. None
-    where it is none of these, or a number that is not finite."""
+    converted), or a tuple of them: hashable, pickled without code;
+    ``_NOT_PLAIN`` for anything else, or a number that is not finite."""
     if isinstance(value, tuple):
         items = tuple(_plain(v) for v in value)
-        return None if any(i is None and v is not None for i, v in zip(items, value)) else items
+        return _NOT_PLAIN if _NOT_PLAIN in items else items
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real) and math.isfinite(float(value)):
         return float(value)
-    return None
+    return _NOT_PLAIN
+
+
+def optax_factory(name):
+    """``optax.<name>`` if it is a public factory function (``ValueError``
+    naming ``name`` otherwise)."""
+    factory = getattr(optax, name, None) if isinstance(name, str) and \
+        not name.startswith("_") else None
+    if not callable(factory) or isinstance(factory, type):
+        raise ValueError(f"named_optimizer: name must be an optax optimizer's factory "
+                         f"('adam', 'sgd', 'lbfgs', ...), got {name!r}")
+    return factory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,15 +96,11 @@ def named_optimizer(name: str, **options) -> NamedOptimizer:
     ``ValueError`` names what is wrong; the optimizer is built once here so
     that a bad argument fails now, not inside a fit.
     """
-    factory = getattr(optax, name, None) if isinstance(name, str) and \
-        not name.startswith("_") else None
-    if not callable(factory) or isinstance(factory, type):
-        raise ValueError(f"named_optimizer: name must be an optax optimizer's factory "
-                         f"('adam', 'sgd', 'lbfgs', ...), got {name!r}")
+    optax_factory(name)
     plain = {}
     for key, value in options.items():
         plain[key] = _plain(value)
-        if plain[key] is None and value is not None:
+        if plain[key] is _NOT_PLAIN:
             raise ValueError(f"named_optimizer: option {key}={value!r} is not a finite "
                              "number, string, bool, None or tuple of them; pass the optax "
                              f"object itself (optax.{name}(...)) to use it")

@@ -12,14 +12,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
-import optax
 
 from jaxmix.cli.data import UsageError
 from jaxmix.criteria import aic, bic, score_samples_chunked
 from jaxmix.fit.gmm import fit_gmm
 from jaxmix.fit.gradient import fit_gradient
 from jaxmix.fit.select import select_k
-from jaxmix.optimizers import NamedOptimizer, named_optimizer
+from jaxmix.optimizers import NamedOptimizer, named_optimizer, optax_factory
 from jaxmix.params import GMMParams
 
 DEFAULT_LEARNING_RATE = 0.03
@@ -88,11 +87,12 @@ def make_method(name: str, learning_rate: float | None = None, prior: str | None
 
 
 def _optax_optimizer(name: str, learning_rate: float | None):
-    factory = getattr(optax, name, None) if not name.startswith("_") else None
     hint = ("--method: give 'em', 'map-em' or the name of an optax optimizer (adam, sgd, "
             "adamw, rmsprop, lbfgs, ...)")
-    if not callable(factory) or isinstance(factory, type):
-        raise UsageError(f"{hint}; {name!r} is none of these")
+    try:
+        factory = optax_factory(name)
+    except ValueError:
+        raise UsageError(f"{hint}; {name!r} is none of these") from None
     param = inspect.signature(factory).parameters.get("learning_rate")
     if param is None:
         raise UsageError(f"{hint}; optax.{name} takes no learning_rate, it is not an optimizer")

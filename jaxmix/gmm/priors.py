@@ -182,11 +182,24 @@ class DefaultPriorOf(NamedTuple):
     degrees_of_freedom: jax.Array
 
 
+# default_prior's hyper-parameters (nu: d + 2)
+WEIGHT_CONCENTRATION, MEAN_PRECISION = 1.0, 0.01
+
+
 def default_prior_of(n_components: int, n_features: int, dtype) -> DefaultPriorOf:
     """The request for :func:`default_prior` with its defaults, for
     ``n_components`` components of ``n_features``-dimensional data."""
     return DefaultPriorOf(*(np.asarray(v, dtype) for v in (
-        float(n_components) ** (2.0 / n_features), 1.0, 0.01, n_features + 2.0)))
+        _scale(n_components, n_features), WEIGHT_CONCENTRATION, MEAN_PRECISION,
+        _dof(n_features, None))))
+
+
+def _scale(n_components: int, d: int) -> float:
+    return float(n_components) ** (2.0 / d)
+
+
+def _dof(d: int, degrees_of_freedom):
+    return d + 2.0 if degrees_of_freedom is None else degrees_of_freedom
 
 
 def in_program(prior, x, w, covariance_type: str):
@@ -201,7 +214,7 @@ def in_program(prior, x, w, covariance_type: str):
 
 
 def default_prior(x, n_components: int, covariance_type: str = "full", *, sample_weight=None,
-                  weight_concentration=1.0, mean_precision=0.01,
+                  weight_concentration=WEIGHT_CONCENTRATION, mean_precision=MEAN_PRECISION,
                   degrees_of_freedom=None) -> GMMPrior:
     """The data-dependent default prior (see the module docstring).
 
@@ -219,9 +232,8 @@ def default_prior(x, n_components: int, covariance_type: str = "full", *, sample
         x = x.astype(jnp.float32)
     n, d = x.shape
     w = jnp.ones((n,), x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
-    nu = d + 2.0 if degrees_of_freedom is None else degrees_of_freedom
-    return _default_prior(x, w, float(n_components) ** (2.0 / d), weight_concentration,
-                          mean_precision, nu, covariance_type)
+    return _default_prior(x, w, _scale(n_components, d), weight_concentration,
+                          mean_precision, _dof(d, degrees_of_freedom), covariance_type)
 
 
 @jit(static_argnames="covariance_type")

@@ -53,10 +53,10 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
             return missing_e_step(params, data)
         if path != "auto":
             return batched_e_step(params, data, path, white)
-        # Each restart takes its own path (on a small pass, the exact one), so
-        # its result does not depend on the restarts beside it: the GEMM
-        # statistics of every restart, and the exact pass per group of
-        # restarts, run only for groups where some restart needs it.
+        # Each restart takes its own path, so its result does not depend on
+        # the restarts beside it: the GEMM statistics of every restart, and
+        # the exact pass per group of restarts, run only for groups where some
+        # restart needs it (on a small pass, the exact path for the batch).
         # Only the E-step is branched: the M-step below is compiled once.
         return auto_path(data, params, lambda: accurate_restarts(params, white),
                          lambda: batched_e_step(params, data, "gemm", white),
