@@ -474,9 +474,9 @@ def report_large():
             f"| {r['score']:.4f} / {r['sklearn_score']:.4f} |"]
     notes = [f"n_iter of the best restart: jaxmix {r['n_iter']}, sklearn {r['sklearn_n_iter']}. "
              "Default settings of both (k-means init, tol 1e-3), sklearn with one thread; "
-             "jaxmix's warm = median of 2 further calls. A restart's pass here has n d k = "
-             f"{r['shape'][0] * r['shape'][1] * r['k']:.1e} elements, above "
-             "`jaxmix.gmm.stats.SMALL_PASS`: `auto` compiles both E-step paths.",
+             "jaxmix's warm = median of 2 further calls. A pass of all restarts here has n d k R = "
+             f"{r['shape'][0] * r['shape'][1] * r['k'] * r['r']:.1e} elements, above "
+             "`jaxmix.data.chunked.SMALL_PASS`: `auto` compiles both E-step paths.",
              "", f"Compiled: {r['top']}."]
     return rows, notes, r
 

@@ -35,6 +35,21 @@ CHUNK_ELEMENTS = 2 ** 22
 # Fewer rows than this per chunk make the per-chunk overhead dominate.
 MIN_CHUNK_ROWS = 256
 
+# A *small pass*: one pass of a batched step over in-memory data with at most
+# this many elements n * d * (what each sample meets per restart, e.g. k) *
+# (restarts stepped together), padded shapes. There compile time dominates
+# warm time, so fits compile their simplest program: the exact E-step alone
+# (jaxmix.gmm.stats.static_path) and every restart in its own slot
+# (jaxmix.fit.buckets.restart_slots). The seed notebook fit (n=1250 padded
+# to 1280, d=2, k=3 padded to 8, 10 restarts padded to 12: 245,760) is one:
+# 2-core CPU, session 35, its first call without a cache took 3.4 s with
+# both E-step paths and 8 Lloyd slots, 2.3 s as a small pass; warm, the
+# exact path alone costs it 18 -> 27 ms (scikit-learn 44 ms). digits
+# (PCA 10, k=10, R=16: 3.4e6) is not: the exact path alone was 2-2.8x slower
+# there warm (session 34); where the GEMM path's bound fails anyway it is
+# faster alone (wine, k=8, R=8: 0.33 -> 0.21 ms per restart-iteration).
+SMALL_PASS = 2 ** 18
+
 
 def chunk_rows(n: int, row_elements: int, shards: int = 1) -> int:
     """Rows per chunk for ``n`` samples whose largest per-chunk intermediate
@@ -44,6 +59,13 @@ def chunk_rows(n: int, row_elements: int, shards: int = 1) -> int:
     size = int(min(n, max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // max(1, int(row_elements)))))
     n_chunks = shards * -(-n // (shards * size))
     return max(1, -(-n // n_chunks))
+
+
+def small_pass(data, per_sample: int) -> bool:
+    """Whether one pass of ``per_sample`` restart-components per padded
+    sample over ``data`` is small (:data:`SMALL_PASS`): in-memory
+    :class:`Chunked` data only (static shapes; a stream's size is unknown)."""
+    return isinstance(data, Chunked) and data.x.size * int(per_sample) <= SMALL_PASS
 
 
 class Chunked(NamedTuple):

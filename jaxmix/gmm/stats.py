@@ -41,7 +41,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmix.data.chunked import Chunked
+from jaxmix.data.chunked import small_pass
 from jaxmix.data.reduce import reduce
 from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import weighted_log_prob
@@ -50,19 +50,6 @@ from jaxmix.numerics import HIGHEST, LOG_2PI, eps, normalise, safe_log
 from jaxmix.params import GMMParams
 
 PATHS = ("auto", "gemm", "exact")
-
-# "auto" takes the exact path alone when one E-step pass of the batch over
-# in-memory data has at most this many elements n * d * k * R (R: restarts
-# stepped together). There compiling both paths and the switch is what
-# costs: 0.24 s of the seed fit's 1.78 s first call (n=1250, d=2, k=3,
-# R=10: 75,000). The price is warm time where the GEMM path is cheap and
-# accurate, so the bound is small: per restart-iteration (float32, 2-core
-# CPU, session 34, the switch -> the exact path alone) seed 0.065 -> 0.104
-# ms (its 1000-iteration demo fit 0.047 -> 0.122 s warm); digits (PCA 10,
-# k=10, R=16: 2.9e6, above the bound) would be 0.105 -> 0.291 s per fit;
-# where the switch falls back anyway, exact alone is faster (wine, k=8,
-# R=8: 0.33 -> 0.21 ms; correlated n=5e3, d=8, k=8, R=8: 1.15 -> 0.58).
-SMALL_PASS = 2 ** 17
 
 # Largest tolerated ``eps * kappa`` (see gemm_is_accurate) on the GEMM path.
 # Measured on the batched (vmapped) step: the covariance error relative to the
@@ -261,15 +248,15 @@ def exact_groups(n_restarts: int) -> int:
 
 def static_path(path: str, data, k: int, n_restarts: int) -> str:
     """``path``, with ``"auto"`` taken as ``"exact"`` when one pass of
-    ``n_restarts`` restarts of ``k`` components over in-memory ``data``
-    (:class:`~jaxmix.data.chunked.Chunked`, static shapes) is small
-    (:data:`SMALL_PASS`): the accurate path, with no bound to check, run on
-    the whole batch. A restart's result then depends on the restarts beside
+    ``n_restarts`` restarts of ``k`` components over in-memory ``data`` is
+    small (:func:`jaxmix.data.chunked.small_pass`): the accurate path, with
+    no bound to check and one E-step compiled instead of two, run on the
+    whole batch. A restart's result then depends on the restarts beside
     it at rounding level only (XLA's reductions follow the batch's shape;
     the switch's grouped exact passes are bitwise independent in float64)."""
-    if path != "auto" or not isinstance(data, Chunked):
-        return path
-    return "exact" if data.x.size * k * n_restarts <= SMALL_PASS else path
+    if path == "auto" and small_pass(data, k * n_restarts):
+        return "exact"
+    return path
 
 
 def auto_path(data, params: GMMParams, accurate, fast, exact_fn, arg):

@@ -198,3 +198,19 @@ def test_a_k_sweep_compiles_two_programs_and_refits_compile_nothing():
     jaxmix.fit_gmm(1, x, 7, n_restarts=5, max_iter=120)
     jaxmix.fit_gmm(0, x[:165], 4, n_restarts=5)  # n within its sample bucket
     assert COMPILES["n"] == compiles
+
+
+def test_a_small_pass_gives_every_row_its_own_slot():
+    """The seed notebook fit's shapes (1280 padded rows, d=2, k=8, 12 rows)
+    are a small pass; ten times the rows or a stream are not. A small pass
+    runs every row in its own slot, else Lloyd takes 8 slots on a CPU."""
+    from jaxmix.data.chunked import SMALL_PASS, chunk, small_pass
+    from jaxmix.fit.buckets import restart_slots
+    data = chunk(np.zeros((1280, 2), np.float32), 640)
+    assert 1280 * 2 * 8 * 12 <= SMALL_PASS
+    assert small_pass(data, 8 * 12) and not small_pass(data, 8 * 120)
+    assert not small_pass(iter([np.zeros((1280, 2))]), 1)
+    assert restart_slots(12, "lloyd", small=True) == 12
+    assert restart_slots(120, "em", small=True) == 120
+    if jax.default_backend() == "cpu":
+        assert restart_slots(12, "lloyd") == 8 and restart_slots(120, "em") == 16

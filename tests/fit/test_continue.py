@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxmix as jm
-from jaxmix.gmm import stats
+from jaxmix.data import chunked
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_a_restart_does_not_depend_on_the_restarts_beside_it(monkeypatch):
 
     check(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-13))
     jax.clear_caches()  # the switch: programs traced without the small-pass rule
-    monkeypatch.setattr(stats, "SMALL_PASS", -1)
+    monkeypatch.setattr(chunked, "SMALL_PASS", -1)
     check(np.testing.assert_array_equal)
     jax.clear_caches()
 

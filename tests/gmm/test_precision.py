@@ -17,6 +17,7 @@ from jaxmix.gmm import em_step, family
 from jaxmix.gmm import stats
 from jaxmix.gmm.stats import GEMM_ERROR_BUDGET, gemm_is_accurate
 from jaxmix.gmm.step import batched_em_step
+from jaxmix.data import chunked
 from jaxmix.data.chunked import chunk
 
 K, D_FEAT, N = 4, 6, 4000
@@ -36,9 +37,9 @@ def auto_switches():
     alone (gmm.stats.static_path) and the switch would go untested. Programs
     traced either way are dropped before and after."""
     jax.clear_caches()
-    before, stats.SMALL_PASS = stats.SMALL_PASS, -1
+    before, chunked.SMALL_PASS = chunked.SMALL_PASS, -1
     yield
-    stats.SMALL_PASS = before
+    chunked.SMALL_PASS = before
     jax.clear_caches()
 
 
@@ -260,7 +261,7 @@ def test_small_passes_take_the_exact_path_alone(monkeypatch):
     """``auto`` is the exact path alone where one restart's pass is small:
     no switch (no cond) in the E-step, the exact path's numbers."""
     data = chunk(jnp.ones((100, 3)), 40)  # 120 padded rows
-    monkeypatch.setattr(stats, "SMALL_PASS", 120 * 3 * 4 * 2)
+    monkeypatch.setattr(chunked, "SMALL_PASS", 120 * 3 * 4 * 2)
     assert stats.static_path("auto", data, 4, 2) == "exact"
     assert stats.static_path("auto", data, 5, 2) == "auto"
     assert stats.static_path("auto", data, 4, 3) == "auto"
@@ -271,7 +272,7 @@ def test_small_passes_take_the_exact_path_alone(monkeypatch):
     x32 = chunk(jnp.asarray(x, jnp.float32), 1000)
 
     def conds(small):
-        monkeypatch.setattr(stats, "SMALL_PASS", 2 ** 20 if small else -1)  # 4000 x 6 x 4 x 2
+        monkeypatch.setattr(chunked, "SMALL_PASS", 2 ** 20 if small else -1)  # 4000 x 6 x 4 x 2
         step = batched_em_step(x32, np.float32(1e-6), "auto")
         return str(jax.make_jaxpr(step)(p32)).count(" cond[")
     assert conds(small=False) > conds(small=True)  # leaves the small-pass rule on
