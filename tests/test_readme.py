@@ -7,7 +7,6 @@ import pathlib
 import re
 import shlex
 
-import numpy as np
 import pytest
 
 from jaxmix.cli.main import build_parser
@@ -32,8 +31,7 @@ def commands() -> list:
 
 @pytest.fixture(scope="module")
 def readme_namespace(tmp_path_factory):
-    """Every ```python block run in order in one namespace, once per module
-    (the family example's class is defined once, so its programs compile once)."""
+    """Every ```python block run in order in one namespace, once per module."""
     import os
     code = blocks("python")
     assert len(code) >= 2, "README should show a functional and an estimator example"
@@ -67,32 +65,3 @@ def test_first_command_installs_and_runs_the_main_job():
 def test_cli_lines_parse(line):
     args = build_parser().parse_args(shlex.split(line)[1:])
     assert callable(args.run)
-
-
-def test_the_family_written_in_the_readme_is_scipys_geometric(readme_namespace, tmp_path):
-    """The README's worked family example, run on its own: its log-density is
-    scipy.stats.geom's (shifted to start at 0), EM recovers the planted
-    probabilities, BIC picks the planted k, the gradient fit reaches EM's
-    objective, and its model file reads back only as the class passed."""
-    from scipy import stats as st
-
-    from jaxmix.families import fit_mixture
-    from jaxmix.sklearn import MixtureModel
-    ns = readme_namespace
-    geo, family = ns["Geometric"], ns["Geometric"]()
-    theta = np.array([[0.7, 0.2], [0.1, 0.6]])
-    x = np.array([[0.0, 3.0], [5.0, 1.0], [2.0, 0.0]])
-    want = np.stack([st.geom.logpmf(x + 1, t).sum(axis=1) for t in theta], axis=1)
-    np.testing.assert_allclose(family.log_prob(theta, x), want, rtol=1e-10)
-    assert ns["geo"].chosen_k("bic") == 2
-    em = fit_mixture(0, ns["counts"], 2, family, n_restarts=4)
-    got = np.asarray(em.best_params.theta)
-    got = got[np.argsort(got[:, 0])[::-1]]
-    np.testing.assert_allclose(got, theta, atol=0.03)
-    assert float(ns["adam"].objective[0]) >= float(em.objective[em.best]) - 1e-3
-    est = MixtureModel(family, 2).fit(ns["counts"])
-    est.save(tmp_path / "geo.npz")
-    with pytest.raises(ValueError, match=r"not built in; pass its class"):
-        MixtureModel.load(tmp_path / "geo.npz")
-    again = MixtureModel.load(tmp_path / "geo.npz", families=[geo])
-    np.testing.assert_allclose(again.score_samples(x), est.score_samples(x), rtol=1e-12)

@@ -3,7 +3,7 @@ across them, parameters replicated.
 
 Only JAX's own machinery is used (:mod:`jax.sharding`, GSPMD under ``jit``;
 :func:`jax.distributed.initialize` for several hosts, see
-``docs/distributed.md``). The layout is that of :class:`~jaxmix.data.chunked.Chunked`
+``docs/guides/scaling.md``). The layout is that of :class:`~jaxmix.data.chunked.Chunked`
 with its chunk axis split over the mesh axis ``"data"``::
 
     data.x  (n_chunks, chunk, d)   device j holds chunks [j m, (j + 1) m),

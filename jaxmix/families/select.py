@@ -43,9 +43,11 @@ def select_mixture_k(key, x, ks: Sequence[int], family, *, n_restarts: int = 8, 
     Args:
       key: ``jax.random`` key or int seed (row ``k`` uses ``fold_in(key, k)``).
       x: ``(n, d)`` data in the family's support (an array, possibly sharded).
-      ks: the grid (distinct, ``1 <= k <= n``); family: the component family.
-      n_restarts, prior, tol, max_iter, chunk_size, prior_weights,
-        sample_weight, mesh: as :func:`jaxmix.families.fit_mixture`.
+      ks: the grid (distinct, ``1 <= k <= n``).
+      family: the component family.
+      n_restarts: as :func:`jaxmix.families.fit_mixture`, and so are ``prior``,
+        ``tol``, ``max_iter``, ``chunk_size``, ``prior_weights``,
+        ``sample_weight`` and ``mesh``.
       progress: optional ``progress(k, None, None)`` before and
         ``progress(k, result, seconds)`` after the fit of each ``k``.
       callback: each fit's per-iteration callback (:mod:`jaxmix.fit.progress`).

@@ -37,7 +37,8 @@ components (``j < k``):
 The rows (each one's ``k``, restart and k-means++ trials) are traced
 arrays: only the row and component buckets, the sample bucket and the
 covariance type are static, so a sweep compiles **once per covariance
-type**, and another grid (or a ``fit_gmm``) in the same buckets reuses it.
+type**, and another grid in the same buckets reuses it (a ``fit_gmm`` does
+not: the grid's program also scores each row, ``per_k`` is static).
 
 Why padding rather than one compiled call per ``k`` (``strategy="per_k"``,
 same code with ``k_max = k``): compiling the EM loop costs seconds per

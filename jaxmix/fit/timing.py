@@ -32,7 +32,9 @@ _registered = False
 
 
 class Timing(NamedTuple):
-    """Attributes:
+    """A fit's run time per iteration, compilation set apart.
+
+    Attributes:
       seconds: wall time of the call less ``compile_seconds`` (validation,
         initialisation and the loop: the user's wait once compiled).
       compile_seconds: time JAX spent tracing and compiling in the call.

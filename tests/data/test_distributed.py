@@ -101,7 +101,7 @@ def free_port() -> int:
 def test_two_processes_equal_single_device(tmp_path):
     """``jax.distributed.initialize`` with 2 processes of 2 CPU devices (gloo
     collectives), each holding half of the rows: the recipe of
-    docs/distributed.md. Results equal the single-device fits."""
+    docs/guides/scaling.md. Results equal the single-device fits."""
     inputs = make_inputs()
     np.savez(tmp_path / "in.npz", **inputs)
     port, env = free_port(), dict(os.environ, JAX_PLATFORMS="cpu")
