@@ -1,9 +1,14 @@
 """Run the ```python blocks of a Markdown page in order, in one namespace,
-in a scratch folder: what tests/test_docs.py does for every guide.
+in a scratch folder: what tests/test_guides.py does for every guide.
 
     python tests/doc_blocks.py docs/guides/getting-started.md
 
-A block whose first line is ``# not run`` is shown, not run (say why in it).
+A block whose first line is ``# slow: <why>`` runs only with ``--slow`` (the
+slow set runs every guide whole, each in a process of its own); one whose
+first line is ``# not run: <why>`` never runs (for what cannot run on one
+machine, such as several hosts).
+
+    python tests/doc_blocks.py --slow docs/guides/getting-started.md
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import sys
 import tempfile
 
 
-def python_blocks(text: str) -> list:
-    """The ```python blocks of ``text`` (MyST's ```{code-block} python too)."""
+def python_blocks(text: str, slow: bool = False) -> list:
+    """The ```python blocks of ``text`` (MyST's ```{code-block} python too)
+    that run: not ``# not run`` ones, ``# slow`` ones only when ``slow``."""
     found = re.findall(r"```(?:python|\{code-block\} python)\n(.*?)```", text, flags=re.S)
-    return [b for b in found if not b.lstrip().startswith("# not run")]
+    skip = ("# not run",) if slow else ("# not run", "# slow")
+    return [b for b in found if not b.lstrip().startswith(skip)]
 
 
 @contextlib.contextmanager
@@ -33,12 +40,13 @@ def scratch_folder(folder=None):
             os.chdir(here)
 
 
-def run_page(path, folder=None) -> dict:
-    """Every python block of the page at ``path``, in order; the namespace."""
+def run_page(path, folder=None, slow: bool = False) -> dict:
+    """The python blocks of the page at ``path`` (``slow``: the slow ones
+    too), in order; the namespace."""
     path = pathlib.Path(path).resolve()
     namespace = {"__name__": f"doc_{path.stem.replace('-', '_')}"}
     with scratch_folder(folder):
-        for i, block in enumerate(python_blocks(path.read_text())):
+        for i, block in enumerate(python_blocks(path.read_text(), slow)):
             # dont_inherit: this module's own __future__ imports must not reach the blocks
             exec(compile(block, f"{path.name} python block {i}", "exec", dont_inherit=True),
                  namespace)
@@ -46,6 +54,7 @@ def run_page(path, folder=None) -> dict:
 
 
 if __name__ == "__main__":
-    for page in sys.argv[1:]:
-        run_page(page)
-        print(f"{page}: {len(python_blocks(pathlib.Path(page).read_text()))} blocks ran")
+    slow = "--slow" in sys.argv[1:]
+    for page in [a for a in sys.argv[1:] if a != "--slow"]:
+        run_page(page, slow=slow)
+        print(f"{page}: {len(python_blocks(pathlib.Path(page).read_text(), slow))} blocks ran")

@@ -5,9 +5,12 @@ against scipy.stats."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +36,21 @@ def guide_namespace(page: pathlib.Path) -> dict:
 def test_guide_runs(page):
     assert python_blocks(page.read_text()), f"{page.name} has no python block to run"
     guide_namespace(page)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", GUIDES, ids=[p.stem for p in GUIDES])
+def test_guide_runs_whole_with_jax_defaults(page, tmp_path):
+    """Every block but those that need several hosts, slow ones included, in a
+    process of its own with JAX's defaults (float32, as a user runs them);
+    caches go to a scratch folder."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("JAX_ENABLE_X64", None)
+    env.pop("JAXMIX_COMPILATION_CACHE", None)
+    out = subprocess.run([sys.executable, str(pathlib.Path(__file__).with_name("doc_blocks.py")),
+                          "--slow", str(page)], capture_output=True, text=True, timeout=900,
+                         env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
 
 
 def test_the_family_written_in_the_guide_is_scipys_geometric(tmp_path):
