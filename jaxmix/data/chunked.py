@@ -39,8 +39,8 @@ MIN_CHUNK_ROWS = 256
 # this many elements n * d * (what each sample meets per restart, e.g. k) *
 # (restarts stepped together), padded shapes. There compile time dominates
 # warm time, so fits compile their simplest program: the exact E-step alone
-# (jaxmix.gmm.stats.static_path) and every restart in its own slot
-# (jaxmix.fit.buckets.restart_slots). The seed notebook fit (n=1250 padded
+# (jaxmix.gmm.stats.static_path); every restart gets its own driver slot up
+# to a larger size (jaxmix.fit.buckets.ONE_SLOT_EACH). The seed notebook fit (n=1250 padded
 # to 1280, d=2, k=3 padded to 8, 10 restarts padded to 12: 245,760) is one:
 # 2-core CPU, session 35, its first call without a cache took 3.4 s with
 # both E-step paths and 8 Lloyd slots, 2.3 s as a small pass; warm, the
@@ -61,11 +61,18 @@ def chunk_rows(n: int, row_elements: int, shards: int = 1) -> int:
     return max(1, -(-n // n_chunks))
 
 
+def pass_elements(data, per_sample: int) -> int | None:
+    """Elements ``n * d * per_sample`` of one pass over in-memory
+    :class:`Chunked` ``data`` (padded rows included), ``None`` for a stream
+    (its size is not static)."""
+    return data.x.size * int(per_sample) if isinstance(data, Chunked) else None
+
+
 def small_pass(data, per_sample: int) -> bool:
     """Whether one pass of ``per_sample`` restart-components per padded
-    sample over ``data`` is small (:data:`SMALL_PASS`): in-memory
-    :class:`Chunked` data only (static shapes; a stream's size is unknown)."""
-    return isinstance(data, Chunked) and data.x.size * int(per_sample) <= SMALL_PASS
+    sample over ``data`` is small (:data:`SMALL_PASS`; never for a stream)."""
+    size = pass_elements(data, per_sample)
+    return size is not None and size <= SMALL_PASS
 
 
 class Chunked(NamedTuple):

@@ -115,14 +115,22 @@ LLOYD_SLOTS = 8
 ACCELERATOR_SLOTS = 64
 
 
-def restart_slots(n_rows: int, algorithm: str = "em", small: bool = False) -> int:
+# Every row gets its own slot when one pass of all rows has at most this
+# many elements n * d * k * rows (jaxmix.data.chunked.pass_elements; in-memory
+# data): compiling the slots' refill (0.2-0.4 s per loop, 2-core CPU,
+# 2026-12-03) costs more than the stopped restarts would run there (a pass
+# of 2^21 elements takes about a millisecond). The seed notebook fit's Lloyd
+# init (12 rows, 8 slots) and the demo's k-sweeps (64 rows of k = 8 on 1280
+# x 2 samples: 1.3e6) are under it; digits with 200 restarts (4.3e7) is not.
+ONE_SLOT_EACH = 2 ** 21
+
+
+def restart_slots(n_rows: int, algorithm: str = "em", pass_elements: int | None = None) -> int:
     """The driver's batch width for ``n_rows`` restart rows of ``algorithm``
-    (``"em"`` or ``"lloyd"``; static). ``small``: one pass of all rows is a
-    small pass (:func:`jaxmix.data.chunked.small_pass`), where every row gets
-    its own slot: refilling slots costs more compile time than the stopped
-    restarts would run (the seed notebook fit's 8 Lloyd slots for 12 rows:
-    about 0.3 s of a 2.3 s first call, 2-core CPU, session 35)."""
-    if small:
+    (``"em"`` or ``"lloyd"``; static). ``pass_elements``: the size of one
+    pass of all rows over in-memory data, where a small one gives every row
+    its own slot (:data:`ONE_SLOT_EACH`)."""
+    if pass_elements is not None and pass_elements <= ONE_SLOT_EACH:
         return n_rows
     if jax.default_backend() != "cpu":
         return min(n_rows, ACCELERATOR_SLOTS)

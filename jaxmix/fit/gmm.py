@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.compiling import jit
-from jaxmix.data.chunked import small_pass
+from jaxmix.data.chunked import pass_elements
 from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.continuation import continuation, restart_axis
@@ -260,7 +260,7 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
     result = iterate(batched_em_step(data, reg_covar, path, prior, white=white, frozen=frozen),
                      params0, tol,
                      max_iter, usable=usable, history_len=history, rows=mask,
-                     slots=restart_slots(mask.shape[0], small=small_pass(data, mask.size)), objective0=init_objective,
+                     slots=restart_slots(mask.shape[0], pass_elements=pass_elements(data, mask.size)), objective0=init_objective,
                      progress=progress)
     degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, mask)
     score = mean_log_likelihoods(result.params, data) if per_k else None

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.compiling import jit
-from jaxmix.data.chunked import small_pass
+from jaxmix.data.chunked import pass_elements
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
@@ -175,7 +175,7 @@ def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=N
         usable = usable & all_finite(centroids0, batch_dims=1)
     result = iterate(batched_lloyd_step(data, relocate), state0, abs_tol, max_iter,
                      lloyd_converged, usable=usable, history_len=history_len, rows=mask,
-                     slots=restart_slots(centroids0.shape[0], "lloyd", small_pass(
+                     slots=restart_slots(centroids0.shape[0], "lloyd", pass_elements(
                          data, centroids0.shape[0] * centroids0.shape[1])),
                      progress=progress)
     return result._replace(params=KMeansParams(result.params.centroids))

@@ -200,17 +200,22 @@ def test_a_k_sweep_compiles_two_programs_and_refits_compile_nothing():
     assert COMPILES["n"] == compiles
 
 
-def test_a_small_pass_gives_every_row_its_own_slot():
+def test_small_passes_take_the_simple_programs():
     """The seed notebook fit's shapes (1280 padded rows, d=2, k=8, 12 rows)
-    are a small pass; ten times the rows or a stream are not. A small pass
-    runs every row in its own slot, else Lloyd takes 8 slots on a CPU."""
-    from jaxmix.data.chunked import SMALL_PASS, chunk, small_pass
-    from jaxmix.fit.buckets import restart_slots
+    are a small pass (the exact E-step alone); ten times the rows or a
+    stream are not. Up to ONE_SLOT_EACH (the demo's sweep, 64 rows) every
+    row gets its own slot; above it, or for a stream, Lloyd takes 8 slots on
+    a CPU and EM 16."""
+    from jaxmix.data.chunked import SMALL_PASS, chunk, pass_elements, small_pass
+    from jaxmix.fit.buckets import ONE_SLOT_EACH, restart_slots
     data = chunk(np.zeros((1280, 2), np.float32), 640)
+    stream = iter([np.zeros((1280, 2))])
     assert 1280 * 2 * 8 * 12 <= SMALL_PASS
     assert small_pass(data, 8 * 12) and not small_pass(data, 8 * 120)
-    assert not small_pass(iter([np.zeros((1280, 2))]), 1)
-    assert restart_slots(12, "lloyd", small=True) == 12
-    assert restart_slots(120, "em", small=True) == 120
+    assert not small_pass(stream, 1) and pass_elements(stream, 1) is None
+    assert pass_elements(data, 8 * 64) == 1280 * 2 * 8 * 64 <= ONE_SLOT_EACH
+    assert restart_slots(12, "lloyd", pass_elements(data, 8 * 12)) == 12
+    assert restart_slots(64, "em", pass_elements(data, 8 * 64)) == 64
     if jax.default_backend() == "cpu":
         assert restart_slots(12, "lloyd") == 8 and restart_slots(120, "em") == 16
+        assert restart_slots(200, "em", pass_elements(data, 8 * 2000)) == 16
