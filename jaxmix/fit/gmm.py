@@ -257,11 +257,11 @@ def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar,
     prior = in_program(prior, sample.x, sample.w, covariance_type)
     white = (whitening(*sample.flat()) if applies(covariance_type) and path != "missing"
              else None)
+    slots = restart_slots(mask.shape[0], pass_elements=pass_elements(data, mask.size))
     result = iterate(batched_em_step(data, reg_covar, path, prior, white=white, frozen=frozen),
                      params0, tol,
                      max_iter, usable=usable, history_len=history, rows=mask,
-                     slots=restart_slots(mask.shape[0], pass_elements=pass_elements(data, mask.size)), objective0=init_objective,
-                     progress=progress)
+                     slots=slots, objective0=init_objective, progress=progress)
     degenerate = degenerate_restarts(result.params, data.total_weight(), reg_covar, mask)
     score = mean_log_likelihoods(result.params, data) if per_k else None
     return uncentre(result._replace(degenerate=degenerate), offset), score
