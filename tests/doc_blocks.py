@@ -5,8 +5,9 @@ in a scratch folder: what tests/test_guides.py does for every guide.
 
 A block whose first line is ``# slow: <why>`` runs only with ``--slow`` (the
 slow set runs every guide whole, each in a process of its own); one whose
-first line is ``# not run: <why>`` never runs (for what cannot run on one
-machine, such as several hosts).
+first line is ``# several processes: ...`` is a program each of several
+processes runs (the slow set runs it as two local processes joined by
+``jax.distributed``; :func:`process_blocks`); ``# not run: <why>`` never runs.
 
     python tests/doc_blocks.py --slow docs/guides/getting-started.md
 """
@@ -25,8 +26,14 @@ def python_blocks(text: str, slow: bool = False) -> list:
     """The ```python blocks of ``text`` (MyST's ```{code-block} python too)
     that run: not ``# not run`` ones, ``# slow`` ones only when ``slow``."""
     found = re.findall(r"```(?:python|\{code-block\} python)\n(.*?)```", text, flags=re.S)
-    skip = ("# not run",) if slow else ("# not run", "# slow")
+    skip = ("# not run", "# several processes") + (() if slow else ("# slow",))
     return [b for b in found if not b.lstrip().startswith(skip)]
+
+
+def process_blocks(text: str) -> list:
+    """The ```python blocks of ``text`` that several processes run."""
+    found = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return [b for b in found if b.lstrip().startswith("# several processes")]
 
 
 @contextlib.contextmanager

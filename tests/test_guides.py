@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from doc_blocks import python_blocks, run_page
+from doc_blocks import process_blocks, python_blocks, run_page
 from jaxmix.cli.main import build_parser
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
@@ -51,6 +51,33 @@ def test_guide_runs_whole_with_jax_defaults(page, tmp_path):
                           "--slow", str(page)], capture_output=True, text=True, timeout=900,
                          env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+
+
+@pytest.mark.slow
+def test_blocks_for_several_processes_run_as_two_local_processes(tmp_path):
+    """The scaling guide's program for several hosts, run by two processes on
+    this machine (CPU collectives), each with half the seed data as its part."""
+    import socket
+
+    from jaxmix.datasets import seed_blobs
+    blocks = [b for page in GUIDES for b in process_blocks(page.read_text())]
+    assert blocks, "no guide shows a program for several processes"
+    x = seed_blobs()
+    for rank in range(2):
+        np.save(tmp_path / f"part-{rank}.npy", x[rank * 625:(rank + 1) * 625])
+    for block in blocks:
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        env.pop("JAX_ENABLE_X64", None)
+        procs = [subprocess.Popen(
+            [sys.executable, "-c", f"COORDINATOR = 'localhost:{port}'\nN_PROCESSES = 2\n"
+             f"RANK = {rank}\n" + block], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+        outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+        for proc, output in zip(procs, outputs):
+            assert proc.returncode == 0, output[-4000:]
 
 
 def test_the_family_written_in_the_guide_is_scipys_geometric(tmp_path):
