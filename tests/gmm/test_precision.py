@@ -260,9 +260,10 @@ def test_exact_pass_runs_per_group_of_restarts():
 def test_small_passes_take_the_exact_path_alone(monkeypatch):
     """``auto`` is the exact path alone where one restart's pass is small:
     no switch (no cond) in the E-step, the exact path's numbers."""
-    data = chunk(jnp.ones((100, 3)), 40)  # 120 padded rows
+    data = chunk(jnp.ones((100, 3), jnp.float32), 40)  # 120 padded rows
     monkeypatch.setattr(chunked, "SMALL_PASS", 120 * 3 * 4 * 2)
     assert stats.static_path("auto", data, 4, 2) == "exact"
+    assert stats.static_path("auto", chunk(np.ones((100, 3)), 40), 4, 2) == "gemm"  # float64
     assert stats.static_path("auto", data, 5, 2) == "auto"
     assert stats.static_path("auto", data, 4, 3) == "auto"
     assert stats.static_path("gemm", data, 4, 2) == "gemm"
