@@ -38,8 +38,8 @@ MIN_CHUNK_ROWS = 256
 # A *small pass*: one pass of a batched step over in-memory data with at most
 # this many elements n * d * (what each sample meets per restart, e.g. k) *
 # (restarts stepped together), padded shapes. There compile time dominates
-# warm time, so the E-step compiles its exact path alone
-# (jaxmix.gmm.stats.static_path); every restart also gets its own driver
+# warm time, so in float32 the E-step compiles its exact path alone
+# (jaxmix.gmm.stats.static_path; float64 keeps the switch); every restart also gets its own driver
 # slot, up to a larger size (jaxmix.fit.buckets.ONE_SLOT_EACH). The seed
 # notebook fit (n=1250 padded to 1280, d=2, k=3 padded to 8, 10 restarts
 # padded to 12: 245,760) is one: on 2 CPU cores (2026-12-03) its first call

@@ -22,8 +22,7 @@ The two paths give the same statistics:
   path while the restart's components satisfy ``eps * max_k ||mu_k||^2
   lambda_max(P_k) < GEMM_ERROR_BUDGET``, the exact path otherwise
   (:func:`accurate_restarts`). On a small pass (:func:`static_path`) it is
-  one path alone (exact in float32, GEMM in float64): one E-step compiled
-  instead of two.
+  the exact path alone in float32: one E-step compiled instead of two.
 
 Given a :class:`~jaxmix.gmm.whitening.Whitening` (dense families; what
 ``fit_gmm`` passes), the GEMM path runs in whitened coordinates, where the
@@ -250,35 +249,32 @@ def exact_groups(n_restarts: int) -> int:
 def static_path(path: str, data, k: int, n_restarts: int) -> str:
     """``path``, with ``"auto"`` fixed to one path when one pass of
     ``n_restarts`` restarts of ``k`` components over in-memory ``data`` is
-    small (:func:`jaxmix.data.chunked.small_pass`): one E-step compiled
-    instead of two and the switch, run on the whole batch. In float32 that
-    is the exact path (the GEMM path's bound fails on much real data); in
-    float64 the GEMM path, whose bound ``eps * kappa < GEMM_ERROR_BUDGET``
-    holds up to ``kappa`` = 4.5e11 (means 6.7e5 narrowest standard
-    deviations from the data's centre, whitened): there it is what the
-    switch would take, and it rounds a collapsed component's variance as
-    scikit-learn's formula does (a singleton at ``reg_covar=0`` keeps a
-    positive variance instead of an exact 0). A restart's result then
+    small (:func:`jaxmix.data.chunked.small_pass`) and in float32: the exact
+    path alone, one E-step compiled instead of two and the switch, run on
+    the whole batch. float64 keeps the switch: its GEMM path is what the
+    switch takes on almost all data, and it rounds a collapsed component's
+    variance as scikit-learn's formula does (the exact path gave a singleton
+    at ``reg_covar=0`` an exact zero variance, so the restart failed where
+    scikit-learn's ``test_gaussian_mixture_setting_best_params`` fits), but
+    far rows need the exact path (a row at 1e12, tests/fit/test_inputs.py).
+    A restart's result then
     depends on the restarts beside it at rounding level only (XLA's
     reductions follow the batch's shape; the switch's grouped exact passes
     are bitwise independent in float64)."""
-    if path == "auto" and small_pass(data, k * n_restarts):
-        return "gemm" if data.dtype == jnp.float64 else "exact"
+    if path == "auto" and data.dtype != jnp.float64 and small_pass(data, k * n_restarts):
+        return "exact"
     return path
 
 
 def auto_path(data, params: GMMParams, accurate, fast, exact_fn, arg):
     """``path="auto"`` of a batched step on restart-batched ``arg`` whose
-    models are ``params``: one path on a small pass (:func:`static_path`),
-    else each restart's own (:func:`per_restart_path`). ``accurate()`` (the
+    models are ``params``: the exact path alone on a small float32 pass
+    (:func:`static_path`), else each restart's own (:func:`per_restart_path`). ``accurate()`` (the
     restarts' bound) and ``fast()`` (their GEMM-path result) are traced only
     where needed."""
     n_restarts, k = params.means.shape[:2]
-    chosen = static_path("auto", data, k, n_restarts)
-    if chosen == "exact":
+    if static_path("auto", data, k, n_restarts) == "exact":
         return exact_fn(arg)
-    if chosen == "gemm":
-        return fast()
     return per_restart_path(accurate(), fast(), exact_fn, arg)
 
 
