@@ -30,6 +30,17 @@ def python_blocks(text: str, slow: bool = False) -> list:
     return [b for b in found if not b.lstrip().startswith(skip)]
 
 
+def command_lines(text: str) -> list:
+    """Every command of the ```bash blocks of ``text``: lines with their
+    ``  #`` comments stripped, split on ``&&``."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            out += [part.strip() for part in line.split("&&") if part.strip()]
+    return out
+
+
 def process_blocks(text: str) -> list:
     """The ```python blocks of ``text`` that several processes run."""
     found = re.findall(r"```python\n(.*?)```", text, flags=re.S)

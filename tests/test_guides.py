@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import shlex
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from doc_blocks import process_blocks, python_blocks, run_page
+from doc_blocks import command_lines, process_blocks, python_blocks, run_page
 from jaxmix.cli.main import build_parser
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
@@ -110,12 +109,8 @@ def test_the_family_written_in_the_guide_is_scipys_geometric(tmp_path):
 
 
 def test_guide_command_lines_parse():
-    lines = []
-    for page in GUIDES:
-        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
-            for line in block.splitlines():
-                line = line.split("  #")[0].strip()
-                lines += [p.strip() for p in line.split("&&") if p.strip().startswith("jaxmix ")]
+    lines = [c for page in GUIDES for c in command_lines(page.read_text())
+             if c.startswith("jaxmix ")]
     assert lines, "the guides show no jaxmix command line"
     for line in lines:
         args = build_parser().parse_args(shlex.split(line)[1:])

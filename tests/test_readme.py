@@ -9,6 +9,7 @@ import shlex
 
 import pytest
 
+from doc_blocks import command_lines
 from jaxmix.cli.main import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -20,13 +21,8 @@ def blocks(language: str) -> list:
 
 
 def commands() -> list:
-    """Every line of the ```bash blocks, comments stripped, split on ``&&``."""
-    out = []
-    for block in blocks("bash"):
-        for line in block.splitlines():
-            line = line.split("  #")[0].strip()
-            out += [part.strip() for part in line.split("&&") if part.strip()]
-    return out
+    """Every command of the ```bash blocks (tests/doc_blocks.py)."""
+    return command_lines(README)
 
 
 @pytest.fixture(scope="module")

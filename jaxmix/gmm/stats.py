@@ -247,20 +247,18 @@ def exact_groups(n_restarts: int) -> int:
 
 
 def static_path(path: str, data, k: int, n_restarts: int) -> str:
-    """``path``, with ``"auto"`` fixed to one path when one pass of
-    ``n_restarts`` restarts of ``k`` components over in-memory ``data`` is
-    small (:func:`jaxmix.data.chunked.small_pass`) and in float32: the exact
-    path alone, one E-step compiled instead of two and the switch, run on
-    the whole batch. float64 keeps the switch: its GEMM path is what the
+    """``path``, with ``"auto"`` taken as ``"exact"`` when one pass of
+    ``n_restarts`` restarts of ``k`` components over in-memory float32
+    ``data`` is small (:func:`jaxmix.data.chunked.small_pass`): one E-step
+    compiled instead of two and the switch, run on the whole batch. float64 keeps the switch: its GEMM path is what the
     switch takes on almost all data, and it rounds a collapsed component's
     variance as scikit-learn's formula does (the exact path gave a singleton
     at ``reg_covar=0`` an exact zero variance, so the restart failed where
     scikit-learn's ``test_gaussian_mixture_setting_best_params`` fits), but
     far rows need the exact path (a row at 1e12, tests/fit/test_inputs.py).
-    A restart's result then
-    depends on the restarts beside it at rounding level only (XLA's
-    reductions follow the batch's shape; the switch's grouped exact passes
-    are bitwise independent in float64)."""
+    A restart's result then depends on the restarts beside it at rounding
+    level only (XLA's reductions follow the batch's shape; the switch's
+    grouped exact passes are bitwise independent in float64)."""
     if path == "auto" and data.dtype != jnp.float64 and small_pass(data, k * n_restarts):
         return "exact"
     return path
