@@ -132,6 +132,14 @@ def match_components(means, ref_means):
     return list(best)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    """Tests named in tests/slow_for_time.py run in the slow set only."""
+    from slow_for_time import mark_slow_for_time
+    whole_files = not any("::" in str(arg) for arg in config.args)
+    mark_slow_for_time(items, pytest.mark.slow, check=whole_files)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

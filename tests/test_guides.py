@@ -37,6 +37,14 @@ def test_guide_runs(page):
     guide_namespace(page)
 
 
+@pytest.mark.parametrize("page", GUIDES, ids=[p.stem for p in GUIDES])
+def test_guide_blocks_compile(page):
+    """Every python block is valid Python (the guides that fit for long run
+    in the slow set only: tests/slow_for_time.py)."""
+    for i, block in enumerate(python_blocks(page.read_text())):
+        compile(block, f"{page.name}, block {i + 1}", "exec")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", GUIDES, ids=[p.stem for p in GUIDES])
 def test_guide_runs_whole_with_jax_defaults(page, tmp_path):
