@@ -64,6 +64,9 @@ Degeneracy
   ``component_max_precision(pc, k) -> (..., k)``: each component's largest
   precision eigenvalue, ``1 / smallest variance`` in any direction (tied:
   its one value repeated), so callers never branch on the layout (batch).
+  ``component_abs_quad(pc, a (k, d)) -> (k,)``: ``|a_k|^T |P_k| |a_k|`` with
+  ``|P|`` entrywise, for ``a >= 0`` (the GEMM E-step's cancellation bound,
+  :func:`jaxmix.gmm.stats.accurate_restarts`).
 
 Gradient bijector
   ``constrain_factor(raw) -> pc`` and ``unconstrain_factor(pc) -> raw``,

@@ -111,6 +111,11 @@ class Full(Family):
         t = jnp.einsum("kde,kd->ke", pc, v, precision=HIGHEST)
         return jnp.einsum("kde,ke->kd", pc, t, precision=HIGHEST)
 
+    @classmethod
+    def component_abs_quad(cls, pc, a):
+        """``|a_k|^T |P_k| |a_k|`` (``|P|`` entrywise) for ``a (k, d) >= 0``."""
+        return jnp.einsum("kd,kde,ke->k", a, jnp.abs(cls.precisions(pc)), a, precision=HIGHEST)
+
     @staticmethod
     def quad_features(x):
         # vech(x x^T) in triu_indices order, from slices (XLA gathers are slow on CPU)
@@ -290,6 +295,10 @@ class Tied(Full):
     def component_max_precision(cls, pc, k: int):
         lam = cls._max_precision(pc)
         return jnp.broadcast_to(lam[..., None], lam.shape + (k,))
+
+    @classmethod
+    def component_abs_quad(cls, pc, a):
+        return jnp.einsum("kd,de,ke->k", a, jnp.abs(cls.precisions(pc)), a, precision=HIGHEST)
 
     @classmethod
     def map_covariance(cls, nk, dev, sxx, delta, prior, n_real=None):

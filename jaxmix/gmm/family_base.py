@@ -22,6 +22,13 @@ class Family:
         return cls._max_precision(pc)
 
     @classmethod
+    def component_abs_quad(cls, pc, a):
+        """``|a_k|^T |P_k| |a_k|`` for each component, ``a (k, d)`` with
+        entries ``>= 0`` (``|P|``: entrywise). Diagonal precisions are their
+        own ``|P|``; the dense families override it."""
+        return jnp.sum(a * cls.precision_times(pc, a), axis=-1)
+
+    @classmethod
     def floored_precision_cholesky(cls, cov, reg):
         """Precision factors of ``cov + reg`` (any leading batch axes, e.g.
         restarts): the EM step's factorisation of every restart's covariances

@@ -19,9 +19,10 @@ The two paths give the same statistics:
 * ``"exact"``: centred distances ``||(x - mu_k) L_k||^2`` and statistics
   about the previous means; it materialises ``(chunk, k, d)``.
 * ``"auto"`` (batched steps only): per iteration and per restart, the GEMM
-  path while the restart's components satisfy ``eps * max_k ||mu_k||^2
-  lambda_max(P_k) < GEMM_ERROR_BUDGET``, the exact path otherwise
-  (:func:`accurate_restarts`). On a small pass (:func:`static_path`) it is
+  path while the restart's components satisfy ``eps * kappa <
+  GEMM_ERROR_BUDGET``, the exact path otherwise; ``kappa`` bounds the
+  cancellation, ``max_k min(||mu_k||^2 lambda_max(P_k), |mu_k|^T |P_k|
+  |mu_k|)`` (:func:`accurate_restarts`). On a small pass (:func:`static_path`) it is
   the exact path alone in float32: one E-step compiled instead of two.
 
 Given a :class:`~jaxmix.gmm.whitening.Whitening` (dense families; what
@@ -310,14 +311,23 @@ def accurate_restarts(params: GMMParams, white: Whitening | None = None) -> jax.
     """``(R,)``: whether the GEMM path's cancellation error is within budget
     for each restart of ``params`` (batched over restarts).
 
-    Raw second moments about the origin cancel to within ``eps * ||mu||^2``
-    absolute; relative to the narrowest variance ``1 / lambda_max(P)`` that
-    is ``eps * kappa`` with ``kappa = max_k ||mu_k||^2 lambda_max(P_k)``.
+    Raw second moments about the origin cancel to within ``eps |mu_i| |mu_j|``
+    per entry (and the log-densities' terms to ``eps |mu|^T |P| |mu|``).
+    Measured in the component's own metric (``u^T Sigma u = 1``), an error
+    matrix of that size is at most ``eps * kappa_k`` with ``kappa_k`` the
+    smaller of two bounds: ``||mu_k||^2 lambda_max(P_k)`` (the mean along
+    the narrowest direction) and ``|mu_k|^T |P_k| |mu_k|`` (entrywise
+    absolute values: the worst sign pattern of ``u``), which is far smaller
+    where the mean is not along that direction. ``kappa = max_k kappa_k``.
+    Isotropic components give both bounds the same value.
     """
     if white is not None:
         params = jax.vmap(lambda p: whitened(p, white))(params)
     fam = family(params.covariance_type)
     k = params.means.shape[-2]
-    lam = jax.vmap(lambda pc: fam.component_max_precision(pc, k))(params.precisions_cholesky)
-    reach = jnp.sum(params.means * params.means, axis=-1)
-    return eps(params.means.dtype) * jnp.max(reach * lam, axis=-1) < GEMM_ERROR_BUDGET
+    pcs, means = params.precisions_cholesky, params.means
+    lam = jax.vmap(lambda pc: fam.component_max_precision(pc, k))(pcs)
+    reach = jnp.sum(means * means, axis=-1) * lam
+    sharp = jax.vmap(lambda pc, m: fam.component_abs_quad(pc, jnp.abs(m)))(pcs, means)
+    kappa = jnp.max(jnp.minimum(reach, sharp), axis=-1)
+    return eps(params.means.dtype) * kappa < GEMM_ERROR_BUDGET

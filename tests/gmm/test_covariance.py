@@ -140,7 +140,7 @@ PROTOCOL = ("n_params", "pc_shape", "precision_cholesky", "covariance", "precisi
             "precision_cholesky_from_precisions", "variances", "log_det", "sq_mahalanobis",
             "precision_times", "quad_features", "quad_coefs", "sample_noise", "scatter",
             "moments_from_features", "features_from_moments", "covariance_from_stats",
-            "add_reg", "component_max_precision", "constrain_factor",
+            "add_reg", "component_max_precision", "component_abs_quad", "constrain_factor",
             "unconstrain_factor", "prior_scale_shape", "prior_min_dof", "default_prior_scale",
             "check_prior_scale", "log_covariance_prior", "map_covariance")
 
@@ -170,6 +170,18 @@ def test_component_max_precision_matches_eigvalsh(ct):
     batched = np.stack([p.precisions_cholesky] * 2)
     np.testing.assert_allclose(np.asarray(fam.component_max_precision(batched, k)),
                                np.stack([expected] * 2), rtol=RTOL)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_component_abs_quad_is_the_entrywise_absolute_quadratic_form(ct):
+    rng = np.random.default_rng(10)
+    k, d = 3, 4
+    p, cov = random_params(rng, ct, k, d)
+    a = np.abs(rng.normal(size=(k, d)))
+    prec = np.abs(np.linalg.inv(dense_covariances(cov, ct, k, d)))
+    expected = np.einsum("ki,kij,kj->k", a, prec, a)
+    got = np.asarray(family(ct).component_abs_quad(p.precisions_cholesky, a))
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
 
 
 @pytest.mark.parametrize("ct", TYPES)
