@@ -113,8 +113,11 @@ class Full(Family):
 
     @classmethod
     def component_abs_quad(cls, pc, a):
-        """``|a_k|^T |P_k| |a_k|`` (``|P|`` entrywise) for ``a (k, d) >= 0``."""
-        return jnp.einsum("kd,kde,ke->k", a, jnp.abs(cls.precisions(pc)), a, precision=HIGHEST)
+        """``|a_k|^T |P_k| |a_k|`` (``|P|`` entrywise) for ``a (k, d) >= 0``
+        (tied: its one precision for every component)."""
+        p = jnp.abs(cls.precisions(pc))
+        p = jnp.broadcast_to(p, a.shape[:-1] + p.shape[-2:])
+        return jnp.einsum("kd,kde,ke->k", a, p, a, precision=HIGHEST)
 
     @staticmethod
     def quad_features(x):
@@ -295,10 +298,6 @@ class Tied(Full):
     def component_max_precision(cls, pc, k: int):
         lam = cls._max_precision(pc)
         return jnp.broadcast_to(lam[..., None], lam.shape + (k,))
-
-    @classmethod
-    def component_abs_quad(cls, pc, a):
-        return jnp.einsum("kd,de,ke->k", a, jnp.abs(cls.precisions(pc)), a, precision=HIGHEST)
 
     @classmethod
     def map_covariance(cls, nk, dev, sxx, delta, prior, n_real=None):
