@@ -29,7 +29,8 @@ SLOW_FOR_TIME = {
     "tests/test_executables.py::test_new_process_reads_the_fit_back_without_tracing_it": 21.9,
     "tests/test_compile_cache.py::test_cli_writes_the_default_folder_unless_turned_off": 13.8,
     # optimisers: adam (and sgd) stay
-    "tests/test_optimizers.py::test_a_named_optimizer_fits_as_the_optax_object[lbfgs-options1]": 21.6,
+    "tests/test_optimizers.py::"
+    "test_a_named_optimizer_fits_as_the_optax_object[lbfgs-options1]": 21.6,
     "tests/test_optimizers.py::test_family_gradient_fits_take_named_optimizers": 10.3,
     "tests/test_optimizers.py::test_equal_names_and_arguments_share_one_program": 9.8,
     "tests/gmm/test_gradient.py::test_a_learning_rate_sweep_compiles_once_and_matches_fixed_rates":

@@ -39,16 +39,17 @@ MIN_CHUNK_ROWS = 256
 # this many elements n * d * (what each sample meets per restart, e.g. k) *
 # (restarts stepped together), padded shapes. There compile time dominates
 # warm time, so in float32 the E-step compiles its exact path alone
-# (jaxmix.gmm.stats.static_path; float64 keeps the switch); every restart
-# also gets its own driver slot, up to a larger size (jaxmix.fit.buckets.ONE_SLOT_EACH). The seed
-# notebook fit's shapes (n=1250 padded to 1280, d=2, k=3 padded to 8, 10
-# restarts padded to 12: 245,760) are one: on 2 CPU cores (2026-12-03) its
-# first call without a cache took 3.4 s with both E-step paths and 8 Lloyd
-# slots, 2.3 s with the exact path alone and a slot per restart; warm, the
-# exact path alone costs it 18 -> 27 ms (scikit-learn 44 ms). digits
-# (PCA 10, k=10, R=16: 3.4e6) is not: the exact path alone was 2-2.8x
-# slower there warm; where the GEMM path's bound fails anyway it is faster
-# alone (wine, k=8, R=8: 0.33 -> 0.21 ms per restart-iteration).
+# (jaxmix.gmm.stats.static_path; float64 keeps the switch); every restart also
+# gets its own driver slot, up to a larger size
+# (jaxmix.fit.buckets.ONE_SLOT_EACH). The seed notebook fit's shapes (n=1250
+# padded to 1280, d=2, k=3 padded to 8, 10 restarts padded to 12: 245,760) are
+# one: on 2 CPU cores (2026-12-03) its first call without a cache took 3.4 s
+# with both E-step paths and 8 Lloyd slots, 2.3 s with the exact path alone
+# and a slot per restart; warm, the exact path alone costs it 18 -> 27 ms
+# (scikit-learn 44 ms). digits (PCA 10, k=10, R=16: 3.4e6) is not: the exact
+# path alone was 2-2.8x slower there warm; where the GEMM path's bound fails
+# anyway it is faster alone (wine, k=8, R=8: 0.33 -> 0.21 ms per
+# restart-iteration).
 SMALL_PASS = 2 ** 18
 
 

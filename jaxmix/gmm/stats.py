@@ -22,8 +22,9 @@ The two paths give the same statistics:
   path while the restart's components satisfy ``eps * kappa <
   GEMM_ERROR_BUDGET``, the exact path otherwise; ``kappa`` bounds the
   cancellation, ``max_k min(||mu_k||^2 lambda_max(P_k), |mu_k|^T |P_k|
-  |mu_k|)`` (:func:`accurate_restarts`). On a small pass (:func:`static_path`) it is
-  the exact path alone in float32: one E-step compiled instead of two.
+  |mu_k|)`` (:func:`accurate_restarts`). On a small float32 pass
+  (:func:`static_path`) it is the exact path alone: one E-step compiled
+  instead of two.
 
 Given a :class:`~jaxmix.gmm.whitening.Whitening` (dense families; what
 ``fit_gmm`` passes), the GEMM path runs in whitened coordinates, where the
@@ -251,8 +252,9 @@ def static_path(path: str, data, k: int, n_restarts: int) -> str:
     """``path``, with ``"auto"`` taken as ``"exact"`` when one pass of
     ``n_restarts`` restarts of ``k`` components over in-memory float32
     ``data`` is small (:func:`jaxmix.data.chunked.small_pass`): one E-step
-    compiled instead of two and the switch, run on the whole batch. float64 keeps the switch: its GEMM path is what the
-    switch takes on almost all data, and it rounds a collapsed component's
+    compiled instead of two and the switch, run on the whole batch. float64
+    keeps the switch: its GEMM path is what the switch takes on almost all
+    data, and it rounds a collapsed component's
     variance as scikit-learn's formula does (the exact path gave a singleton
     at ``reg_covar=0`` an exact zero variance, so the restart failed where
     scikit-learn's ``test_gaussian_mixture_setting_best_params`` fits), but
@@ -268,9 +270,9 @@ def static_path(path: str, data, k: int, n_restarts: int) -> str:
 def auto_path(data, params: GMMParams, accurate, fast, exact_fn, arg):
     """``path="auto"`` of a batched step on restart-batched ``arg`` whose
     models are ``params``: the exact path alone on a small float32 pass
-    (:func:`static_path`), else each restart's own (:func:`per_restart_path`). ``accurate()`` (the
-    restarts' bound) and ``fast()`` (their GEMM-path result) are traced only
-    where needed."""
+    (:func:`static_path`), else each restart's own (:func:`per_restart_path`).
+    ``accurate()`` (the restarts' bound) and ``fast()`` (their GEMM-path
+    result) are traced only where needed."""
     n_restarts, k = params.means.shape[:2]
     if static_path("auto", data, k, n_restarts) == "exact":
         return exact_fn(arg)

@@ -2,9 +2,12 @@
 
 The GEMM path (:mod:`jaxmix.gmm.stats`) takes raw moments about the origin
 and cancels ``x^T P x`` against ``mu^T P mu``; its relative error grows like
-``eps * ||mu||^2 lambda_max(P)``. On correlated features ``lambda_max(P)`` is
-the inverse of the narrowest variance, which correlation makes tiny, so the
-error bound fails on most real data although the clusters are well apart.
+``eps * ||mu||^2 lambda_max(P)`` where a mean lies along its component's
+narrowest direction (``eps |mu|^T |P| |mu|`` in general, the sharper of the
+switch's two bounds, :func:`jaxmix.gmm.stats.accurate_restarts`). On
+correlated features ``lambda_max(P)`` is the inverse of the narrowest
+variance, which correlation makes tiny; where the means lie along those
+narrow directions both bounds fail although the clusters are well apart.
 
 In coordinates ``x' = x G`` where the data's covariance is the identity
 (``G`` upper triangular, ``G G^T`` the inverse of the sample covariance) the
