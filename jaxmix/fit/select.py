@@ -81,7 +81,7 @@ from jaxmix.criteria import criteria, n_parameters
 from jaxmix.data.source import is_source
 from jaxmix.fit.buckets import component_bucket, exact_shapes, history_bucket
 from jaxmix.fit.driver import AllRestartsFailed
-from jaxmix.fit.gmm import DEGENERATE_FIX, fit_rows
+from jaxmix.fit.gmm import DEGENERATE_FIX, em_row_elements, fit_rows
 from jaxmix.fit.init import INIT_METHODS
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import kmeans_rows
@@ -89,7 +89,7 @@ from jaxmix.fit.rows import TRACE_COUNT  # noqa: F401 (read by tests and experim
 from jaxmix.fit.rows import restart_rows, to_device, to_host
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.selection import InertiaCurve, Selection
-from jaxmix.gmm.stats import PATHS, row_elements as gmm_row_elements
+from jaxmix.gmm.stats import PATHS
 from jaxmix.gmm.update import first_components
 from jaxmix.kmeans.assign import row_elements as kmeans_row_elements
 from jaxmix.kmeans.init import local_trials
@@ -263,7 +263,7 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
                                    max_iter=max_iter, prior=None, covariance_type=ct, init=init,
                                    history=history_bucket(max_iter), path=path, per_k=True,
                                    progress=token_arg(token))
-            runs = _sweep(fn, key, x, grid, strategy, n_restarts, trials, gmm_row_elements,
+            runs = _sweep(fn, key, x, grid, strategy, n_restarts, trials, em_row_elements,
                           chunk_size, sample_weight, mesh)
         parts = [_best_per_k(out, group, n_restarts) for group, out, inp in runs]
         for name in columns:

@@ -219,3 +219,26 @@ def test_small_passes_take_the_simple_programs():
     if jax.default_backend() == "cpu":
         assert restart_slots(12, "lloyd") == 8 and restart_slots(120, "em") == 16
         assert restart_slots(200, "em", pass_elements(data, 8 * 2000)) == 16
+
+
+def test_chunks_are_sized_for_the_rows_stepped_together(monkeypatch):
+    """The driver steps at most restart_slots rows at a time and the final
+    passes go in groups of that size, so 200 restarts are chunked like 16
+    (the rows once set the chunk: 256-row chunks for 200 restarts on 2e4 x 16
+    samples, k=16). The grouped final pass is the all-rows one: each row's
+    mean log-likelihood equals log_prob's mean, for more rows than a group."""
+    import jaxmix.fit.buckets as buckets
+    from jaxmix.data.chunked import chunk, chunk_rows
+    from jaxmix.fit.gmm import em_row_elements, mean_log_likelihoods
+    from jaxmix.gmm.density import log_prob
+    from jaxmix.gmm.stats import row_elements
+    if jax.default_backend() == "cpu":
+        assert em_row_elements(200, 16, 16) == row_elements(16, 16, 16)
+        assert chunk_rows(20_000, em_row_elements(200, 16, 16)) == 1000
+    assert em_row_elements(3, 4, 2) == row_elements(3, 4, 2)
+    fit = jaxmix.fit_gmm(0, X, 3, n_restarts=5, max_iter=3)  # this file's shapes
+    monkeypatch.setattr(buckets, "RESTART_SLOTS", 2)  # groups of 2, 2 and 1
+    scores = mean_log_likelihoods(fit.params, chunk(jax.numpy.asarray(X), 64))
+    want = [np.mean(np.asarray(log_prob(jax.tree.map(lambda a: a[r], fit.params), X)))
+            for r in range(5)]
+    np.testing.assert_allclose(np.asarray(scores), want, rtol=1e-5)
