@@ -85,7 +85,8 @@ def initialize_masked(keys, sample, k: int, covariance_type: str, method: str, r
         # one restart at a time: a batched GEMM's summation order depends on
         # the batch, and a restart's start must not depend on the others
         params = jax.lax.map(lambda c: params_from_labels(
-            nearest_labels(c), sample, k, reg_covar, covariance_type), centroids.params.centroids)
+            nearest_labels(c), sample, k, reg_covar, covariance_type, centres=c),
+            centroids.params.centroids)
     elif method == "random":
         params = jax.vmap(lambda key, real: params_from_resp(
             uniform_resp(key, real), sample, reg_covar, covariance_type))(keys, mask)
@@ -113,7 +114,7 @@ def params_from_means(data, means, reg_covar, covariance_type: str) -> GMMParams
     """The M-step on responsibilities one-hot on each sample's nearest of
     ``means (k, d)`` (the starting point of a fit given means only)."""
     return params_from_labels(nearest_labels(means), data, means.shape[0], reg_covar,
-                              covariance_type)
+                              covariance_type, centres=means)
 
 
 def broadcast_params(params: GMMParams, n_restarts: int) -> GMMParams:

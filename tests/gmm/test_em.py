@@ -149,7 +149,13 @@ def test_params_from_labels_is_the_one_hot_m_step(ct):
     labels = rng.integers(0, 3, x.shape[0])
     onehot = np.eye(3)[labels]
     got = params_from_labels(_labels_fn(labels), jm.chunk(x, 32), 3, REG, ct)
-    assert_params_close(got, sk_params_from_resp(x, onehot, REG, ct), RTOL, ATOL, ct)
+    want = sk_params_from_resp(x, onehot, REG, ct)
+    assert_params_close(got, want, RTOL, ATOL, ct)
+    # one pass about given centres (within the clusters' spread), moved to the means
+    centres = want.means + 0.3 * rng.normal(size=want.means.shape)
+    got = params_from_labels(_labels_fn(labels), jm.chunk(x, 32), 3, REG, ct,
+                             centres=jnp.asarray(centres, x.dtype))
+    assert_params_close(got, want, RTOL, ATOL, f"{ct} about centres")
     w = rng.uniform(0.5, 2.0, x.shape[0])
     labels[::7] = -1
     onehot = np.where(labels[:, None] >= 0, np.eye(3)[labels], 0.0)
@@ -174,11 +180,14 @@ def test_params_from_labels_in_float32_far_from_the_origin(ct):
     labels = rng.integers(0, 3, 600)
     x = 1e4 + 3.0 * np.arange(3)[labels][:, None] + rng.normal(size=(600, 3))
     ref = sk_params_from_resp(x, np.eye(3)[labels], REG, ct)
-    got = params_from_labels(_labels_fn(labels), jm.chunk(x.astype(np.float32)), 3, REG, ct)
     fam = family(ct)
     var = lambda p: np.asarray(fam.variances(jnp.asarray(p.precisions_cholesky, jnp.float64)))  # noqa: E731
-    np.testing.assert_allclose(var(np_params(got)), var(ref), rtol=1e-3)
-    np.testing.assert_allclose(np.asarray(got.means, np.float64), ref.means, rtol=1e-6)
+    centres = jnp.asarray(ref.means + rng.normal(size=ref.means.shape), jnp.float32)
+    for c in (None, centres):  # two passes, or one about centres within the spread
+        got = params_from_labels(_labels_fn(labels), jm.chunk(x.astype(np.float32)), 3, REG, ct,
+                                 centres=c)
+        np.testing.assert_allclose(var(np_params(got)), var(ref), rtol=1e-3)
+        np.testing.assert_allclose(np.asarray(got.means, np.float64), ref.means, rtol=1e-6)
 
 
 @pytest.mark.parametrize("ct", TYPES)
