@@ -103,7 +103,8 @@ def history_bucket(max_iter: int) -> int:
 # (jaxmix.fit.driver.iterate). Measured by experiments/bench_restarts.py: 200
 # restarts on digits (PCA 10, k=10) take 3.4 s in one batch and 0.97 s in 16
 # slots; 16 restarts at n=5e4, d=16 run 1.45x slower in 8 slots than in 16
-# (each pass's per-chunk work is shared by fewer restarts).
+# (each pass's per-chunk work is shared by fewer restarts). An EM fit's
+# chunks are sized for this many rows (jaxmix.fit.gmm.em_row_elements).
 RESTART_SLOTS = 16
 # Lloyd shares less per-chunk work between restarts (the data's norms only)
 # and its iteration counts spread wider, so narrower batches pay: the
