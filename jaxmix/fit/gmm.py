@@ -273,7 +273,9 @@ def em_row_elements(n_rows: int, k: int, d: int) -> int:
     the driver steps :func:`~jaxmix.fit.buckets.restart_slots` rows at a time
     and the passes over all rows go in groups of that size, so more rows do
     not shrink the chunks (200 restarts on 2e4 x 16 samples, k=16, ran in
-    256-row chunks, where the per-chunk overhead dominated)."""
+    256-row chunks, where the per-chunk overhead dominated). On a small pass
+    the driver gives every row a slot, but there all rows' intermediates fit
+    in one chunk's budget anyway (``ONE_SLOT_EACH < CHUNK_ELEMENTS``)."""
     return row_elements(restart_slots(n_rows), k, d)
 
 
