@@ -132,6 +132,17 @@ def match_components(means, ref_means):
     return list(best)
 
 
+def pytest_configure(config):
+    """One XLA compilation cache for the whole run (tests/session_cache.py)."""
+    import session_cache
+    session_cache.start(config)
+
+
+def pytest_unconfigure(config):
+    import session_cache
+    session_cache.finish(config)
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(config, items):
     """Tests named in tests/slow_for_time.py run in the slow set only."""
@@ -163,7 +174,8 @@ def _release_compiled_programs():
     that, but made every module compile again what the modules before it had
     compiled; clearing once the mappings pass ``RELEASE_MAPS`` bounds them as
     well (the largest module adds about 14,000) and lets modules run in a row
-    reuse programs. So a test must not assume that a program is new to the
+    reuse programs; after a release the run's persistent cache
+    (tests/session_cache.py) serves them again without compiling. So a test must not assume that a program is new to the
     process: count compiles and traces as differences over shapes it alone
     uses, or as "no more than".
     """

@@ -2,9 +2,10 @@
 writes (argument, environment variable, JAX's folder, the per-user default),
 a real hit in a second process, and the ``jaxmix`` command's flags.
 
-Every test that enables the cache in this process restores JAX's settings
-afterwards (``jax_cache``), so the rest of the session runs without one;
-conftest turns the cache off for every other test."""
+Every test that enables the cache in this process starts from JAX's
+defaults and restores the run's settings afterwards (``jax_cache``): the
+rest of the run keeps its own temporary cache (tests/session_cache.py), and
+conftest keeps the ``jaxmix`` command's default cache off for every other test."""
 
 from __future__ import annotations
 
@@ -17,30 +18,27 @@ import sys
 import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
+
+from session_cache import OPTIONS, jax_cache_defaults
 
 from jaxmix.cli import demo as cli_demo
 from jaxmix.cli.main import main
 from jaxmix.compile_cache import ENV_VAR, default_cache_dir, enable_compilation_cache
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
 linux_only = pytest.mark.skipif(sys.platform in ("darwin", "win32"),
                                 reason="the XDG folder rule is the Linux default")
 
 
 @pytest.fixture
 def jax_cache(monkeypatch, tmp_path):
-    """A clean environment (XDG_CACHE_HOME in tmp_path); JAX's cache settings restored after."""
+    """A clean environment (XDG_CACHE_HOME in tmp_path); JAX's cache settings
+    at their defaults (not the test run's cache), restored after."""
     for name in (ENV_VAR, "JAX_COMPILATION_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    saved = {name: getattr(jax.config, name) for name in OPTIONS}
-    yield tmp_path
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
+    with jax_cache_defaults():
+        yield tmp_path
 
 
 def entries(folder: pathlib.Path) -> list:

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
+
+from session_cache import jax_cache_defaults
 
 from jaxmix import compiling, executables
 from jaxmix.compile_cache import enable_compilation_cache
@@ -82,17 +83,10 @@ def test_new_process_reads_the_fit_back_without_tracing_it(tmp_path):
 @pytest.fixture
 def store(tmp_path):
     """The store on in ``tmp_path``; JAX's cache settings and the store's state restored after."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    saved = {name: getattr(jax.config, name) for name in names}
-    enable_compilation_cache(tmp_path)
-    executables.clear()
-    yield tmp_path / executables.FOLDER_NAME
-    executables.enable(False)
-    executables.clear()
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
+    with jax_cache_defaults():
+        enable_compilation_cache(tmp_path)
+        executables.clear()
+        yield tmp_path / executables.FOLDER_NAME
 
 
 def _scaled(x, factor, *, power):
