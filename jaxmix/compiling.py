@@ -11,7 +11,15 @@ compile time again (the seed fit's first call 2.43 -> 2.10 s, mean of three
 fresh processes; full EM n=1e5, d=16, k=16, R=16: 1.92 -> 1.59 s, K-Means
 n=2e5, d=32, k=64: 1.68 -> 1.08 s), with warm times within 4% (full and diag
 EM equal, K-Means 4.9 -> 5.1 s); level 0 halves compile time again but ran
-warm fits 3-4x slower. Other backends get JAX's defaults. The choice is made on the
+warm fits 3-4x slower. That trade pays for a small fit, where compiling is
+nearly all of the first call: a fit program declares its work per pass over
+the data (``jit(work=...)``), and one of at most :data:`SMALL_WORK` elements
+compiles at level 0 (:data:`SMALL_CPU_OPTIONS`). The seed notebook fit's
+first call took 1.93 s at level 1 and 1.26-1.36 s at level 0, warm 0.011 ->
+0.05 s (scikit-learn: 0.07 s); a pass at the limit costs about 0.3 ms at
+level 1 and 1.3 ms at level 0, so even 100 iterations stay well below the
+0.6 s of compiling saved. Larger fits, and programs that declare no work,
+compile at level 1. Other backends get JAX's defaults. The choice is made on the
 first call, so importing jaxmix initialises no backend. Compiler options
 only apply to a top-level program: called under another transformation
 (``jit``, ``vmap``, ``grad`` of user code) the plain ``jax.jit`` is used and
@@ -32,34 +40,49 @@ except ImportError:  # pragma: no cover - JAX moved it: never pass options
     def _top_level():
         return False
 
-# XLA DebugOptions for programs compiled for the CPU.
+# XLA DebugOptions for programs compiled for the CPU, and for small ones.
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
+SMALL_CPU_OPTIONS = {**CPU_OPTIONS, "xla_backend_optimization_level": 0}
+# Work per pass (elements, as a program's ``work`` counts them) up to which
+# a CPU program compiles with SMALL_CPU_OPTIONS.
+SMALL_WORK = 2 ** 22
 
 
 class Compiled:
     """``jax.jit(fn, **jit_kwargs)`` built on first use with the options of
-    the default backend; behaves as the jitted function (``lower``, ...)."""
+    the default backend; behaves as the jitted function (``lower``, ...).
+    ``work(*args, **kwargs)``: the call's elements per pass over its data
+    (``None``: unknown, e.g. a stream), which picks the small options."""
 
-    def __init__(self, fn, jit_kwargs):
+    def __init__(self, fn, jit_kwargs, work=None):
         functools.update_wrapper(self, fn)
-        self._fn, self._jit_kwargs = fn, jit_kwargs
+        self._fn, self._jit_kwargs, self._work = fn, jit_kwargs, work
         self._nested = jax.jit(fn, **jit_kwargs)
-        self._jitted = None
+        self._jitted = {}
         self._signature = executables.Signature(fn, jit_kwargs)
 
-    def _get(self):
+    def _tier(self, args, kwargs) -> str:
+        """``"small"`` for a CPU call of declared small work, else ``""``."""
+        if self._work is None or args is None or jax.default_backend() != "cpu":
+            return ""
+        work = self._work(*args, **kwargs)
+        return "small" if work is not None and work <= SMALL_WORK else ""
+
+    def _get(self, tier: str = ""):
         if not _top_level():
             return self._nested
-        if self._jitted is None:
-            options = CPU_OPTIONS if jax.default_backend() == "cpu" else None
-            self._jitted = jax.jit(self._fn, compiler_options=options, **self._jit_kwargs)
-        return self._jitted
+        if tier not in self._jitted:
+            cpu = jax.default_backend() == "cpu"
+            options = (SMALL_CPU_OPTIONS if tier else CPU_OPTIONS) if cpu else None
+            self._jitted[tier] = jax.jit(self._fn, compiler_options=options,
+                                         **self._jit_kwargs)
+        return self._jitted[tier]
 
     def __call__(self, *args, **kwargs):
-        jitted = self._get()
-        if jitted is self._nested:
-            return jitted(*args, **kwargs)
-        return executables.call(self._signature, jitted, args, kwargs)
+        if not _top_level():
+            return self._nested(*args, **kwargs)
+        tier = self._tier(args, kwargs)
+        return executables.call(self._signature, self._get(tier), args, kwargs, tier)
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -67,9 +90,9 @@ class Compiled:
         return getattr(self._get(), name)
 
 
-def jit(fn=None, **jit_kwargs):
+def jit(fn=None, *, work=None, **jit_kwargs):
     """``jax.jit`` for jaxmix's programs (module docstring); usable as
-    ``@jit``, ``@jit(static_argnames=...)`` or ``jit(fn)``."""
+    ``@jit``, ``@jit(static_argnames=..., work=...)`` or ``jit(fn)``."""
     if fn is None:
-        return lambda f: Compiled(f, jit_kwargs)
-    return Compiled(fn, jit_kwargs)
+        return lambda f: Compiled(f, jit_kwargs, work)
+    return Compiled(fn, jit_kwargs, work)

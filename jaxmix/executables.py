@@ -142,13 +142,14 @@ def _environment() -> bytes:
         import jaxlib
         import optax
 
-        from jaxmix.compiling import CPU_OPTIONS
+        from jaxmix.compiling import CPU_OPTIONS, SMALL_CPU_OPTIONS
         devices = jax.devices()
         parts = (_source_digest(), jax.__version__, jaxlib.__version__, optax.__version__,
                  sys.version,
                  devices[0].client.platform, devices[0].client.platform_version,
                  tuple(d.device_kind for d in devices), jax.process_count(),
-                 sorted(CPU_OPTIONS.items()), os.environ.get("XLA_FLAGS", ""))
+                 sorted(CPU_OPTIONS.items()), sorted(SMALL_CPU_OPTIONS.items()),
+                 os.environ.get("XLA_FLAGS", ""))
         _state["environment"] = repr(parts).encode()
     return _state["environment"]
 
@@ -310,14 +311,15 @@ class Signature:
         return static, dyn_args, dyn_kwargs, bound
 
 
-def call(signature: Signature, jitted, args, kwargs):
+def call(signature: Signature, jitted, args, kwargs, options: str = ""):
     """``jitted(*args, **kwargs)``, its program taken from the store where
-    it can be (module docstring)."""
+    it can be (module docstring); ``options`` names the compiler options
+    ``jitted`` was built with (part of the key)."""
     where = folder()
     if where is None or not signature.usable:
         return jitted(*args, **kwargs)
     static, dyn_args, dyn_kwargs, bound = signature.split(args, kwargs)
-    key = call_key(signature.name, static, (dyn_args, dyn_kwargs))
+    key = call_key(f"{signature.name}[{options}]", static, (dyn_args, dyn_kwargs))
     if key is None:
         _counts["declined"] += 1
         return jitted(*args, **kwargs)

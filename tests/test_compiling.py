@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxmix
+from jaxmix import compiling
 from jaxmix.compiling import CPU_OPTIONS, jit
 
 
@@ -33,3 +35,39 @@ def test_cpu_programs_get_the_cpu_options():
     # every option is one XLA accepts (compile() above raises on an unknown name)
     assert CPU_OPTIONS == {"xla_cpu_use_fusion_emitters": False,
                            "xla_backend_optimization_level": 1}
+
+
+def _sum_work(x, power):
+    return x.size
+
+
+_poly_with_work = jit(lambda x, power: jnp.sum(x ** power), static_argnames="power",
+                      work=_sum_work)
+
+
+def test_small_work_compiles_at_the_small_options(monkeypatch):
+    """A call whose declared work is at most SMALL_WORK takes the small CPU
+    options, a larger one the default; both compute the same."""
+    if jax.default_backend() != "cpu":
+        return
+    monkeypatch.setattr(compiling, "SMALL_WORK", 4)
+    small, large = jnp.arange(4.0), jnp.arange(5.0)
+    assert float(_poly_with_work(small, power=2)) == 14.0
+    assert set(_poly_with_work._jitted) == {"small"}
+    assert float(_poly_with_work(large, power=2)) == 30.0
+    assert set(_poly_with_work._jitted) == {"small", ""}
+    assert compiling.SMALL_CPU_OPTIONS["xla_backend_optimization_level"] == 0
+    assert _poly._tier((small,), {"power": 2}) == "", "no declared work: the default"
+
+
+def test_a_small_fit_equals_the_same_fit_at_the_default_options(monkeypatch):
+    """The seed-sized fit compiled at level 0 and, with SMALL_WORK 0, at
+    level 1: the same result up to float32 rounding."""
+    x = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    x[:150] += 4.0
+    small = jaxmix.fit_gmm(0, x, 3, n_restarts=3, max_iter=20)
+    monkeypatch.setattr(compiling, "SMALL_WORK", 0)
+    default = jaxmix.fit_gmm(0, x, 3, n_restarts=3, max_iter=20)
+    np.testing.assert_array_equal(np.asarray(small.n_iter), np.asarray(default.n_iter))
+    for a, b in zip(jax.tree.leaves(small.params), jax.tree.leaves(default.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)

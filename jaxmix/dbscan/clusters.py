@@ -196,7 +196,12 @@ def _representatives(pts: Tiles, core, r2, method):
     return rep[pts.index], sweeps
 
 
-@jit(static_argnames=("block", "method"))
+def _pairs_work(x, *_, **__):
+    """Elements of one pass over all pairs of ``x``'s rows (``n^2 d``)."""
+    return x.shape[0] ** 2 * x.shape[1]
+
+
+@jit(static_argnames=("block", "method"), work=_pairs_work)
 def _dbscan(x, weights, n, eps, min_samples, block: int, method: str):
     """The fit on the first ``n`` rows of ``x`` and ``weights`` (padded to a
     multiple of ``block`` rows); outputs padded likewise (labels -1)."""

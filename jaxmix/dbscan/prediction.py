@@ -29,7 +29,12 @@ from jaxmix.dbscan.tiling import (DEFAULT_BLOCK, data_frame, make_tiles, pad_row
 from jaxmix.validation import check_data, check_int, check_nonneg
 
 
-@jit(static_argnames=("block", "tile", "method"))
+def _pairs_work(x_new, m, components, *_, **__):
+    """Elements of one pass over all (new row, component) pairs."""
+    return x_new.shape[0] * components.shape[0] * x_new.shape[1]
+
+
+@jit(static_argnames=("block", "tile", "method"), work=_pairs_work)
 def _predict(x_new, m, components, c, component_labels, max_distance, block: int,
              tile: int, method: str):
     """:func:`predict` on the first ``m`` rows of ``x_new`` and the first ``c``

@@ -34,7 +34,7 @@ from jaxmix.fit.continuation import continuation
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.progress import session, token_arg
-from jaxmix.fit.rows import cut_rows
+from jaxmix.fit.rows import cut_rows, fit_work
 from jaxmix.gmm.priors import log_dirichlet
 from jaxmix.families.mixture import MixtureParams
 from jaxmix.validation import (as_key, check_int, check_max_iter, check_n_restarts,
@@ -274,7 +274,13 @@ def cut_real(result: FitResult, s: Settings) -> FitResult:
                     lambda p: jax.tree.map(lambda a: a[:, :s.k], p))
 
 
-@jit(static_argnames=("family", "k_max", "n_restarts", "history"))
+def family_work(key, data, *_, k_max, n_restarts, **__):
+    """A family fit's work per pass (:func:`jaxmix.compiling.jit`), counted
+    as for dense statistics (``d`` per sample-component): an upper bound."""
+    return fit_work(data, n_restarts, k_max, dense=True)
+
+
+@jit(static_argnames=("family", "k_max", "n_restarts", "history"), work=family_work)
 def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progress,
          objective0=None, *, family, k_max, n_restarts, history):
     """EM on ``k`` (traced) real components padded to ``k_max``: every k of a

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 
 from jaxmix.compiling import jit
 from jaxmix.data.reduce import reduce
-from jaxmix.families.fit import (batched_em_step, degenerate, log_prior, masked, run_fit,
-                                 starts)
+from jaxmix.families.fit import (batched_em_step, degenerate, family_work, log_prior, masked,
+                                 run_fit, starts)
 from jaxmix.families.mixture import MixtureParams
 from jaxmix.fit.driver import FitResult, iterate
 from jaxmix.gmm.gradient_steps import batched_gradient_step, init_state, stop_rule
@@ -102,7 +102,8 @@ def fit_mixture_gradient(key, x, n_components: int, family, optimizer, *, n_rest
                    sample_weight, chunk_size, init_params, mesh, callback, optimizer=optimizer)
 
 
-@jit(static_argnames=("family", "k_max", "n_restarts", "history", "optimizer"))
+@jit(static_argnames=("family", "k_max", "n_restarts", "history", "optimizer"),
+     work=family_work)
 def _fit(key, data, sample, prior, tol, max_iter, alpha, init_params, k, progress,
          objective0=None, *, family, k_max, n_restarts, history, optimizer):
     dtype = sample.x.dtype

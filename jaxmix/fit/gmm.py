@@ -29,8 +29,8 @@ from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.data.source import is_source
 from jaxmix.fit.inputs import Placement, placed, uncentre, with_missing
-from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys,
-                             row_mask)
+from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
+                             row_keys, row_mask)
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.frozen import check_frozen
 from jaxmix.gmm.missing import MISSING, mean_filled, observed
@@ -238,8 +238,13 @@ def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
                              reg_covar, mask, rows.trials, max_trials)
 
 
+def _em_work(key, rows, data, *_, k_max, covariance_type, **__):
+    return fit_work(data, rows.k.size, k_max, applies(covariance_type))
+
+
 @jit(static_argnames=(
-    "k_max", "covariance_type", "init", "history", "path", "max_trials", "per_k"))
+    "k_max", "covariance_type", "init", "history", "path", "max_trials", "per_k"),
+    work=_em_work)
 def fit_rows(key, rows: Rows, data, sample, offset, init_params, tol, reg_covar, max_iter,
              prior, init_objective=None, *, k_max, covariance_type, init, history, path, max_trials,
              per_k=False, progress=None, frozen=None):

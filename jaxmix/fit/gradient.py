@@ -30,7 +30,7 @@ from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.gmm import (DEGENERATE_FIX, check_init_objective, check_settings, checked_inputs,
                             starting_params)
 from jaxmix.fit.inputs import placed, uncentre
-from jaxmix.fit.rows import TRACE_COUNT, cut_rows, restart_rows
+from jaxmix.fit.rows import TRACE_COUNT, cut_rows, fit_work, restart_rows
 from jaxmix.kmeans.init import local_trials
 from jaxmix.gmm.gradient import Objective, unconstrain
 from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_rule,
@@ -38,6 +38,7 @@ from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_r
 from jaxmix.gmm.priors import GMMPrior, in_program
 from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
+from jaxmix.gmm.whitening import applies
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
 from jaxmix.validation import as_key, check_int, is_traced
@@ -200,8 +201,13 @@ def _raw_key(key):
     return key
 
 
+def _gradient_work(key, rows, data, *_, k, covariance_type, **__):
+    return fit_work(data, rows.k.size, k, applies(covariance_type))
+
+
 @jit(static_argnames=(
-    "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"))
+    "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"),
+    work=_gradient_work)
 def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter,
          hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
          path, progress=None, objective0=None, frozen=None) -> FitResult:

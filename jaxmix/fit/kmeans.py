@@ -33,7 +33,8 @@ from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
-from jaxmix.fit.rows import TRACE_COUNT, Rows, cut_rows, pad_rows, restart_rows, row_keys, row_mask
+from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
+                             row_keys, row_mask)
 from jaxmix.kmeans.assign import row_elements
 from jaxmix.kmeans.init import KMEANS_INITS, local_trials, seed
 from jaxmix.numerics import all_finite
@@ -192,8 +193,11 @@ def with_final_inertia(result: FitResult, data, mask=None, usable=None) -> FitRe
                            best=best_restart(-inertia, result.failed, result.params, usable))
 
 
-@jit(static_argnames=("k_max", "init", "history", "max_trials",
-                                             "per_k"))
+def _lloyd_work(key, rows, data, *_, k_max, **__):
+    return fit_work(data, rows.k.size, k_max)
+
+
+@jit(static_argnames=("k_max", "init", "history", "max_trials", "per_k"), work=_lloyd_work)
 def kmeans_rows(key, rows: Rows, data, sample, offset, centroids0, tol, max_iter, *, k_max,
                 init, history, max_trials, per_k=False, progress=None) -> FitResult:
     """Lloyd K-Means on every row of ``rows`` (:mod:`jaxmix.fit.rows`) in one

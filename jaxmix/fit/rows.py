@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix.data.chunked import Chunked, pass_elements
 from jaxmix.fit.buckets import restart_bucket
 from jaxmix.kmeans.init import local_trials
 
@@ -69,6 +70,14 @@ def row_keys(key, rows: Rows, per_k: bool):
         base = jax.random.fold_in(key, k) if per_k else key
         return jax.random.fold_in(base, r)
     return jax.vmap(one)(rows.k, rows.restart)
+
+
+def fit_work(data, n_rows: int, k: int, dense: bool = False) -> int | None:
+    """Elements of one pass of ``n_rows`` rows of ``k`` components over
+    in-memory ``data`` (``n d n_rows k``, times ``d`` for dense covariances),
+    a fit program's ``work`` for :func:`jaxmix.compiling.jit`; None for a stream."""
+    d = data.x.shape[-1] if dense and isinstance(data, Chunked) else 1
+    return pass_elements(data, n_rows * k * d)
 
 
 def to_host(tree):
