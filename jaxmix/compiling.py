@@ -14,12 +14,18 @@ EM equal, K-Means 4.9 -> 5.1 s); level 0 halves compile time again but ran
 warm fits 3-4x slower. That trade pays for a small fit, where compiling is
 nearly all of the first call: a fit program declares its work per pass over
 the data (``jit(work=...)``), and one of at most :data:`SMALL_WORK` elements
-compiles at level 0 (:data:`SMALL_CPU_OPTIONS`). The seed notebook fit's
-first call took 1.93 s at level 1 and 1.26-1.36 s at level 0, warm 0.011 ->
-0.05 s (scikit-learn: 0.07 s); a pass at the limit costs about 0.3 ms at
-level 1 and 1.3 ms at level 0, so even 100 iterations stay well below the
-0.6 s of compiling saved. Larger fits, and programs that declare no work,
-compile at level 1. Other backends get JAX's defaults. The choice is made on the
+compiles at level 0 (:data:`SMALL_CPU_OPTIONS`). The seed notebook fit
+(491,520 elements per pass: k and R padded to their buckets) compiled in
+0.95 s instead of 1.9 s, and ran warm in 0.05 s instead of 0.016 s
+(scikit-learn: 0.07 s). The limit keeps that warm cost small: ``jaxmix
+demo`` run twice in one process took 16.9 s and 5.1 s with a limit of 2^22
+elements (its sweeps, 1.3 and 2.6 million, at level 0), 19.5 s and 3.1 s with
+2^20, and 22.0 s and 2.1 s with every program at level 1. Larger fits, and
+programs that declare no work, compile at level 1. The choice depends on
+shapes alone, so the same call always runs the same program (bitwise
+reproducible); it is not upgraded after a few calls, since that would change
+a result's last bits between two identical calls. Other backends get JAX's
+defaults. The choice is made on the
 first call, so importing jaxmix initialises no backend. Compiler options
 only apply to a top-level program: called under another transformation
 (``jit``, ``vmap``, ``grad`` of user code) the plain ``jax.jit`` is used and
@@ -45,7 +51,7 @@ CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_l
 SMALL_CPU_OPTIONS = {**CPU_OPTIONS, "xla_backend_optimization_level": 0}
 # Work per pass (elements, as a program's ``work`` counts them) up to which
 # a CPU program compiles with SMALL_CPU_OPTIONS.
-SMALL_WORK = 2 ** 22
+SMALL_WORK = 2 ** 20
 
 
 class Compiled:
