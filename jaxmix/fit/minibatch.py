@@ -35,6 +35,7 @@ from jaxmix.data.stream import Stream
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
+from jaxmix.fit.rows import fit_work
 from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
 from jaxmix.kmeans.update import scaled_tol
@@ -129,8 +130,14 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
                                "check the data's scale (squared distances overflow)")
 
 
+def _minibatch_work(key, data, *_, k, n_restarts, **__):
+    """The final pass over the data bounds a step's batch (``batch_size <= n``)."""
+    return fit_work(data, n_restarts, k)
+
+
 @jit(static_argnames=(
-    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size", "weighted"))
+    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size", "weighted"),
+    work=_minibatch_work)
 def _fit(key, data, sample, centroids0, config, *, k, n_restarts, init, n, n_steps, batch_size,
          init_size, weighted) -> FitResult:
     """The runs, batches drawn inside the loop: gathered from the data in
