@@ -35,7 +35,8 @@ from jaxmix.data.stream import Stream
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
-from jaxmix.fit.rows import fit_work
+from jaxmix.fit.buckets import history_bucket
+from jaxmix.fit.rows import cut_rows, fit_work
 from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
 from jaxmix.kmeans.update import scaled_tol
@@ -122,10 +123,14 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
                              max_no_improvement,
                              check_nonneg(reassignment_ratio, "reassignment_ratio"),
                              inp.sample.dtype)
+        n_steps = max_iter * n // batch_size
+        stream_rows = n if isinstance(inp.data, Stream) else None
         result = jax.block_until_ready(_fit(
-            key, inp.data, inp.sample, None if c0 is None else c0 - inp.offset, config, k=k,
-            n_restarts=n_restarts, init=init, n=n, n_steps=max_iter * n // batch_size,
-            batch_size=batch_size, init_size=size, weighted=_unequal(sample_weight)))
+            key, inp.data, inp.sample, None if c0 is None else c0 - inp.offset, config, n,
+            n_steps, k=k, n_restarts=n_restarts, init=init, history=history_bucket(n_steps),
+            stream_rows=stream_rows, batch_size=batch_size, init_size=size,
+            weighted=_unequal(sample_weight)))
+    result = cut_rows(result, n_restarts, n_steps)
     return raise_if_all_failed(uncentre(result, inp.offset),
                                "check the data's scale (squared distances overflow)")
 
@@ -135,20 +140,21 @@ def _minibatch_work(key, data, *_, k, n_restarts, **__):
     return fit_work(data, n_restarts, k)
 
 
-@jit(static_argnames=(
-    "k", "n_restarts", "init", "n", "n_steps", "batch_size", "init_size", "weighted"),
-    work=_minibatch_work)
-def _fit(key, data, sample, centroids0, config, *, k, n_restarts, init, n, n_steps, batch_size,
-         init_size, weighted) -> FitResult:
+@jit(static_argnames=("k", "n_restarts", "init", "history", "stream_rows", "batch_size",
+                      "init_size", "weighted"), work=_minibatch_work)
+def _fit(key, data, sample, centroids0, config, n, n_steps, *, k, n_restarts, init, history,
+         stream_rows, batch_size, init_size, weighted) -> FitResult:
     """The runs, batches drawn inside the loop: gathered from the data in
     memory, or read from a random-access source on the host (``data`` a
-    :class:`~jaxmix.data.stream.Stream`: one read of all restarts' batches per
-    step, a sparse source's rows made dense); ``sample`` scales ``tol``."""
+    :class:`~jaxmix.data.stream.Stream` of ``stream_rows`` rows: one read of
+    all restarts' batches per step, a sparse source's rows made dense);
+    ``sample`` scales ``tol``. ``n`` rows (rows are drawn below it) and
+    ``n_steps`` are traced: one program serves every data size in a sample
+    bucket and every step cap within ``history``."""
     if isinstance(data, Stream):
-        w, take = data.weights(n), data.gather
+        w, take = data.weights(stream_rows), data.gather
     else:
-        x, w = data.flat()
-        x, w = x[:n], w[:n]  # without the padding rows
+        x, w = data.flat()  # padding rows: weight 0, never drawn (rows < n)
         take = lambda rows: (x[rows], w[rows])  # noqa: E731
     init_key, subset_key, run_key = jax.random.split(key, 3)
     if centroids0 is None:
@@ -175,7 +181,7 @@ def _fit(key, data, sample, centroids0, config, *, k, n_restarts, init, n, n_ste
         return new, -batch_inertia
 
     states0 = jax.vmap(minibatch_init)(jax.random.split(run_key, n_restarts), centroids0)
-    result = iterate(step, states0, config.tol, n_steps, stopped)
+    result = iterate(step, states0, config.tol, n_steps, stopped, history_len=history)
     return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)), data)
 
 

@@ -11,6 +11,7 @@ from sklearn.cluster._kmeans import _mini_batch_step
 from jaxmix.compiling import jit
 from jaxmix.kmeans.stats import kmeans_stats
 from jaxmix.kmeans.update import minibatch_update, score
+from jaxmix.fit.buckets import exact_shapes
 from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step
@@ -97,6 +98,32 @@ def test_runs_every_step_without_early_stopping():
     assert int(mb.n_iter[0]) == 2 * X.shape[0] // 400
     assert not bool(mb.converged[0])
     assert np.all(np.isfinite(np.asarray(mb.history)))
+    assert mb.history.shape == (1, 2 * X.shape[0] // 400), "history cut to the step cap"
+
+
+def test_other_sizes_and_step_caps_share_one_program():
+    """``n`` and the step cap are traced: another ``max_iter``, or another
+    ``n`` in the same sample bucket, compiles nothing (shapes of its own:
+    d=3, k=4, batch 64), and the padded rows are never drawn."""
+    from jaxmix.fit import programs
+    x = X[:300] + 0.0
+    first = fit_minibatch_kmeans(0, x, 4, batch_size=64, max_iter=3, max_no_improvement=None)
+    compiled = programs.compiled_programs()
+    again = fit_minibatch_kmeans(0, x, 4, batch_size=64, max_iter=3, max_no_improvement=None)
+    longer = fit_minibatch_kmeans(0, x, 4, batch_size=64, max_iter=5, max_no_improvement=None)
+    fewer = fit_minibatch_kmeans(0, x[:290], 4, batch_size=64, max_iter=3,
+                                 max_no_improvement=None)
+    assert programs.compiled_programs() == compiled
+    np.testing.assert_array_equal(np.asarray(first.params.centroids),
+                                  np.asarray(again.params.centroids))
+    assert int(longer.n_iter[0]) == 5 * 300 // 64 and int(fewer.n_iter[0]) == 3 * 290 // 64
+    with exact_shapes():  # 290 rows unpadded: the same draws, so the same fit
+        exact = fit_minibatch_kmeans(0, x[:290], 4, batch_size=64, max_iter=3,
+                                     max_no_improvement=None)
+    np.testing.assert_allclose(np.asarray(fewer.params.centroids),
+                               np.asarray(exact.params.centroids), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(fewer.objective), np.asarray(exact.objective),
+                               rtol=1e-12)
 
 
 def test_tol_stops_on_small_centroid_change():
