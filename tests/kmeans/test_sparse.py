@@ -75,7 +75,10 @@ def test_estimators_take_sparse_input(data, Est):
         kw["batch_size"] = BATCH
     dense, sp = Est(**kw).fit(x, sample_weight=w), Est(**kw).fit(sparse.csr_matrix(x),
                                                                  sample_weight=w)
-    np.testing.assert_allclose(sp.cluster_centers_, dense.cluster_centers_, rtol=1e-10)
+    # a sparse source streams (compiled at level 1), small dense data does not
+    # (level 0, jaxmix.compiling): equal to rounding, near-zero entries included
+    np.testing.assert_allclose(sp.cluster_centers_, dense.cluster_centers_, rtol=1e-10,
+                               atol=1e-13)
     np.testing.assert_array_equal(sp.labels_, dense.labels_)
     s = sparse.csr_matrix(x)
     np.testing.assert_array_equal(sp.predict(s), dense.predict(x))
