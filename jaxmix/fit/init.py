@@ -25,8 +25,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxmix.compiling import jit
 from jaxmix.fit.kmeans import run_lloyd, seed_centres
+from jaxmix.fit.rows import fit_work
 from jaxmix.gmm.update import enforce_mask, params_at, params_from_labels, params_from_resp
+from jaxmix.gmm.whitening import applies
 from jaxmix.kmeans.assign import assign
 from jaxmix.kmeans.init import local_trials, seed
 from jaxmix.kmeans.update import scaled_tol
@@ -120,3 +123,19 @@ def params_from_means(data, means, reg_covar, covariance_type: str) -> GMMParams
 def broadcast_params(params: GMMParams, n_restarts: int) -> GMMParams:
     """Repeat single parameters ``n_restarts`` times along a new leading axis."""
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_restarts,) + a.shape), params)
+
+
+def _one_start_work(key, data, means, reg_covar, *, k, covariance_type, **_):
+    return fit_work(data, 1, k, applies(covariance_type))
+
+
+@jit(static_argnames=("k", "covariance_type", "method"), work=_one_start_work)
+def one_start(key, data, means, reg_covar, *, k: int, covariance_type: str, method: str):
+    """One start on in-memory ``data``: :func:`params_from_means` of
+    ``means (k, d)`` if given, else restart 0 of :func:`initialize` by
+    ``method``; one compiled program (called eagerly, every operation of the
+    initialiser would compile on its own)."""
+    if means is not None:
+        return params_from_means(data, means, reg_covar, covariance_type)
+    return jax.tree.map(lambda a: a[0], initialize(key, data, k, covariance_type, 1, method,
+                                                   reg_covar))

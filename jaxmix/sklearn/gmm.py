@@ -56,8 +56,7 @@ from jaxmix.data import chunk
 from jaxmix.fit.driver import AllRestartsFailed
 from jaxmix.fit.gmm import DEGENERATE_FIX, fit_gmm
 from jaxmix.fit.gradient import fit_gradient
-from jaxmix.fit.init import initialize, params_from_means
-from jaxmix.fit.rows import fit_work
+from jaxmix.fit.init import one_start
 from jaxmix.gmm import (family, log_prob, predict as gmm_predict, responsibilities,
                         sample as gmm_sample)
 from jaxmix.io import check_loaded_gmm
@@ -85,20 +84,6 @@ _sample = jit(gmm_sample, static_argnames="n")
 def _covariances_and_precisions(pc, covariance_type):
     fam = family(covariance_type)
     return fam.covariance(pc), fam.precisions(pc)
-
-
-def _start_work(key, data, means, reg_covar, *, k, covariance_type, **_):
-    return fit_work(data, 1, k, family(covariance_type).dense_factor)
-
-
-@jit(static_argnames=("k", "covariance_type", "method"), work=_start_work)
-def _starting_params(key, data, means, reg_covar, *, k, covariance_type, method):
-    """One start on ``data``: from ``means`` (k, d) if given, else from the
-    ``method`` initialiser (one compiled program, not one per operation)."""
-    if means is not None:
-        return params_from_means(data, means, reg_covar, covariance_type)
-    return jax.tree.map(lambda a: a[0], initialize(key, data, k, covariance_type, 1, method,
-                                                   reg_covar))
 
 
 def _check_init(name, value, shape, dtype, sklearn_name):
@@ -264,7 +249,7 @@ class GaussianMixture(Persistent, DensityMixin, BaseEstimator):
         if any(g is None for g in given):  # the missing parts: an M-step on ...
             # ... the samples nearest to each given mean, or the init_params
             # initialiser's responsibilities
-            base = jax.tree.map(np.asarray, _starting_params(
+            base = jax.tree.map(np.asarray, one_start(
                 key, chunk(jnp.asarray(X, dtype), None),
                 None if means is None else jnp.asarray(means, dtype),
                 jnp.asarray(self.reg_covar, dtype), k=k, covariance_type=ct,
