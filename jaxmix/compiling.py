@@ -24,7 +24,10 @@ elements (its sweeps, 1.3 and 2.6 million, at level 0), 19.5 s and 3.1 s with
 programs that declare no work, compile at level 1. The choice depends on
 shapes alone, so the same call always runs the same program (bitwise
 reproducible); it is not upgraded after a few calls, since that would change
-a result's last bits between two identical calls. Other backends get JAX's
+a result's last bits between two identical calls. Two fits on either side of
+the limit (another ``R`` or ``k`` bucket, or in-memory data against a
+stream, whose size is not static and so compiles at level 1) may differ in
+the last bits of the same restart. Other backends get JAX's
 defaults. The choice is made on the
 first call, so importing jaxmix initialises no backend. Compiler options
 only apply to a top-level program: called under another transformation
@@ -68,10 +71,13 @@ class Compiled:
         self._signature = executables.Signature(fn, jit_kwargs)
 
     def _tier(self, args, kwargs) -> str:
-        """``"small"`` for a CPU call of declared small work, else ``""``."""
-        if self._work is None or args is None or jax.default_backend() != "cpu":
+        """``"small"`` for a CPU call of declared small work, else ``""``
+        (``work`` gets the arguments by name, however the call passed them)."""
+        if self._work is None or jax.default_backend() != "cpu":
             return ""
-        work = self._work(*args, **kwargs)
+        bound = self._signature.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        work = self._work(**bound.arguments)
         return "small" if work is not None and work <= SMALL_WORK else ""
 
     def _get(self, tier: str = ""):
@@ -89,6 +95,11 @@ class Compiled:
             return self._nested(*args, **kwargs)
         tier = self._tier(args, kwargs)
         return executables.call(self._signature, self._get(tier), args, kwargs, tier)
+
+    def lower(self, *args, **kwargs):
+        """``jax.jit(...).lower`` of the program this call would run."""
+        tier = self._tier(args, kwargs) if _top_level() else ""
+        return self._get(tier).lower(*args, **kwargs)
 
     def __getattr__(self, name):
         if name.startswith("_"):

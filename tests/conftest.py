@@ -175,9 +175,9 @@ def _release_compiled_programs():
     compiled; clearing once the mappings pass ``RELEASE_MAPS`` bounds them as
     well (the largest module adds about 14,000) and lets modules run in a row
     reuse programs; after a release the run's persistent cache
-    (tests/session_cache.py) serves them again without compiling. So a test must not assume that a program is new to the
-    process: count compiles and traces as differences over shapes it alone
-    uses, or as "no more than".
+    (tests/session_cache.py) serves them again without compiling. So a test
+    must not assume that a program is new to the process: count compiles and
+    traces as differences over shapes it alone uses, or as "no more than".
     """
     yield
     from jaxmix.fit.programs import map_count, map_limit

@@ -11,10 +11,10 @@ workers inherit it through the environment) and deleted when the run ends.
 A run never reuses another run's programs.
 
 What a test sees is unchanged: a program read back is the program XLA
-compiled. Tests that count compiles already count differences over shapes
-they alone use, or "no more than" (``conftest``); a read-back program is not
-an XLA compile (JAX records ``/jax/compilation_cache/cache_hits`` instead).
-Tests of the cache itself start from JAX's defaults (:func:`jax_cache_defaults`).
+compiled, and it still fires JAX's compile event
+(``/jax/core/compile/backend_compile_duration`` spans the cache lookup), so
+tests that count compiles count it as before. Tests of the cache itself
+start from JAX's defaults (:func:`jax_cache_defaults`).
 
 ``JAXMIX_TEST_XLA_CACHE=off`` runs without it (to time compiles as a user's
 first process sees them); a folder there is used and kept.
@@ -31,8 +31,9 @@ import jax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
+from jaxmix.compile_cache import OFF_VALUES
+
 ENV_VAR = "JAXMIX_TEST_XLA_CACHE"
-OFF_VALUES = frozenset({"0", "off", "false", "none"})
 # JAX's settings of the cache, with their defaults (the cache off).
 OPTIONS = {"jax_compilation_cache_dir": None,
            "jax_persistent_cache_min_compile_time_secs": 1.0,
@@ -59,6 +60,7 @@ def finish(config) -> None:
     folder = config.stash.get(_MADE, None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(ENV_VAR, None)  # a later run in this process makes its own
 
 
 @contextlib.contextmanager

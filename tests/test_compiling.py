@@ -71,3 +71,18 @@ def test_a_small_fit_equals_the_same_fit_at_the_default_options(monkeypatch):
     np.testing.assert_array_equal(np.asarray(small.n_iter), np.asarray(default.n_iter))
     for a, b in zip(jax.tree.leaves(small.params), jax.tree.leaves(default.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+
+
+def test_work_sees_keyword_arguments_and_lower_takes_the_tier(monkeypatch):
+    """A call passing the data by keyword picks the tier as a positional one
+    does, and ``lower`` lowers the program that call would run."""
+    if jax.default_backend() != "cpu":
+        return
+    monkeypatch.setattr(compiling, "SMALL_WORK", 4)
+    small = jnp.arange(3.0)
+    assert _poly_with_work._tier((), {"x": small, "power": 2}) == "small"
+    assert _poly_with_work._tier((small,), {"power": 2}) == "small"
+    monkeypatch.setattr(_poly_with_work, "_jitted", {})
+    assert _poly_with_work.lower(small, power=2).compile() is not None
+    assert set(_poly_with_work._jitted) == {"small"}, "lowered with the small options"
+    assert float(_poly_with_work(x=small, power=2)) == 5.0

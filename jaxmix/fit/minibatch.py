@@ -149,8 +149,9 @@ def _fit(key, data, sample, centroids0, config, n, n_steps, *, k, n_restarts, in
     :class:`~jaxmix.data.stream.Stream` of ``stream_rows`` rows: one read of
     all restarts' batches per step, a sparse source's rows made dense);
     ``sample`` scales ``tol``. ``n`` rows (rows are drawn below it) and
-    ``n_steps`` are traced: one program serves every data size in a sample
-    bucket and every step cap within ``history``."""
+    ``n_steps`` are traced: in memory, one program serves every step cap
+    within ``history`` and every data size in a sample bucket with the same
+    ``init_size`` (which is at most ``n``)."""
     if isinstance(data, Stream):
         w, take = data.weights(stream_rows), data.gather
     else:

@@ -33,8 +33,7 @@ MAP_FRACTION = 0.5
 CHECK_EVERY = 8
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program read from JAX's cache
-_state = {"compiled": 0, "read": 0, "checked": 0, "warned": False, "cleared": 0}
+_state = {"compiled": 0, "checked": 0, "warned": False, "cleared": 0}
 
 
 def _on_event(name, _seconds, **_kwargs):
@@ -42,25 +41,12 @@ def _on_event(name, _seconds, **_kwargs):
         _state["compiled"] += 1
 
 
-def _on_hit(name, **_kwargs):
-    if name == _CACHE_HIT_EVENT:
-        _state["read"] += 1
-
-
 jax.monitoring.register_event_duration_secs_listener(_on_event)
-jax.monitoring.register_event_listener(_on_hit)
 
 
 def compiled_programs() -> int:
     """XLA programs compiled in this process since jaxmix was imported."""
     return _state["compiled"]
-
-
-def programs_loaded() -> int:
-    """Programs this process has loaded since jaxmix was imported: compiled,
-    or read back from JAX's persistent cache or :mod:`jaxmix.executables`
-    (each holds its own memory mappings)."""
-    return _state["compiled"] + _state["read"] + executables.stats()["hits"]
 
 
 def times_cleared() -> int:
@@ -90,7 +76,7 @@ def guard() -> bool:
     """Empty JAX's caches if the mappings near the cap (module docstring);
     returns whether it did. Cheap: it looks only every :data:`CHECK_EVERY`
     new programs."""
-    made = programs_loaded()
+    made = _state["compiled"] + executables.stats()["hits"]  # compiled or read back
     if made - _state["checked"] < CHECK_EVERY:
         return False
     _state["checked"] = made

@@ -1,9 +1,7 @@
 """The long-session guard (jaxmix.fit.programs)."""
 
-import jax
 import numpy as np
 import pytest
-from session_cache import jax_cache_defaults
 
 import jaxmix
 from jaxmix.fit import programs
@@ -30,22 +28,21 @@ def test_compiled_programs_counts_compilations():
 
 def test_guard_clears_caches_near_the_map_limit(monkeypatch):
     """With the mappings over MAP_FRACTION of the limit, the next fit empties
-    JAX's caches (the same fit then compiles again, or is read back from a
-    persistent cache) and warns once."""
+    JAX's caches (the same fit then compiles again) and warns once."""
     jaxmix.fit_kmeans(0, X, 2, max_iter=3)
     monkeypatch.setattr(programs, "map_count", lambda: 900)
     monkeypatch.setattr(programs, "map_limit", lambda: 1000)
     monkeypatch.setitem(programs._state, "checked", -programs.CHECK_EVERY)
     monkeypatch.setitem(programs._state, "warned", False)
-    cleared, loaded = programs.times_cleared(), programs.programs_loaded()
+    cleared, compiled = programs.times_cleared(), programs.compiled_programs()
     with pytest.warns(UserWarning, match="max_map_count"):
         jaxmix.fit_kmeans(0, X, 2, max_iter=3)  # the guard runs as the fit starts
     assert programs.times_cleared() == cleared + 1
-    assert programs.programs_loaded() > loaded, "caches were emptied: it loads again"
-    loaded = programs.programs_loaded()
+    assert programs.compiled_programs() > compiled, "caches were emptied: it compiles again"
+    compiled = programs.compiled_programs()
     monkeypatch.setattr(programs, "map_count", lambda: 10)
     jaxmix.fit_kmeans(0, X, 2, max_iter=3)
-    assert programs.programs_loaded() == loaded, "below the limit: nothing cleared"
+    assert programs.compiled_programs() == compiled, "below the limit: nothing cleared"
 
 
 def test_guard_does_nothing_below_the_limit(monkeypatch):
@@ -53,19 +50,3 @@ def test_guard_does_nothing_below_the_limit(monkeypatch):
     monkeypatch.setattr(programs, "map_limit", lambda: 1000)
     monkeypatch.setitem(programs._state, "checked", -programs.CHECK_EVERY)
     assert programs.guard() is False
-
-
-def test_programs_read_from_jax_cache_are_counted(tmp_path):
-    """A program read back from JAX's persistent cache holds mappings too:
-    ``programs_loaded`` (what the guard counts) sees it, not as a compile."""
-    x = np.random.default_rng(2).normal(size=(33, 5)).astype(np.float32)  # shapes of its own
-    with jax_cache_defaults():
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-        jaxmix.fit_kmeans(0, x, 2, max_iter=3)
-        jax.clear_caches()
-        compiled, loaded = programs.compiled_programs(), programs.programs_loaded()
-        jaxmix.fit_kmeans(0, x, 2, max_iter=3)
-        new_compiles = programs.compiled_programs() - compiled
-        assert programs.programs_loaded() - loaded > new_compiles, "some were read back"
