@@ -31,7 +31,6 @@ from jaxmix.data.source import is_source
 from jaxmix.fit.inputs import Placement, placed, uncentre, with_missing
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
                              row_keys, row_mask)
-from jaxmix.gmm.covariance import family
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.frozen import check_frozen
 from jaxmix.gmm.missing import MISSING, mean_filled, observed
@@ -240,7 +239,7 @@ def starting_params(key, rows, sample, init_params, offset, reg_covar, *, k_max,
 
 
 def _em_work(key, rows, data, *_, k_max, covariance_type, **__):
-    return fit_work(data, rows.k.size, k_max, family(covariance_type).dense_factor)
+    return fit_work(data, rows.k.size, k_max, covariance_type)
 
 
 @jit(static_argnames=(

@@ -38,7 +38,6 @@ from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_r
 from jaxmix.gmm.priors import GMMPrior, in_program
 from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
-from jaxmix.gmm.covariance import family
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
 from jaxmix.validation import as_key, check_int, is_traced
@@ -202,7 +201,7 @@ def _raw_key(key):
 
 
 def _gradient_work(key, rows, data, *_, k, covariance_type, **__):
-    return fit_work(data, rows.k.size, k, family(covariance_type).dense_factor)
+    return fit_work(data, rows.k.size, k, covariance_type)
 
 
 @jit(static_argnames=(

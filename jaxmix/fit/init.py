@@ -29,7 +29,6 @@ from jaxmix.compiling import jit
 from jaxmix.fit.kmeans import run_lloyd, seed_centres
 from jaxmix.fit.rows import fit_work
 from jaxmix.gmm.update import enforce_mask, params_at, params_from_labels, params_from_resp
-from jaxmix.gmm.covariance import family
 from jaxmix.kmeans.assign import assign
 from jaxmix.kmeans.init import local_trials, seed
 from jaxmix.kmeans.update import scaled_tol
@@ -126,7 +125,7 @@ def broadcast_params(params: GMMParams, n_restarts: int) -> GMMParams:
 
 
 def _one_start_work(key, data, means, reg_covar, *, k, covariance_type, **_):
-    return fit_work(data, 1, k, family(covariance_type).dense_factor)
+    return fit_work(data, 1, k, covariance_type)
 
 
 @jit(static_argnames=("k", "covariance_type", "method"), work=_one_start_work)

@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxmix.data.chunked import Chunked, pass_elements
 from jaxmix.fit.buckets import restart_bucket
+from jaxmix.gmm.covariance import family
 from jaxmix.kmeans.init import local_trials
 
 
@@ -72,10 +73,14 @@ def row_keys(key, rows: Rows, per_k: bool):
     return jax.vmap(one)(rows.k, rows.restart)
 
 
-def fit_work(data, n_rows: int, k: int, dense: bool = False) -> int | None:
+def fit_work(data, n_rows: int, k: int, covariance_type: str | None = None,
+             dense: bool = False) -> int | None:
     """Elements of one pass of ``n_rows`` rows of ``k`` components over
-    in-memory ``data`` (``n d n_rows k``, times ``d`` for dense covariances),
-    a fit program's ``work`` for :func:`jaxmix.compiling.jit`; None for a stream."""
+    in-memory ``data`` (``n d n_rows k``, times ``d`` where ``dense`` or the
+    Gaussian ``covariance_type`` has a dense factor), a fit program's
+    ``work`` for :func:`jaxmix.compiling.jit`; None for a stream."""
+    if covariance_type is not None:
+        dense = family(covariance_type).dense_factor
     d = data.x.shape[-1] if dense and isinstance(data, Chunked) else 1
     return pass_elements(data, n_rows * k * d)
 
