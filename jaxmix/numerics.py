@@ -44,7 +44,12 @@ def uniform(key, shape, dtype):
     so the same key makes the same random choices (seeds, initial
     responsibilities) whether the data are float32 or float64, but for draws
     that fall within rounding of a boundary."""
-    bits = jax.random.bits(key, tuple(shape) + (2,), jnp.uint32)
+    return uniform_from_bits(jax.random.bits(key, tuple(shape) + (2,), jnp.uint32), dtype)
+
+
+def uniform_from_bits(bits, dtype):
+    """:func:`uniform` of random words ``bits (..., 2)`` uint32, hashed
+    elsewhere (:mod:`jaxmix.host_random`)."""
     u = bits[..., 0].astype(dtype) * 2.0 ** -32 + bits[..., 1].astype(dtype) * 2.0 ** -64
     one = np.dtype(dtype).type(1)
     return jnp.minimum(u, jnp.asarray(np.nextafter(one, one - one), dtype))  # < 1 after rounding

@@ -25,12 +25,12 @@ from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.continuation import continuation, restart_axis
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
+from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked, plusplus_shape
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.data.source import is_source
 from jaxmix.fit.inputs import Placement, placed, uncentre, with_missing
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
-                             row_keys, row_mask)
+                             row_keys, row_mask, with_draws)
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.frozen import check_frozen
 from jaxmix.gmm.missing import MISSING, mean_filled, observed
@@ -175,13 +175,15 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
             session(callback, s.n_restarts, is_traced(key, x)) as token:
         inp = inp if x_nan is None else with_missing(inp, x_nan)
         init_params, prior = checked_inputs(s, inp, init_params, prior)
+        trials = local_trials(k_max)
         result, _ = jax.block_until_ready(fit_rows(
-            key, rows, inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
+            key, with_draws(key, rows, plusplus=plusplus_shape(init, init_params, k_max, trials)),
+            inp.data, inp.sample, inp.offset, init_params, s.tol, s.reg_covar,
             s.max_iter, prior, check_init_objective(init_objective, init_params, len(rows.k),
                                                     s.n_restarts),
             k_max=k_max,
             covariance_type=s.covariance_type, init=init,
-            history=history_bucket(s.max_iter), path=path, max_trials=local_trials(k_max),
+            history=history_bucket(s.max_iter), path=path, max_trials=trials,
             progress=token_arg(token),
             frozen=check_frozen(frozen, s.k, s.covariance_type, init_params, k_max)))
     result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))

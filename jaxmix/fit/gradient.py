@@ -29,8 +29,9 @@ from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_fai
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.gmm import (DEGENERATE_FIX, check_init_objective, check_settings, checked_inputs,
                             starting_params)
+from jaxmix.fit.init import plusplus_shape
 from jaxmix.fit.inputs import placed, uncentre
-from jaxmix.fit.rows import TRACE_COUNT, cut_rows, fit_work, restart_rows
+from jaxmix.fit.rows import TRACE_COUNT, cut_rows, fit_work, restart_rows, with_draws
 from jaxmix.kmeans.init import local_trials
 from jaxmix.gmm.gradient import Objective, unconstrain
 from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_rule,
@@ -134,8 +135,10 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
                 sample_weight=sample_weight, mesh=mesh) as inp, \
             session(callback, s.n_restarts, is_traced(key, x)) as token:
         init_params, prior = checked_inputs(s, inp, init_params, prior)
+        starts = with_draws(key, rows, plusplus=plusplus_shape(init, init_params, s.k,
+                                                               local_trials(s.k)))
         result = jax.block_until_ready(_fit(
-            _raw_key(key), rows, inp.data, inp.sample, inp.offset, init_params, prior, s.tol,
+            _raw_key(key), starts, inp.data, inp.sample, inp.offset, init_params, prior, s.tol,
             s.reg_covar, s.max_iter, per_row(hyperparams, rows, s.n_restarts), k=s.k,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,

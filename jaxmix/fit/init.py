@@ -30,12 +30,14 @@ from jaxmix.fit.kmeans import run_lloyd, seed_centres
 from jaxmix.fit.rows import fit_work
 from jaxmix.gmm.update import enforce_mask, params_at, params_from_labels, params_from_resp
 from jaxmix.kmeans.assign import assign
-from jaxmix.kmeans.init import local_trials, seed
+from jaxmix.kmeans.init import local_trials, restart_key, seed
 from jaxmix.kmeans.update import scaled_tol
 from jaxmix.numerics import uniform
 from jaxmix.params import GMMParams
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+# The initialisers that seed by k-means++.
+PLUSPLUS = ("kmeans", "k-means++")
 # The initialisers that start one-hot on seeds, and the seeding they use.
 SEEDED = {"k-means++": "k-means++", "random_from_data": "random"}
 
@@ -76,9 +78,17 @@ def seed_kmeans(keys, sample, k: int, mask, n_trials, tol=KMEANS_INIT_TOL,
                      usable=usable, history_len=history_len)
 
 
+def plusplus_shape(init: str, init_params, k_max: int, max_trials: int):
+    """``(k_max, max_trials)``: the shape of the k-means++ draws a start by
+    ``init`` takes (:func:`jaxmix.fit.rows.with_draws`); ``None`` if it
+    takes none (given ``init_params``, or another initialiser)."""
+    return (k_max, max_trials) if init_params is None and init in PLUSPLUS else None
+
+
 def initialize_masked(keys, sample, k: int, covariance_type: str, method: str, reg_covar,
                       mask, n_trials, max_trials: int | None = None) -> GMMParams:
-    """Initial parameters of ``B`` restarts (``keys (B,)``) of ``k`` components
+    """Initial parameters of ``B`` restarts (``keys (B,)``, keys or
+    :class:`~jaxmix.kmeans.init.Draws`) of ``k`` components
     of which ``mask (B, k)`` are real; ``n_trials (B,)`` k-means++ candidates
     (at most the static ``max_trials``, default ``local_trials(k)``)."""
     x, w = sample.flat()
@@ -91,7 +101,8 @@ def initialize_masked(keys, sample, k: int, covariance_type: str, method: str, r
             centroids.params.centroids)
     elif method == "random":
         params = jax.vmap(lambda key, real: params_from_resp(
-            uniform_resp(key, real), sample, reg_covar, covariance_type))(keys, mask)
+            uniform_resp(restart_key(key), real), sample, reg_covar, covariance_type))(
+                keys, mask)
     elif method in SEEDED:
         idx = jax.vmap(lambda key, t: seed(SEEDED[method], key, x, w, k, t, max_trials)[1])(
             keys, n_trials)

@@ -11,6 +11,9 @@ Keys: row ``b`` starts from ``fold_in(base, restart[b])`` where ``base`` is
 the fit's key, or ``fold_in(key, k[b])`` for a grid (``select_k``). So
 restart ``r`` of a fit does not depend on how many restarts run with it, nor
 on the bucket: a fit with ``R = 4`` is the first four restarts of ``R = 8``.
+Where the key is concrete, :func:`with_draws` hashes these keys (and the
+k-means++ draws) on the host, bit for bit, and the program takes them as
+data instead of hashing them itself (:mod:`jaxmix.host_random`).
 
 >>> rows = restart_rows([2, 3], 2, n_rows=6)
 >>> rows.k.tolist(), rows.restart.tolist(), rows.active.tolist()
@@ -25,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmix import host_random
 from jaxmix.data.chunked import Chunked, pass_elements
 from jaxmix.fit.buckets import restart_bucket
 from jaxmix.gmm.covariance import family
-from jaxmix.kmeans.init import local_trials
+from jaxmix.kmeans.init import Draws, host_plusplus_bits, local_trials
 
 
 # Number of times the compiled fits were traced (a trace precedes every
@@ -41,6 +45,7 @@ class Rows(NamedTuple):
     restart: np.ndarray    # (B,) int32 restart index within its k
     trials: np.ndarray     # (B,) int32 k-means++ candidates per centre
     active: np.ndarray     # (B,) bool the row is real (else padding)
+    draws: Draws | None = None  # (B,) start draws hashed on the host (with_draws)
 
 
 def restart_rows(ks, n_restarts: int, n_local_trials=None, n_rows: int | None = None) -> Rows:
@@ -66,11 +71,30 @@ def row_mask(rows: Rows, k_max: int):
 
 
 def row_keys(key, rows: Rows, per_k: bool):
-    """The start key of every row (module docstring)."""
+    """The start key of every row (module docstring), or the row's
+    :class:`~jaxmix.kmeans.init.Draws` where :func:`with_draws` hashed them."""
+    if rows.draws is not None:
+        return rows.draws
+
     def one(k, r):
         base = jax.random.fold_in(key, k) if per_k else key
         return jax.random.fold_in(base, r)
     return jax.vmap(one)(rows.k, rows.restart)
+
+
+def with_draws(key, rows: Rows, *, per_k: bool = False, plusplus=None) -> Rows:
+    """``rows`` with their start keys (and, given ``plusplus = (k_max,
+    max_trials)`` of a k-means++ seeding, its draws) hashed on the host
+    (:mod:`jaxmix.host_random`), as :func:`row_keys` and the seeding would
+    hash them in the program; unchanged where the host cannot hash ``key``
+    (traced, another PRNG)."""
+    raw = host_random.host_key(key)
+    if raw is None:
+        return rows
+    base = host_random.fold_in(raw, rows.k) if per_k else raw
+    keys = host_random.fold_in(base, rows.restart)
+    bits = None if plusplus is None else host_plusplus_bits(keys, *plusplus)
+    return rows._replace(draws=Draws(keys, bits))
 
 
 def fit_work(data, n_rows: int, k: int, covariance_type: str | None = None,

@@ -13,11 +13,14 @@ log-weights, whose top ``k`` is a prefix of its top ``k_max``.
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxmix.numerics import HIGHEST, uniform
+from jaxmix import host_random
+from jaxmix.numerics import HIGHEST, uniform_from_bits
 
 KMEANS_INITS = ("k-means++", "random")
 
@@ -52,8 +55,24 @@ def _draw(p, u):
     return _search(cum, cum[-1] * (1 - u))
 
 
-def _uniforms(key, k: int, trials: int, dtype):
-    """The ``(k, trials)`` uniforms of k-means++: ``[0, :]`` all from
+class Draws(NamedTuple):
+    """A restart's random input hashed before its program
+    (:mod:`jaxmix.host_random`): its raw ``key`` (``(2,)`` uint32) and, for
+    k-means++ seeding, its :func:`plusplus_bits` (``None``: the program
+    hashes them from ``key``). Wherever a restart's key is taken, a
+    :class:`Draws` may stand in for it."""
+    key: Any
+    plusplus: Any = None
+
+
+def restart_key(key):
+    """The PRNG key of a restart given as a key or as :class:`Draws`."""
+    return key.key if isinstance(key, Draws) else key
+
+
+def plusplus_bits(key, k: int, trials: int):
+    """The ``(k, trials, 2)`` uint32 words of k-means++'s uniforms
+    (:func:`jaxmix.numerics.uniform_from_bits`): ``[0, :]`` all from
     ``fold_in(key, 0)`` (the first centre), ``[c, t]`` from
     ``fold_in(fold_in(key, c), t)`` for ``c >= 1``. Three vectorised hashes
     before the seeding loop instead of three inside its body."""
@@ -61,8 +80,31 @@ def _uniforms(key, k: int, trials: int, dtype):
     per_t = jax.vmap(lambda kc: jax.vmap(lambda t: jax.random.fold_in(kc, t))(
         jnp.arange(trials)))(per_c[1:])
     keys = jnp.concatenate([per_c[:1], per_t.reshape((-1,) + per_t.shape[2:])])
-    u = jax.vmap(lambda kt: uniform(kt, (), dtype))(keys)
-    return jnp.concatenate([jnp.broadcast_to(u[:1], (1, trials)), u[1:].reshape(k - 1, trials)])
+    bits = jax.vmap(lambda kt: jax.random.bits(kt, (2,), jnp.uint32))(keys)
+    return jnp.concatenate([jnp.broadcast_to(bits[:1], (1, trials, 2)),
+                            bits[1:].reshape(k - 1, trials, 2)])
+
+
+def host_plusplus_bits(keys, k: int, trials: int) -> np.ndarray:
+    """:func:`plusplus_bits` of each raw key of ``keys (B, 2)``, hashed on the
+    host: ``(B, k, trials, 2)``, the same bits."""
+    per_c = host_random.fold_in(keys[:, None], np.arange(k))
+    per_t = host_random.fold_in(per_c[:, 1:, None], np.arange(trials))
+    first = host_random.word_pairs(per_c[:, :1, None])
+    return np.concatenate([np.broadcast_to(first, (len(keys), 1, trials, 2)),
+                           host_random.word_pairs(per_t)], axis=1)
+
+
+def _uniforms(key, k: int, trials: int, dtype):
+    """The ``(k, trials)`` uniforms of k-means++ from a key or :class:`Draws`."""
+    bits = key.plusplus if isinstance(key, Draws) else None
+    if bits is None:
+        bits = plusplus_bits(restart_key(key), k, trials)
+    if bits.shape != (k, trials, 2):
+        raise ValueError(f"k-means++ draws of shape {bits.shape} for {k} centres and "
+                         f"{trials} candidates; hash them with host_plusplus_bits(keys, "
+                         f"{k}, {trials})")
+    return uniform_from_bits(bits, dtype)
 
 
 def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = None):
@@ -80,7 +122,7 @@ def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = N
     one from ``w`` alone, keeping one candidate).
 
     Args:
-      key: PRNG key.
+      key: PRNG key, or :class:`Draws` hashed before the program.
       x: ``(n, d)`` samples; ``w``: ``(n,)`` weights (0 = ignore the row).
       k: number of centres.
     Returns:
@@ -119,7 +161,8 @@ def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = N
 def random_rows(key, w, k: int):
     """``k`` distinct indices drawn with probability ``w / sum(w)`` without
     replacement (the top ``k`` of ``log w + Gumbel noise``; prefix-stable)."""
-    noise = jax.random.gumbel(key, w.shape, jnp.float32).astype(w.dtype)  # dtype-free draw
+    # drawn in float32 whatever the data's dtype: the same key picks the same rows
+    noise = jax.random.gumbel(restart_key(key), w.shape, jnp.float32).astype(w.dtype)
     g = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1)) + noise, -jnp.inf)
     return jax.lax.top_k(g, k)[1]
 
