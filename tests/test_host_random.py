@@ -80,3 +80,11 @@ def test_fits_hashing_on_the_host_equal_fits_hashing_in_the_program(fit, monkeyp
     on_host = fit(key)
     _in_program(monkeypatch)
     _same(on_host, fit(key))
+
+
+def test_mini_batch_keys_on_the_host_are_the_programs():
+    from jaxmix.fit.gradient import _shuffle_keys
+    key, restart = jax.random.PRNGKey(5), np.arange(4, dtype=np.int32)
+    on_host = _shuffle_keys(key, restart)
+    assert isinstance(on_host, np.ndarray)
+    np.testing.assert_array_equal(on_host, np.asarray(jax.jit(_shuffle_keys)(key, restart)))

@@ -22,6 +22,7 @@ import optax
 
 from jaxmix.compiling import jit
 from jaxmix.data.source import is_source
+from jaxmix import host_random
 from jaxmix.fit.continuation import continuation
 from jaxmix.gmm.frozen import check_frozen, frozen_start
 from jaxmix.fit.progress import session, token_arg
@@ -138,7 +139,8 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         starts = with_draws(key, rows, plusplus=plusplus_shape(init, init_params, s.k,
                                                                local_trials(s.k)))
         result = jax.block_until_ready(_fit(
-            _raw_key(key), starts, inp.data, inp.sample, inp.offset, init_params, prior, s.tol,
+            _raw_key(key), starts, _shuffle_keys(_raw_key(key), rows.restart), inp.data,
+            inp.sample, inp.offset, init_params, prior, s.tol,
             s.reg_covar, s.max_iter, per_row(hyperparams, rows, s.n_restarts), k=s.k,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,
@@ -197,6 +199,16 @@ def _with_refit_counted(result: FitResult, head, ran, usable) -> FitResult:
         best=best_restart(objective, result.failed, result.params, usable))
 
 
+def _shuffle_keys(key, restart):
+    """Each row's mini-batch key, ``fold_in(fold_in(key, 1), restart)``: hashed
+    on the host where it can be (:mod:`jaxmix.host_random`), else by JAX (in
+    the caller's program when ``key`` is traced)."""
+    raw = host_random.host_key(key)
+    if raw is not None:
+        return host_random.fold_in(host_random.fold_in(raw, 1), restart)
+    return jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(restart)
+
+
 def _raw_key(key):
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)
@@ -210,8 +222,8 @@ def _gradient_work(key, rows, data, *_, k, covariance_type, **__):
 @jit(static_argnames=(
     "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"),
     work=_gradient_work)
-def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, max_iter,
-         hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
+def _fit(key, rows, shuffle_keys, data, sample, offset, init_params, prior, tol, reg_covar,
+         max_iter, hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
          path, progress=None, objective0=None, frozen=None) -> FitResult:
     """The rows' fits (``k`` unpadded: the loss has no component mask)."""
     TRACE_COUNT["gradient"] += 1
@@ -228,8 +240,6 @@ def _fit(key, rows, data, sample, offset, init_params, prior, tol, reg_covar, ma
         params0 = jax.tree.map(lambda a, b: jnp.where(max_iter > 0, a, b), stepped, params0)
         loop_iter = jnp.maximum(max_iter - 1, 0)
     objective = Objective(covariance_type, data, prior, reg_covar, path, frozen)
-    shuffle_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(
-        rows.restart)
     if objective0 is not None:  # a continued fit: its first test compares with these
         head = jnp.broadcast_to(jnp.asarray(objective0, dtype), (rows.restart.shape[0],))
     last = jnp.full((rows.restart.shape[0],), -jnp.inf, dtype) if head is None else head
