@@ -24,6 +24,7 @@ anything else, and the program hashes.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -82,3 +83,16 @@ def word_pairs(keys) -> np.ndarray:
     a, b = threefry2x32(keys[..., 0], keys[..., 1], np.zeros(2, np.uint32),
                         np.arange(2, dtype=np.uint32))
     return a ^ b
+
+
+def fold_in_key(key, data):
+    """``jax.random.fold_in(key, d)`` for the integer ``data`` or each entry
+    of a 1-D ``data``: hashed here where :func:`host_key` mirrors ``key``
+    (a raw NumPy key, no eager program), else by JAX (in the caller's
+    program when ``key`` is traced)."""
+    raw = host_key(key)
+    if raw is not None:
+        return fold_in(raw, data)
+    if np.ndim(data) == 0:
+        return jax.random.fold_in(key, data)
+    return jax.vmap(lambda d: jax.random.fold_in(key, d))(jnp.asarray(data))

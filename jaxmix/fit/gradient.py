@@ -22,7 +22,7 @@ import optax
 
 from jaxmix.compiling import jit
 from jaxmix.data.source import is_source
-from jaxmix import host_random
+from jaxmix.host_random import fold_in_key
 from jaxmix.fit.continuation import continuation
 from jaxmix.gmm.frozen import check_frozen, frozen_start
 from jaxmix.fit.progress import session, token_arg
@@ -200,13 +200,9 @@ def _with_refit_counted(result: FitResult, head, ran, usable) -> FitResult:
 
 
 def _shuffle_keys(key, restart):
-    """Each row's mini-batch key, ``fold_in(fold_in(key, 1), restart)``: hashed
-    on the host where it can be (:mod:`jaxmix.host_random`), else by JAX (in
-    the caller's program when ``key`` is traced)."""
-    raw = host_random.host_key(key)
-    if raw is not None:
-        return host_random.fold_in(host_random.fold_in(raw, 1), restart)
-    return jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, 1), r))(restart)
+    """Each row's mini-batch key, ``fold_in(fold_in(key, 1), restart)``
+    (:func:`jaxmix.host_random.fold_in_key`: on the host where it can be)."""
+    return fold_in_key(fold_in_key(key, 1), restart)
 
 
 def _raw_key(key):

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmix import host_random
+from jaxmix.host_random import fold_in_key
 from jaxmix.data.chunked import Chunked, chunk, chunk_rows
 from jaxmix.data.sharding import check_mesh, placed_chunks
 from jaxmix.data.source import is_source, open_source, sample_rows, survey
@@ -187,8 +187,7 @@ def _sample_rows(key, n: int, init_size, k: int, d: int):
         warnings.warn(f"the initialiser sees {size} of the {n} rows: with {d} features a "
                       f"larger dense sample would exceed {INIT_ELEMENTS} values; pass "
                       "init_size to choose", RuntimeWarning, stacklevel=5)
-    raw = host_random.host_key(key)  # hashed on the host: no eager program
-    seed = jax.random.fold_in(key, 1) if raw is None else host_random.fold_in(raw, 1)
+    seed = fold_in_key(key, 1)  # on the host where it can be: no eager program
     if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
         seed = jax.random.key_data(seed)
     rng = np.random.default_rng(np.asarray(seed).ravel().tolist())

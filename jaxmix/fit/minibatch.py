@@ -33,10 +33,10 @@ from jaxmix.data.chunked import one_chunk
 from jaxmix.data.source import is_source, random_access
 from jaxmix.data.stream import Stream
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.inputs import placed, uncentre
+from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
 from jaxmix.fit.buckets import history_bucket
-from jaxmix.fit.rows import cut_rows, fit_work
+from jaxmix.fit.rows import cut_rows, fit_work, to_host
 from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
 from jaxmix.kmeans.update import scaled_tol
@@ -130,9 +130,9 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
             n_steps, k=k, n_restarts=n_restarts, init=init, history=history_bucket(n_steps),
             stream_rows=stream_rows, batch_size=batch_size, init_size=size,
             weighted=_unequal(sample_weight)))
-    result = cut_rows(result, n_restarts, n_steps)
-    return raise_if_all_failed(uncentre(result, inp.offset),
-                               "check the data's scale (squared distances overflow)")
+    # back to the data's frame on the host (concrete results): no eager program
+    result = cut_rows(result, n_restarts, n_steps, lambda p: p.shifted(to_host(inp.offset)))
+    return raise_if_all_failed(result, "check the data's scale (squared distances overflow)")
 
 
 def _minibatch_work(key, data, *_, k, n_restarts, **__):

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix import host_random
+from jaxmix.compiling import jit
+from jaxmix.data.chunked import pass_elements
 from jaxmix.numerics import HIGHEST, uniform_from_bits
 
 KMEANS_INITS = ("k-means++", "random")
@@ -183,9 +185,17 @@ def seed(method: str, key, x, w, k: int, n_trials=None, max_trials=None):
     raise ValueError(f"init must be one of {KMEANS_INITS}, got {method!r}")
 
 
+def _init_work(key, data, k, n_restarts, **_):
+    return pass_elements(data, k * n_restarts)
+
+
+@jit(static_argnames=("k", "n_restarts", "method"), work=_init_work)
 def init_centroids(key, data, k: int, n_restarts: int, method: str = "k-means++"):
     """Restart-batched initial centroids ``(n_restarts, k, d)`` of in-memory
-    ``data``; restart ``r`` uses ``jax.random.split(key, n_restarts)[r]``."""
+    ``data``; restart ``r`` uses ``jax.random.split(key, n_restarts)[r]``.
+    One compiled program (called eagerly, each operation of the seeding
+    compiled on its own: the scikit-learn face's ``partial_fit`` and
+    ``_init_centroids``)."""
     x, w = data.flat()
     keys = jax.random.split(key, n_restarts)
     return jax.vmap(lambda key: seed(method, key, x, w, k)[0])(keys)

@@ -36,10 +36,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from jaxmix.compiling import jit
 from jaxmix.data import chunk
+from jaxmix.host_random import fold_in_key
 from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.kmeans import (init_centroids as seed_centroids, minibatch_init, minibatch_step,
-                           predict as km_predict, score as km_score, transform as km_transform)
+                           predict as km_predict, transform as km_transform)
 from jaxmix.kmeans.assign import nearest_sq_distance
 from jaxmix.kmeans.minibatch import make_config
 from jaxmix.params import KMeansParams
@@ -193,13 +194,11 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     @native_dtype
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) inertia of ``X``."""
-        params = self._params()
         X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
         sw = checked_weights(sample_weight, X)
-        if sparse.issparse(X):  # exact distances of dense blocks, summed in float64
-            d2 = self._eval(nearest_sq_distance, X)
-            return -float(np.sum(d2 if sw is None else sw * d2, dtype=np.float64))
-        return float(km_score(as_jax_params(params, compute_dtype(X)), X, sw))
+        # exact distances of blocks (the programs of predict's shapes), summed in float64
+        d2 = self._eval(nearest_sq_distance, X)
+        return -float(np.sum(d2 if sw is None else sw * d2, dtype=np.float64))
 
 class KMeans(_BaseKMeans):
     """K-Means (Lloyd) with scikit-learn's interface; ``n_init`` restarts batched.
@@ -370,7 +369,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 self.n_steps_ = 0
             else:
                 c0 = jnp.asarray(self.cluster_centers_, dtype)
-            state = minibatch_init(jax.random.fold_in(key, 1), c0)
+            state = minibatch_init(fold_in_key(key, 1), c0)
         config = make_config(0.0, 1.0, None, self.reassignment_ratio, dtype)
         state = jax.tree.map(lambda a: jnp.asarray(a, dtype)
                              if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
