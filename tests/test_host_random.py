@@ -56,12 +56,23 @@ def test_host_key_only_where_jax_default_threefry_is_mirrored():
     assert with_draws(jax.random.key(3, impl="rbg"), rows).draws is None
 
 
+def test_typed_threefry_key_under_another_default_prng_hashes_in_the_program():
+    """The draws hand on raw keys, which JAX reads with the default PRNG."""
+    with jax.default_prng_impl("rbg"):
+        assert host_random.host_key(jax.random.key(1, impl="threefry2x32")) is None
+        res = jaxmix.fit_kmeans(jax.random.key(1, impl="threefry2x32"), X, 3, init="random",
+                                max_iter=2)
+    assert np.all(np.isfinite(np.asarray(res.params.centroids)))
+
+
 def _in_program(monkeypatch):
     monkeypatch.setattr(host_random, "host_key", lambda key: None)
 
 
 def _same(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    a, b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 

@@ -193,9 +193,9 @@ def _init_work(key, data, k, n_restarts, **_):
 def init_centroids(key, data, k: int, n_restarts: int, method: str = "k-means++"):
     """Restart-batched initial centroids ``(n_restarts, k, d)`` of in-memory
     ``data``; restart ``r`` uses ``jax.random.split(key, n_restarts)[r]``.
-    One compiled program (called eagerly, each operation of the seeding
-    compiled on its own: the scikit-learn face's ``partial_fit`` and
-    ``_init_centroids``)."""
+    One compiled program: the scikit-learn face's ``partial_fit`` and
+    ``_init_centroids`` call it outside any program, where running it
+    operation by operation compiled each operation apart."""
     x, w = data.flat()
     keys = jax.random.split(key, n_restarts)
     return jax.vmap(lambda key: seed(method, key, x, w, k)[0])(keys)

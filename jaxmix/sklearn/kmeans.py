@@ -167,9 +167,12 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         check_is_fitted(self, "cluster_centers_")
         return KMeansParams(self.cluster_centers_)
 
-    def _eval(self, fn, X):
+    def _eval(self, fn, X, checked: bool = False):
+        """``fn(params, block)`` over blocks of ``X`` (``checked``: ``X`` has
+        been through ``checked_X`` already, which must not run twice)."""
         params = self._params()
-        X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
+        if not checked:
+            X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
         return apply_in_blocks(fn, as_jax_params(params, compute_dtype(X)), X,
                                self.n_clusters)
 
@@ -197,7 +200,7 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
         sw = checked_weights(sample_weight, X)
         # exact distances of blocks (the programs of predict's shapes), summed in float64
-        d2 = self._eval(nearest_sq_distance, X)
+        d2 = self._eval(nearest_sq_distance, X, checked=True)
         return -float(np.sum(d2 if sw is None else sw * d2, dtype=np.float64))
 
 class KMeans(_BaseKMeans):
