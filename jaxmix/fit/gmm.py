@@ -25,12 +25,12 @@ from jaxmix.data.reduce import reduce
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.continuation import continuation, restart_axis
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked, plusplus_shape
+from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.data.source import is_source
 from jaxmix.fit.inputs import Placement, placed, uncentre, with_missing
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
-                             row_keys, row_mask, with_draws)
+                             plusplus_shape, row_keys, row_mask, with_draws)
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.frozen import check_frozen
 from jaxmix.gmm.missing import MISSING, mean_filled, observed

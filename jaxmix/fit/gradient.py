@@ -30,9 +30,9 @@ from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_fai
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.gmm import (DEGENERATE_FIX, check_init_objective, check_settings, checked_inputs,
                             starting_params)
-from jaxmix.fit.init import plusplus_shape
 from jaxmix.fit.inputs import placed, uncentre
-from jaxmix.fit.rows import TRACE_COUNT, cut_rows, fit_work, restart_rows, with_draws
+from jaxmix.fit.rows import (TRACE_COUNT, cut_rows, fit_work, plusplus_shape, restart_rows,
+                             with_draws)
 from jaxmix.kmeans.init import local_trials
 from jaxmix.gmm.gradient import Objective, unconstrain
 from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_rule,

@@ -36,8 +36,6 @@ from jaxmix.numerics import uniform
 from jaxmix.params import GMMParams
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
-# The initialisers that seed by k-means++.
-PLUSPLUS = ("kmeans", "k-means++")
 # The initialisers that start one-hot on seeds, and the seeding they use.
 SEEDED = {"k-means++": "k-means++", "random_from_data": "random"}
 
@@ -76,13 +74,6 @@ def seed_kmeans(keys, sample, k: int, mask, n_trials, tol=KMEANS_INIT_TOL,
     centres = seed_centres(keys, sample, k, mask, n_trials, method, max_trials)
     return run_lloyd(sample, centres, scaled_tol(sample, tol), max_iter, True, mask,
                      usable=usable, history_len=history_len)
-
-
-def plusplus_shape(init: str, init_params, k_max: int, max_trials: int):
-    """``(k_max, max_trials)``: the shape of the k-means++ draws a start by
-    ``init`` takes (:func:`jaxmix.fit.rows.with_draws`); ``None`` if it
-    takes none (given ``init_params``, or another initialiser)."""
-    return (k_max, max_trials) if init_params is None and init in PLUSPLUS else None
 
 
 def initialize_masked(keys, sample, k: int, covariance_type: str, method: str, reg_covar,

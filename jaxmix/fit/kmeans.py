@@ -34,7 +34,7 @@ from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
-                             row_keys, row_mask, with_draws)
+                             plusplus_shape, row_keys, row_mask, with_draws)
 from jaxmix.kmeans.assign import row_elements
 from jaxmix.kmeans.init import KMEANS_INITS, local_trials, seed
 from jaxmix.numerics import all_finite
@@ -105,10 +105,9 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
         else:
             check_within_reach(c0, inp)
         trials = local_trials(k_max)
-        plusplus = (k_max, trials) if c0 is None and init == "k-means++" else None
         result = jax.block_until_ready(kmeans_rows(
-            key, with_draws(key, rows, plusplus=plusplus), inp.data, inp.sample, inp.offset,
-            c0, tol, max_iter, k_max=k_max,
+            key, with_draws(key, rows, plusplus=plusplus_shape(init, c0, k_max, trials)),
+            inp.data, inp.sample, inp.offset, c0, tol, max_iter, k_max=k_max,
             init=init, history=history_bucket(max_iter), max_trials=trials,
             progress=token_arg(token)))
     result = cut_rows(result, n_restarts, max_iter,

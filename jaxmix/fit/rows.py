@@ -82,6 +82,17 @@ def row_keys(key, rows: Rows, per_k: bool):
     return jax.vmap(one)(rows.k, rows.restart)
 
 
+# The initialisers that seed by k-means++ (GMM "kmeans" and "k-means++", K-Means "k-means++").
+PLUSPLUS = ("kmeans", "k-means++")
+
+
+def plusplus_shape(init: str, given, k_max: int, max_trials: int):
+    """``(k_max, max_trials)``: the shape of the k-means++ draws a start by
+    ``init`` takes (:func:`with_draws`); ``None`` if it takes none (``given``
+    starting parameters or centroids, or another initialiser)."""
+    return (k_max, max_trials) if given is None and init in PLUSPLUS else None
+
+
 def with_draws(key, rows: Rows, *, per_k: bool = False, plusplus=None) -> Rows:
     """``rows`` with their start keys (and, given ``plusplus = (k_max,
     max_trials)`` of a k-means++ seeding, its draws) hashed on the host

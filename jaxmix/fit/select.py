@@ -82,11 +82,11 @@ from jaxmix.data.source import is_source
 from jaxmix.fit.buckets import component_bucket, exact_shapes, history_bucket
 from jaxmix.fit.driver import AllRestartsFailed
 from jaxmix.fit.gmm import DEGENERATE_FIX, em_row_elements, fit_rows
-from jaxmix.fit.init import INIT_METHODS, PLUSPLUS
+from jaxmix.fit.init import INIT_METHODS
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import kmeans_rows
 from jaxmix.fit.rows import TRACE_COUNT  # noqa: F401 (read by tests and experiments)
-from jaxmix.fit.rows import restart_rows, to_device, to_host, with_draws
+from jaxmix.fit.rows import plusplus_shape, restart_rows, to_device, to_host, with_draws
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.selection import InertiaCurve, Selection
 from jaxmix.gmm.stats import PATHS
@@ -173,26 +173,27 @@ def _best_per_k(out, ks: np.ndarray, n_restarts: int):
 
 
 def _sweep(fn, key, x, ks: np.ndarray, strategy: str, n_restarts: int, n_local_trials,
-           row_elements, chunk_size, sample_weight, mesh, plusplus: bool):
+           row_elements, chunk_size, sample_weight, mesh, init: str):
     """Run a compiled grid function over ``ks``: once padded, or once per ``k``
-    with its exact shapes (``plusplus``: its starts seed by k-means++)."""
+    with its exact shapes (``init``: its starts' initialiser)."""
     if strategy == "padded":
         return [_run_group(fn, key, x, ks, n_restarts, n_local_trials, row_elements,
-                           chunk_size, sample_weight, mesh, plusplus)]
+                           chunk_size, sample_weight, mesh, init)]
     with exact_shapes():
         return [_run_group(fn, key, x, ks[i:i + 1], n_restarts, n_local_trials, row_elements,
-                           chunk_size, sample_weight, mesh, plusplus) for i in range(len(ks))]
+                           chunk_size, sample_weight, mesh, init) for i in range(len(ks))]
 
 
 def _run_group(fn, key, x, group, n_restarts, n_local_trials, row_elements, chunk_size,
-               sample_weight, mesh, plusplus):
+               sample_weight, mesh, init):
     k_max = component_bucket(int(group.max()))
     rows = restart_rows(group, n_restarts, n_local_trials)
     width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     trials = max(int(rows.trials.max()), local_trials(k_max))
     with placed(key, x, int(group.max()), row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh) as inp:
-        starts = with_draws(key, rows, per_k=True, plusplus=(k_max, trials) if plusplus else None)
+        starts = with_draws(key, rows, per_k=True,
+                            plusplus=plusplus_shape(init, None, k_max, trials))
         out = fn(key, starts, inp.data, inp.sample, inp.offset, k_max=k_max, max_trials=trials)
         return group, jax.block_until_ready(out), inp
 
@@ -265,7 +266,7 @@ def select_k(key, x, ks: Sequence[int], *, covariance_type="full", n_restarts: i
                                    history=history_bucket(max_iter), path=path, per_k=True,
                                    progress=token_arg(token))
             runs = _sweep(fn, key, x, grid, strategy, n_restarts, trials, em_row_elements,
-                          chunk_size, sample_weight, mesh, init in PLUSPLUS)
+                          chunk_size, sample_weight, mesh, init)
         parts = [_best_per_k(out, group, n_restarts) for group, out, inp in runs]
         for name in columns:
             values = [p[name] for p in parts]
@@ -298,7 +299,8 @@ def inertia_curve(key, x, ks: Sequence[int], *, n_restarts: int = 10, tol: float
                            init="k-means++", history=history_bucket(max_iter), per_k=True)
     inertia, centroids, converged = [], [], []
     for group, out, inp in _sweep(fn, key, x, grid, strategy, n_restarts, trials,
-                                  kmeans_row_elements, chunk_size, sample_weight, mesh, True):
+                                  kmeans_row_elements, chunk_size, sample_weight, mesh,
+                                  "k-means++"):
         result = to_host(out)
         inert = -_grid_rows(result.objective, len(group), n_restarts)
         failed = _grid_rows(result.failed, len(group), n_restarts) | ~np.isfinite(inert)
