@@ -82,8 +82,15 @@ def all_finite(tree, batch_dims: int = 0):
     """Whether every entry of every leaf is finite: a scalar, or one value per
     index of the ``batch_dims`` leading axes (e.g. per restart)."""
     leaves = [jnp.all(jnp.isfinite(leaf), axis=tuple(range(batch_dims, leaf.ndim)))
-              for leaf in jax.tree.leaves(tree)]
+              for leaf in inexact_leaves(tree)]
     return jnp.all(jnp.stack(leaves), axis=0)
+
+
+def inexact_leaves(tree) -> list:
+    """The floating (and complex) leaves of ``tree``: integers are always
+    finite, and PRNG keys (a mini-batch run's state holds one) have no
+    numeric dtype."""
+    return [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
 
 
 def safe_log(w):

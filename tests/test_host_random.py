@@ -80,17 +80,30 @@ X = np.random.default_rng(3).normal(size=(90, 2)).astype(np.float32) + \
     np.repeat(np.array([[0, 0], [4, 0], [0, 4]], np.float32), 30, axis=0)
 
 
-@pytest.mark.parametrize("fit", [
-    lambda key: jaxmix.fit_gmm(key, X, 3, n_restarts=3, max_iter=5),
-    lambda key: jaxmix.fit_kmeans(key, X, 3, n_restarts=3, max_iter=5),
-    lambda key: jaxmix.select_k(key, X, [2, 3], n_restarts=2, max_iter=5).log_likelihood,
-    lambda key: jaxmix.fit_gradient(key, X, 3, optax.adam(1e-2), n_restarts=2, max_iter=3),
-], ids=["fit_gmm", "fit_kmeans", "select_k", "fit_gradient"])
+FITS = {
+    "fit_gmm": lambda key: jaxmix.fit_gmm(key, X, 3, n_restarts=3, max_iter=5),
+    "fit_kmeans": lambda key: jaxmix.fit_kmeans(key, X, 3, n_restarts=3, max_iter=5),
+    "select_k": lambda key: jaxmix.select_k(key, X, [2, 3], n_restarts=2,
+                                            max_iter=5).log_likelihood,
+    "fit_gradient": lambda key: jaxmix.fit_gradient(key, X, 3, optax.adam(1e-2), n_restarts=2,
+                                                    max_iter=3),
+}
+
+
+@pytest.mark.parametrize("fit", FITS.values(), ids=FITS.keys())
 def test_fits_hashing_on_the_host_equal_fits_hashing_in_the_program(fit, monkeypatch):
     key = jax.random.PRNGKey(11)
     on_host = fit(key)
     _in_program(monkeypatch)
     _same(on_host, fit(key))
+
+
+@pytest.mark.parametrize("fit", [*FITS.values(), lambda key: jaxmix.fit_minibatch_kmeans(
+    key, X, 3, n_restarts=2, batch_size=32, max_iter=2)], ids=[*FITS, "fit_minibatch_kmeans"])
+def test_fits_take_a_typed_key_as_its_raw_key(fit):
+    """``jax.random.key(s)`` and ``jax.random.PRNGKey(s)`` are the same key
+    (a mini-batch run's state carries it: typed, it once broke the driver)."""
+    _same(fit(jax.random.key(11)), fit(jax.random.PRNGKey(11)))
 
 
 def test_mini_batch_keys_on_the_host_are_the_programs():

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmix.fit.progress import emit
-from jaxmix.numerics import all_finite
+from jaxmix.numerics import all_finite, inexact_leaves
 
 
 class FitResult(NamedTuple):
@@ -218,7 +218,7 @@ def _gather(tree, index):
 
 
 def _initial_state(params0, usable, n_restarts, width, history_len, objective0) -> _State:
-    dtype = jnp.result_type(*jax.tree.leaves(params0))
+    dtype = jnp.result_type(*inexact_leaves(params0))
     failed = ~(all_finite(params0, batch_dims=1) if usable is None else usable)
     start = -jnp.inf if objective0 is None else jnp.asarray(objective0, dtype)
     common = dict(objective=jnp.broadcast_to(start, (n_restarts,)).astype(dtype),
