@@ -35,6 +35,18 @@ ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 PARITY = np.uint32(0x1BD11BDA)
 
 
+def split_prefix_stable(key) -> bool:
+    """Whether ``jax.random.split(key, m)[:r]`` equals ``split(key, r)`` for
+    every ``r <= m`` (so a fit may split for more restarts than it runs):
+    threefry keys with ``jax_threefry_partitionable`` on, JAX's default,
+    where key ``i`` of a split hashes the counter ``i`` alone."""
+    if not jax.config.jax_threefry_partitionable:
+        return False
+    if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+        return str(jax.random.key_impl(key)) == "threefry2x32"
+    return jax.config.jax_default_prng_impl == "threefry2x32"
+
+
 def host_key(key) -> np.ndarray | None:
     """The raw ``(2,)`` uint32 threefry key of a concrete ``key``, or ``None``
     where the host cannot reproduce JAX's hashes of it (traced, another PRNG

@@ -189,7 +189,7 @@ def with_final_inertia(result: FitResult, data, mask=None, usable=None) -> FitRe
     centroids (exact, like sklearn's ``inertia_``), ``best`` the lowest-inertia
     non-failed ``usable`` restart, and ``degenerate`` flags a real cluster
     left empty."""
-    inertia, counts = final_stats(result.params.centroids, data)
+    inertia, counts = final_stats(result.params.centroids, data, mask)
     empty = counts <= 0 if mask is None else (counts <= 0) & mask
     return result._replace(objective=-inertia, degenerate=jnp.any(empty, axis=-1),
                            best=best_restart(-inertia, result.failed, result.params, usable))

@@ -35,12 +35,13 @@ from jaxmix.data.stream import Stream
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
-from jaxmix.fit.buckets import history_bucket
-from jaxmix.fit.rows import cut_rows, fit_work, to_host
-from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids
+from jaxmix.fit.buckets import component_bucket, history_bucket, restart_bucket
+from jaxmix.fit.rows import cut_rows, fit_work, pad_rows, to_host
+from jaxmix.host_random import split_prefix_stable
+from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids, local_trials
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
-from jaxmix.kmeans.update import scaled_tol
-from jaxmix.numerics import uniform
+from jaxmix.kmeans.update import mask_centroids, scaled_tol
+from jaxmix.numerics import all_finite, uniform
 from jaxmix.params import KMeansParams
 from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_max_iter,
                                check_nonneg, check_sample_weight)
@@ -127,23 +128,28 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
         stream_rows = n if isinstance(inp.data, Stream) else None
         result = jax.block_until_ready(_fit(
             key, inp.data, inp.sample, None if c0 is None else c0 - inp.offset, config, n,
-            n_steps, k=k, n_restarts=n_restarts, init=init, history=history_bucket(n_steps),
-            stream_rows=stream_rows, batch_size=batch_size, init_size=size,
-            weighted=_unequal(sample_weight)))
+            n_steps, k, local_trials(k), n_restarts, k_max=component_bucket(k),
+            n_rows=restart_bucket(n_restarts) if split_prefix_stable(key) else n_restarts,
+            init=init if c0 is None else None, history=history_bucket(n_steps),
+            stream_rows=stream_rows,
+            batch_size=batch_size, init_size=size, weighted=_unequal(sample_weight)))
     # back to the data's frame on the host (concrete results): no eager program
-    result = cut_rows(result, n_restarts, n_steps, lambda p: p.shifted(to_host(inp.offset)))
+    offset = to_host(inp.offset)
+    result = cut_rows(result, n_restarts, n_steps,
+                      lambda p: KMeansParams(p.centroids[:, :k]).shifted(offset))
     return raise_if_all_failed(result, "check the data's scale (squared distances overflow)")
 
 
-def _minibatch_work(key, data, *_, k, n_restarts, **__):
+def _minibatch_work(key, data, *_, k_max, n_rows, **__):
     """The final pass over the data bounds a step's batch (``batch_size <= n``)."""
-    return fit_work(data, n_restarts, k)
+    return fit_work(data, n_rows, k_max)
 
 
-@jit(static_argnames=("k", "n_restarts", "init", "history", "stream_rows", "batch_size",
+@jit(static_argnames=("k_max", "n_rows", "init", "history", "stream_rows", "batch_size",
                       "init_size", "weighted"), work=_minibatch_work)
-def _fit(key, data, sample, centroids0, config, n, n_steps, *, k, n_restarts, init, history,
-         stream_rows, batch_size, init_size, weighted) -> FitResult:
+def _fit(key, data, sample, centroids0, config, n, n_steps, k, n_trials, n_restarts, *,
+         k_max, n_rows, init, history, stream_rows, batch_size, init_size,
+         weighted) -> FitResult:
     """The runs, batches drawn inside the loop: gathered from the data in
     memory, or read from a random-access source on the host (``data`` a
     :class:`~jaxmix.data.stream.Stream` of ``stream_rows`` rows: one read of
@@ -151,16 +157,26 @@ def _fit(key, data, sample, centroids0, config, n, n_steps, *, k, n_restarts, in
     ``sample`` scales ``tol``. ``n`` rows (rows are drawn below it) and
     ``n_steps`` are traced: in memory, one program serves every step cap
     within ``history`` and every data size in a sample bucket with the same
-    ``init_size`` (which is at most ``n``)."""
+    ``init_size`` (which is at most ``n``). So are ``k`` clusters (of
+    ``k_max``, the others masked; k-means++ with ``n_trials`` candidates) and
+    ``n_restarts`` runs (of ``n_rows``, the others never stepped): restart
+    ``r`` draws from ``split(key, n_rows)[r]``, which does not depend on
+    ``n_rows`` (:func:`jaxmix.host_random.split_prefix_stable`)."""
     if isinstance(data, Stream):
         w, take = data.weights(stream_rows), data.gather
     else:
         x, w = data.flat()  # padding rows: weight 0, never drawn (rows < n)
         take = lambda rows: (x[rows], w[rows])  # noqa: E731
+    real, active = jnp.arange(k_max) < k, jnp.arange(n_rows) < n_restarts
     init_key, subset_key, run_key = jax.random.split(key, 3)
     if centroids0 is None:
         rows = jax.random.randint(subset_key, (init_size,), 0, n)
-        centroids0 = seed_centroids(init_key, one_chunk(*take(rows)), k, n_restarts, init)
+        centroids0 = seed_centroids(init_key, one_chunk(*take(rows)), k_max, n_rows, init,
+                                    n_trials, local_trials(k_max))
+    else:
+        centroids0 = jnp.pad(pad_rows(centroids0, n_rows),
+                             ((0, 0), (0, k_max - centroids0.shape[1]), (0, 0)))
+    centroids0 = mask_centroids(centroids0, jnp.broadcast_to(real, (n_rows, k_max)))
     config = config._replace(tol=scaled_tol(sample, config.tol))
     # rows drawn uniformly, or with probability proportional to unequal
     # weights (equal weights and none draw the same batches)
@@ -177,13 +193,17 @@ def _fit(key, data, sample, centroids0, config, n, n_steps, *, k, n_restarts, in
     def step(states):
         keys, rows = jax.vmap(draw)(states)
         xb = take(rows.reshape(-1))[0].reshape(rows.shape + (-1,))
-        new, batch_inertia = jax.vmap(lambda s, xr: minibatch_step(s, xr, unit, config))(
+        new, batch_inertia = jax.vmap(
+            lambda s, xr: minibatch_step(s, xr, unit, config, real))(
             states._replace(key=keys), xb)
         return new, -batch_inertia
 
-    states0 = jax.vmap(minibatch_init)(jax.random.split(run_key, n_restarts), centroids0)
-    result = iterate(step, states0, config.tol, n_steps, stopped, history_len=history)
-    return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)), data)
+    states0 = jax.vmap(minibatch_init)(jax.random.split(run_key, n_rows), centroids0)
+    usable = active & all_finite(states0, batch_dims=1)
+    result = iterate(step, states0, config.tol, n_steps, stopped, usable=usable,
+                     history_len=history)
+    return with_final_inertia(result._replace(params=KMeansParams(result.params.centroids)),
+                              data, real, usable)
 
 
 def _unequal(sample_weight) -> bool:

@@ -54,12 +54,17 @@ def half_gaps(x, centroids):
     return jnp.matmul(coef, feats.T, precision=HIGHEST).reshape(b, k, x.shape[0])
 
 
-def nearest(x, centroids):
+def nearest(x, centroids, mask=None):
     """Batched assignment: labels ``(B, n)`` (first minimiser) and squared
-    distances ``(B, n)`` to the nearest of ``centroids (B, k, d)``."""
+    distances ``(B, n)`` to the nearest of ``centroids (B, k, d)``, of the
+    real ones (``mask (B, k)``, default all) in a padded model: the padded
+    ones are excluded, not merely tied (two equal centroids need not get
+    equal GEMM distances: XLA may round the rows of one product apart)."""
     k = centroids.shape[1]
     x, centroids = _about_centroids(x, centroids)
     gaps = half_gaps(x, centroids)
+    if mask is not None:
+        gaps = jnp.where(mask[..., None], gaps, jnp.inf)
     low = jnp.min(gaps, axis=1, keepdims=True)
     iota = jnp.arange(k, dtype=jnp.int32)[None, :, None]
     labels = jnp.min(jnp.where(gaps == low, iota, k), axis=1)

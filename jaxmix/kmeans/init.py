@@ -189,13 +189,16 @@ def _init_work(key, data, k, n_restarts, **_):
     return pass_elements(data, k * n_restarts)
 
 
-@jit(static_argnames=("k", "n_restarts", "method"), work=_init_work)
-def init_centroids(key, data, k: int, n_restarts: int, method: str = "k-means++"):
+@jit(static_argnames=("k", "n_restarts", "method", "max_trials"), work=_init_work)
+def init_centroids(key, data, k: int, n_restarts: int, method: str = "k-means++",
+                   n_trials=None, max_trials: int | None = None):
     """Restart-batched initial centroids ``(n_restarts, k, d)`` of in-memory
     ``data``; restart ``r`` uses ``jax.random.split(key, n_restarts)[r]``.
-    One compiled program: the scikit-learn face's ``partial_fit`` and
-    ``_init_centroids`` call it outside any program, where running it
-    operation by operation compiled each operation apart."""
+    k-means++ takes ``n_trials`` (traced, at most the static ``max_trials``;
+    :func:`kmeans_plusplus`), so a padded run seeds its first centres as an
+    unpadded one. One compiled program: the scikit-learn face's
+    ``partial_fit`` and ``_init_centroids`` call it outside any program,
+    where running it operation by operation compiled each operation apart."""
     x, w = data.flat()
     keys = jax.random.split(key, n_restarts)
-    return jax.vmap(lambda key: seed(method, key, x, w, k)[0])(keys)
+    return jax.vmap(lambda key: seed(method, key, x, w, k, n_trials, max_trials)[0])(keys)

@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxmix.data.chunked import one_chunk
 from jaxmix.kmeans.stats import kmeans_stats
-from jaxmix.kmeans.update import minibatch_update
+from jaxmix.kmeans.update import mask_centroids, minibatch_update
 from jaxmix.numerics import uniform
 
 class MiniBatchConfig(NamedTuple):
@@ -94,38 +94,48 @@ def make_config(tol, alpha, max_no_improvement, reassignment_ratio, dtype) -> Mi
                            jnp.asarray(limit, jnp.int32), jnp.asarray(reassignment_ratio, dtype))
 
 
-def _reseed(key, centroids, counts, x, w, ratio):
-    """sklearn's random reassignment of low-count clusters to batch samples."""
+def _reseed(key, centroids, counts, x, w, ratio, real):
+    """sklearn's random reassignment of low-count real clusters (``real
+    (k,)``) to batch samples."""
     b = x.shape[0]
-    low = counts < ratio * jnp.max(counts)
-    # at most half a batch: keep the clusters with the lowest counts
-    order = jnp.argsort(jnp.argsort(counts, stable=True), stable=True)
+    low = (counts < ratio * jnp.max(counts)) & real
+    # at most half a batch: keep the clusters with the lowest counts (padded
+    # clusters rank last, so real ones rank as in an unpadded run)
+    order = jnp.argsort(jnp.argsort(jnp.where(real, counts, jnp.inf), stable=True), stable=True)
     low = jnp.where(jnp.sum(low) > 0.5 * b, low & (order < int(0.5 * b)), low)
     # distinct positive-weight samples in random order
     rows = jnp.argsort(jnp.where(w > 0, uniform(key, (b,), x.dtype), 2.0))
     rank = jnp.cumsum(low) - 1
     take = low & (rank < jnp.sum(w > 0))
     centroids = jnp.where(take[:, None], x[rows[jnp.clip(rank, 0, b - 1)]], centroids)
-    floor = jnp.min(jnp.where(low, jnp.inf, counts))
+    floor = jnp.min(jnp.where(low | ~real, jnp.inf, counts))
     counts = jnp.where(low & jnp.isfinite(floor), floor, counts)
     return centroids, counts
 
 
-def minibatch_step(state: MiniBatchState, x, w, config: MiniBatchConfig):
+def minibatch_step(state: MiniBatchState, x, w, config: MiniBatchConfig, mask=None):
     """One mini-batch step on batch ``x (b, d)`` with weights ``w (b,)``.
+
+    ``mask (k,)``: the real clusters of a padded run (default all); the
+    others are copies of the first centroid
+    (:func:`jaxmix.kmeans.update.mask_centroids`) that never take a sample,
+    are never re-seeded and do not count in the stopping rules, so the real
+    clusters step as in an unpadded run.
 
     Returns ``(new_state, mean batch inertia of the centroids before the step)``.
     """
-    k, b = state.centroids.shape[0], x.shape[0]
-    stats = kmeans_stats(state.centroids, one_chunk(x, w))
+    b = x.shape[0]
+    real = jnp.ones(state.counts.shape, bool) if mask is None else mask
+    stats = kmeans_stats(state.centroids, one_chunk(x, w), mask)
     centroids, counts = minibatch_update(state.centroids, state.counts, stats)
     key, sub = jax.random.split(state.key)
     since = state.since_reassign + b
-    check = jnp.any(state.counts == 0) | (since >= 10 * k)
-    reseeded = _reseed(sub, centroids, counts, x, w, config.reassignment_ratio)
+    check = jnp.any((state.counts == 0) & real) | (since >= 10 * jnp.sum(real))
+    reseeded = _reseed(sub, centroids, counts, x, w, config.reassignment_ratio, real)
     centroids, counts = jax.tree.map(
         lambda new, old: jnp.where(check & (config.reassignment_ratio > 0), new, old),
         reseeded, (centroids, counts))
+    centroids = mask_centroids(centroids[None], real[None])[0]
     batch_inertia = stats.inertia / jnp.maximum(jnp.sum(w), jnp.finfo(x.dtype).tiny)
 
     # early stopping, as sklearn's _mini_batch_convergence (step 1 is ignored)
@@ -136,7 +146,7 @@ def minibatch_step(state: MiniBatchState, x, w, config: MiniBatchConfig):
     improved = ewa < state.ewa_min
     counting = step >= 2
     no_improvement = jnp.where(counting & ~improved, state.no_improvement + 1, 0)
-    shift = jnp.sum((centroids - state.centroids) ** 2)
+    shift = jnp.sum(jnp.where(real[:, None], centroids - state.centroids, 0.0) ** 2)
     stop = counting & (((config.tol > 0) & (shift <= config.tol))
                        | (no_improvement >= config.max_no_improvement))
     new = MiniBatchState(centroids, counts, key, step, ewa,

@@ -63,11 +63,12 @@ def _labels_hash(labels, rows, w):
     return jnp.sum(jnp.where(w > 0, h, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
 
 
-def chunk_stats(centroids, x, w, c) -> KMeansStats:
-    """Statistics of chunk ``c`` (``x (m, d)``, ``w (m,)``) for ``centroids (B, k, d)``."""
+def chunk_stats(centroids, x, w, c, mask=None) -> KMeansStats:
+    """Statistics of chunk ``c`` (``x (m, d)``, ``w (m,)``) for ``centroids
+    (B, k, d)`` of which ``mask (B, k)`` are real (default all)."""
     b, k, d = centroids.shape
     n = x.shape[0]
-    labels, dist = nearest(x, centroids)
+    labels, dist = nearest(x, centroids, mask)
     # [w x, w] of every sample added into row ``r * k + label`` of restart r
     xw = jnp.concatenate([x * w[:, None], w[:, None]], axis=1)
     seg = (labels + k * jnp.arange(b, dtype=labels.dtype)[:, None]).reshape(-1)
@@ -78,31 +79,36 @@ def chunk_stats(centroids, x, w, c) -> KMeansStats:
                        _labels_hash(labels, rows, w))
 
 
-def _over_leading(fn, centroids, *args):
-    """Apply a ``(B, k, d)`` function to centroids with any leading axes."""
+def _over_leading(fn, centroids, mask=None):
+    """Apply a ``(B, k, d)`` function ``fn(centroids, mask)`` to centroids
+    with any leading axes (``mask`` broadcast to ``centroids.shape[:-1]``)."""
     lead = centroids.shape[:-2]
-    out = fn(centroids.reshape((-1,) + centroids.shape[-2:]), *args)
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, centroids.shape[:-1]).reshape((-1, centroids.shape[-2]))
+    out = fn(centroids.reshape((-1,) + centroids.shape[-2:]), mask)
     return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
 
 
-def kmeans_stats(centroids, data) -> KMeansStats:
+def kmeans_stats(centroids, data, mask=None) -> KMeansStats:
     """Counts, sums and inertia of the assignment to ``centroids`` ``(..., k, d)``
-    over ``data`` (any placement). The inertia uses the GEMM distances; use
+    over ``data`` (any placement), of the real centroids ``mask (..., k)``
+    only (default all). The inertia uses the GEMM distances; use
     :func:`inertia` for the exact value."""
-    return _over_leading(lambda c: reduce(lambda x, w, i: chunk_stats(c, x, w, i), data),
-                         centroids)
+    return _over_leading(
+        lambda c, m: reduce(lambda x, w, i: chunk_stats(c, x, w, i, m), data), centroids, mask)
 
 
-def final_stats(centroids, data):
+def final_stats(centroids, data, mask=None):
     """Exact weighted inertia ``sum_n w_n ||x_n - c_label(n)||^2`` ``(...)`` and
-    the counts ``(..., k)`` of ``centroids (..., k, d)``, in one pass."""
-    def batched(c):
+    the counts ``(..., k)`` of ``centroids (..., k, d)`` (the real ones
+    ``mask (..., k)``, default all), in one pass."""
+    def batched(c, m):
         def one(x, w, i):
-            labels, _ = nearest(x, c)
+            labels, _ = nearest(x, c, m)
             counts = jax.vmap(lambda lab: jax.ops.segment_sum(w, lab, c.shape[1]))(labels)
             return jnp.sum(w * exact_sq_dist(x, c, labels), axis=-1), counts
         return reduce(one, data)
-    return _over_leading(batched, centroids)
+    return _over_leading(batched, centroids, mask)
 
 
 def inertia(centroids, data):
@@ -132,8 +138,8 @@ def _top(far: Farthest, m: int) -> Farthest:
     return Farthest(dist, _take(far.x, keep), _take(far.w, keep), _take(far.label, keep))
 
 
-def _chunk_farthest(centroids, x, w, m: int) -> Farthest:
-    labels, _ = nearest(x, centroids)
+def _chunk_farthest(centroids, x, w, m: int, mask=None) -> Farthest:
+    labels, _ = nearest(x, centroids, mask)
     dist = jnp.where(w > 0, exact_sq_dist(x, centroids, labels), -jnp.inf)
     b, pad = centroids.shape[0], max(0, m - x.shape[0])
     if pad:  # fewer rows than m: pad with empty candidates
@@ -146,12 +152,13 @@ def _chunk_farthest(centroids, x, w, m: int) -> Farthest:
     return _top(cand, m)
 
 
-def farthest_samples(centroids, data, m: int) -> Farthest:
-    """The ``m`` positive-weight samples farthest from their nearest centroid,
-    per restart of ``centroids (B, k, d)``: a reduction whose combine merges
-    two top-``m`` lists."""
+def farthest_samples(centroids, data, m: int, mask=None) -> Farthest:
+    """The ``m`` positive-weight samples farthest from their nearest (real,
+    ``mask (B, k)``) centroid, per restart of ``centroids (B, k, d)``: a
+    reduction whose combine merges two top-``m`` lists."""
     merge = lambda a, b: _top(jax.tree.map(lambda u, v: jnp.concatenate([u, v], axis=1), a, b), m)
-    return reduce(lambda x, w, c: _chunk_farthest(centroids, x, w, m), data, merge, _no_samples)
+    return reduce(lambda x, w, c: _chunk_farthest(centroids, x, w, m, mask), data, merge,
+                  _no_samples)
 
 
 def _no_samples(shapes: Farthest) -> Farthest:
@@ -179,7 +186,7 @@ def relocate_empty(stats: KMeansStats, centroids, data, mask=None) -> KMeansStat
         empty = empty & mask
 
     def relocate(stats):
-        far = farthest_samples(centroids, data, k - 1)
+        far = farthest_samples(centroids, data, k - 1, mask)
         rank = jnp.cumsum(empty, axis=1) - 1                          # (B, k)
         # scikit-learn's guard: when every sample sits on its centroid (more
         # clusters than distinct samples) relocating is pointless

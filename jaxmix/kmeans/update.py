@@ -51,7 +51,7 @@ def batched_lloyd_step(data, relocate: bool = True, mask=None):
     def step(state: LloydState, row_mask=None):
         row_mask = mask if row_mask is None else row_mask
         c = state.centroids
-        stats = kmeans_stats(c, data)
+        stats = kmeans_stats(c, data, row_mask)
         if relocate:
             stats = relocate_empty(stats, c, data, row_mask)
         new = mask_centroids(centroids_from_stats(stats, c), row_mask)
@@ -62,10 +62,12 @@ def batched_lloyd_step(data, relocate: bool = True, mask=None):
 
 def mask_centroids(centroids, mask=None):
     """Padded K-Means: centroids outside ``mask (B, k)`` replaced by copies of
-    centroid 0. A copy ties exactly with centroid 0 and ties go to the lower
-    index, so a masked centroid never takes a sample, wherever the data or
-    the real centroids lie; re-applied after every update so the copies
-    follow centroid 0. ``mask=None`` leaves ``centroids (B, k, d)`` as they are."""
+    centroid 0, so they stay finite and inside the data wherever the real
+    centroids lie; re-applied after every update so the copies follow
+    centroid 0. The assignment excludes them by the same mask
+    (:func:`jaxmix.kmeans.assign.nearest`): a copy ties with centroid 0
+    only up to the rounding of the distance GEMM. ``mask=None`` leaves
+    ``centroids (B, k, d)`` as they are."""
     if mask is None:
         return centroids
     return jnp.where(mask[..., None], centroids, centroids[:, :1])

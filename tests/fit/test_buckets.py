@@ -242,3 +242,50 @@ def test_chunks_are_sized_for_the_rows_stepped_together(monkeypatch):
     want = [np.mean(np.asarray(log_prob(jax.tree.map(lambda a: a[r], fit.params), X)))
             for r in range(5)]
     np.testing.assert_allclose(np.asarray(scores), want, rtol=1e-5)
+
+
+MB = dict(n_restarts=5, batch_size=32, max_iter=3)
+
+
+@pytest.mark.parametrize("case", ["k-means++", "random", "weighted", "init_centroids"])
+def test_padded_minibatch_kmeans_equals_unpadded(case):
+    """k=3 padded to 8 clusters, R=5 to 6 runs (one program for the four
+    cases but init_centroids): the same runs as the exact shapes."""
+    args = dict(MB, init="random" if case == "random" else "k-means++")
+    if case == "weighted":
+        args["sample_weight"] = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    if case == "init_centroids":
+        args["init_centroids"] = np.stack([X[[0, 70, 140]] + r for r in range(5)])
+    padded = jaxmix.fit_minibatch_kmeans(2, X, 3, **args)
+    with exact_shapes():
+        exact = jaxmix.fit_minibatch_kmeans(2, X, 3, **args)
+    _same(padded, exact, atol=1e-4)
+    assert padded.params.centroids.shape == (5, 3, 3)
+
+
+def test_a_minibatch_k_sweep_compiles_once_per_bucket():
+    """k = 2..7 (bucket 8) and R = 5, 6 (bucket 6): the program of the test
+    above serves every fit; nothing compiles."""
+    jaxmix.fit_minibatch_kmeans(0, X, 2, **MB)
+    compiles = COMPILES["n"]
+    for k in range(3, 8):
+        jaxmix.fit_minibatch_kmeans(k, X, k, **MB)
+    jaxmix.fit_minibatch_kmeans(0, X, 4, **dict(MB, n_restarts=6, max_iter=4))
+    assert COMPILES["n"] == compiles
+
+
+def test_masked_centroids_never_take_a_sample():
+    """The assignment excludes padded centroids outright: even one placed on
+    a sample (so strictly nearest) takes nothing."""
+    from jaxmix.kmeans.assign import nearest
+    from jaxmix.kmeans.stats import kmeans_stats
+    from jaxmix.data.chunked import one_chunk
+    c = np.stack([X[[0, 70, 140, 5]]])  # the padded 4th sits on sample 5
+    mask = np.array([[True, True, True, False]])
+    labels, dist = nearest(X, c, mask)
+    want = np.argmin(((X[:, None] - c[0, :3][None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(np.asarray(labels[0]), want)
+    np.testing.assert_allclose(np.asarray(dist[0]),
+                               ((X - c[0, want]) ** 2).sum(-1), rtol=1e-4, atol=1e-4)
+    stats = kmeans_stats(c, one_chunk(X, np.ones(len(X), np.float32)), mask)
+    assert float(stats.counts[0, 3]) == 0 and float(stats.counts[0].sum()) == len(X)
