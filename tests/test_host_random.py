@@ -69,11 +69,14 @@ def _in_program(monkeypatch):
     monkeypatch.setattr(host_random, "host_key", lambda key: None)
 
 
-def _same(a, b):
+def _same(a, b, rtol=0.0):
     a, b = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(a) == len(b)
     for x, y in zip(a, b):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        if rtol and np.issubdtype(np.asarray(x).dtype, np.floating):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol)
+        else:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 X = np.random.default_rng(3).normal(size=(90, 2)).astype(np.float32) + \
@@ -92,10 +95,14 @@ FITS = {
 
 @pytest.mark.parametrize("fit", FITS.values(), ids=FITS.keys())
 def test_fits_hashing_on_the_host_equal_fits_hashing_in_the_program(fit, monkeypatch):
+    """The same start, and here the same fit bit for bit, except the
+    gradient fit: its two programs differ beyond the hashes and XLA rounds
+    adam's steps apart by an ulp (as jaxmix.host_random says it may), so its
+    floats agree to float32 rounding (its counts and flags exactly)."""
     key = jax.random.PRNGKey(11)
     on_host = fit(key)
     _in_program(monkeypatch)
-    _same(on_host, fit(key))
+    _same(on_host, fit(key), rtol=1e-6 if fit is FITS["fit_gradient"] else 0.0)
 
 
 @pytest.mark.parametrize("fit", [*FITS.values(), lambda key: jaxmix.fit_minibatch_kmeans(
