@@ -169,6 +169,14 @@ def seed_centres(keys, sample, k: int, mask, n_trials, method: str = "k-means++"
     return mask_centroids(centres, mask)
 
 
+def padded_centroids(centroids, mask):
+    """Given centroids ``(R, k, d)`` padded to the ``(rows, k_max)`` of
+    ``mask``: rows appended as copies of the first, clusters outside the
+    mask copies of centroid 0 (:func:`jaxmix.kmeans.update.mask_centroids`)."""
+    c = pad_rows(centroids, mask.shape[0])
+    return mask_centroids(jnp.pad(c, ((0, 0), (0, mask.shape[1] - c.shape[1]), (0, 0))), mask)
+
+
 def run_lloyd(data, centroids0, abs_tol, max_iter, relocate: bool = True, mask=None,
               usable=None, history_len: int | None = None, progress=None) -> FitResult:
     """Lloyd on restart-batched ``centroids0 (R, k, d)`` over ``data`` (any
@@ -212,8 +220,7 @@ def kmeans_rows(key, rows: Rows, data, sample, offset, centroids0, tol, max_iter
         c0 = seed_centres(row_keys(key, rows, per_k), sample, k_max, mask, rows.trials, init,
                           max_trials)
     else:
-        c0 = pad_rows(centroids0 - offset, mask.shape[0])
-        c0 = mask_centroids(jnp.pad(c0, ((0, 0), (0, k_max - c0.shape[1]), (0, 0))), mask)
+        c0 = padded_centroids(centroids0 - offset, mask)
     result = run_lloyd(data, c0, scaled_tol(sample, tol), max_iter, True, mask,
                        usable=rows.active, history_len=history, progress=progress)
     return uncentre(with_final_inertia(result, data, mask, rows.active), offset)

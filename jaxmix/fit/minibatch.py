@@ -34,13 +34,14 @@ from jaxmix.data.source import is_source, random_access
 from jaxmix.data.stream import Stream
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import placed
-from jaxmix.fit.kmeans import _n_restarts, check_init_centroids, with_final_inertia
+from jaxmix.fit.kmeans import (_n_restarts, check_init_centroids, padded_centroids,
+                               with_final_inertia)
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_bucket
-from jaxmix.fit.rows import cut_rows, fit_work, pad_rows, to_host
+from jaxmix.fit.rows import cut_rows, fit_work, to_host
 from jaxmix.host_random import split_prefix_stable
 from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids, local_trials
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
-from jaxmix.kmeans.update import mask_centroids, scaled_tol
+from jaxmix.kmeans.update import scaled_tol
 from jaxmix.numerics import all_finite, uniform
 from jaxmix.params import KMeansParams
 from jaxmix.validation import (as_key, check_choice, check_data, check_int, check_max_iter,
@@ -173,10 +174,7 @@ def _fit(key, data, sample, centroids0, config, n, n_steps, k, n_trials, n_resta
         rows = jax.random.randint(subset_key, (init_size,), 0, n)
         centroids0 = seed_centroids(init_key, one_chunk(*take(rows)), k_max, n_rows, init,
                                     n_trials, local_trials(k_max))
-    else:
-        centroids0 = jnp.pad(pad_rows(centroids0, n_rows),
-                             ((0, 0), (0, k_max - centroids0.shape[1]), (0, 0)))
-    centroids0 = mask_centroids(centroids0, jnp.broadcast_to(real, (n_rows, k_max)))
+    centroids0 = padded_centroids(centroids0, jnp.broadcast_to(real, (n_rows, k_max)))
     config = config._replace(tol=scaled_tol(sample, config.tol))
     # rows drawn uniformly, or with probability proportional to unequal
     # weights (equal weights and none draw the same batches)
