@@ -8,12 +8,19 @@ Every entry point (``fit_gmm``, ``fit_kmeans``, ``fit_gradient``,
 * in memory (an array, possibly sharded over a mesh): validated once,
   centred on its median (:func:`centre`), cut into chunks by the one chunk rule
   (:func:`jaxmix.data.chunked.chunk_rows`) and placed on the mesh;
-* streamed (a ``.npy`` path, an ``np.memmap``, a callable yielding chunks, or
-  :func:`jaxmix.data.source.open_source` of anything): every chunk validated
+* streamed (a ``.npy`` path, an ``np.memmap``, a SciPy sparse matrix, a
+  callable yielding chunks, or :func:`jaxmix.data.source.open_source` of
+  anything): every chunk validated
   by a first pass, the initialiser's sample drawn (all rows up to
   ``init_size``, default :data:`INIT_SIZE` rows of at most
   :data:`INIT_ELEMENTS` values, else a uniform sample), the data
   centred on that sample's median on the device as chunks are read.
+
+A sparse matrix whose dense form is at most one chunk's budget
+(:func:`small_sparse`) is made dense and placed in memory: its memory is
+then that of the one dense chunk a stream would hold, and it runs the
+programs of dense data of its shape (compiled once for both, and the
+same result as the dense data).
 
 Fits run on ``placement.data`` (any placement, :mod:`jaxmix.data.reduce`) and
 initialise on ``placement.sample`` (in memory), then :func:`uncentre`.
@@ -28,9 +35,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import sparse
 
 from jaxmix.host_random import fold_in_key
-from jaxmix.data.chunked import Chunked, chunk, chunk_rows
+from jaxmix.data.chunked import CHUNK_ELEMENTS, Chunked, chunk, chunk_rows
 from jaxmix.data.sharding import check_mesh, placed_chunks
 from jaxmix.data.source import is_source, open_source, sample_rows, survey
 from jaxmix.data.stream import Stream, registered
@@ -114,6 +122,8 @@ def placed(key, x, k: int, *, row_elements: Callable[[int], int], chunk_size=Non
     (:func:`jaxmix.fit.programs.guard`).
     """
     guard()
+    if small_sparse(x, chunk_size, init_size):
+        x = x.toarray()
     if is_source(x):
         if mesh is not None:
             raise ValueError("mesh cannot be combined with a streamed source; pass an array "
@@ -123,6 +133,19 @@ def placed(key, x, k: int, *, row_elements: Callable[[int], int], chunk_size=Non
             yield placement
         return
     yield _in_memory(x, k, row_elements, chunk_size, sample_weight, mesh, k_name, centring)
+
+
+def small_sparse(x, chunk_size=None, init_size=None) -> bool:
+    """Whether ``x`` is a SciPy sparse matrix of at most
+    :data:`~jaxmix.data.chunked.CHUNK_ELEMENTS` dense values (one chunk's
+    budget) that neither ``chunk_size`` nor ``init_size`` (if given) asks to
+    read in parts: such a matrix is fitted dense, in memory (module docstring)."""
+    if not sparse.issparse(x) or x.ndim != 2:
+        return False
+    n, d = x.shape
+    whole = all(v is None or (isinstance(v, (int, np.integer)) and v >= n)
+                for v in (chunk_size, init_size))
+    return n * d <= CHUNK_ELEMENTS and whole
 
 
 def _centre_or_zero(x, w, centring: bool):

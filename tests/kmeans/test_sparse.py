@@ -12,6 +12,8 @@ import pytest
 from scipy import sparse
 
 import jaxmix as jm
+from jaxmix.data.chunked import CHUNK_ELEMENTS
+from jaxmix.fit.inputs import small_sparse
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.sklearn import KMeans, MiniBatchKMeans
 
@@ -29,14 +31,31 @@ def data():
 N_INIT, BATCH = 2, 40
 
 
+# chunk_size=None: the matrix is one chunk's budget, fitted dense in memory;
+# 100 rows per chunk: streamed, made dense one chunk at a time
+@pytest.mark.parametrize("chunk_size", [None, 100])
 @pytest.mark.parametrize("container", [sparse.csr_matrix, sparse.csc_array])
-def test_fit_kmeans_on_sparse_data_is_the_dense_fit(data, container):
+def test_fit_kmeans_on_sparse_data_is_the_dense_fit(data, container, chunk_size):
     x, w = data
+    assert small_sparse(container(x), chunk_size) == (chunk_size is None)
     for sw in (None, w):
-        dense = jm.fit_kmeans(1, x, 3, n_restarts=N_INIT, sample_weight=sw)
-        sp = jm.fit_kmeans(1, container(x), 3, n_restarts=N_INIT, sample_weight=sw)
+        dense = jm.fit_kmeans(1, x, 3, n_restarts=N_INIT, sample_weight=sw,
+                              chunk_size=chunk_size)
+        sp = jm.fit_kmeans(1, container(x), 3, n_restarts=N_INIT, sample_weight=sw,
+                           chunk_size=chunk_size)
         np.testing.assert_array_equal(sp.params.centroids, dense.params.centroids)
         np.testing.assert_array_equal(sp.objective, dense.objective)
+
+
+def test_only_a_small_sparse_matrix_is_made_dense():
+    """At most CHUNK_ELEMENTS dense values, and not asked to be read in parts."""
+    small = sparse.random(CHUNK_ELEMENTS // 8, 8, density=0.01, format="csr")
+    assert small_sparse(small)
+    assert not small_sparse(sparse.random(CHUNK_ELEMENTS // 8 + 1, 8, density=0.01))
+    assert not small_sparse(small, chunk_size=small.shape[0] - 1)
+    assert not small_sparse(small, init_size=100)
+    assert small_sparse(small, chunk_size=small.shape[0], init_size=small.shape[0])
+    assert not small_sparse(small.toarray())
 
 
 def test_minibatch_on_sparse_data_and_memmaps_is_the_dense_fit(data, tmp_path):
@@ -75,10 +94,8 @@ def test_estimators_take_sparse_input(data, Est):
         kw["batch_size"] = BATCH
     dense, sp = Est(**kw).fit(x, sample_weight=w), Est(**kw).fit(sparse.csr_matrix(x),
                                                                  sample_weight=w)
-    # a sparse source streams (compiled at level 1), small dense data does not
-    # (level 0, jaxmix.compiling): equal to rounding, near-zero entries included
-    np.testing.assert_allclose(sp.cluster_centers_, dense.cluster_centers_, rtol=1e-10,
-                               atol=1e-13)
+    # a small sparse matrix is fitted dense (jaxmix.fit.inputs.small_sparse)
+    np.testing.assert_array_equal(sp.cluster_centers_, dense.cluster_centers_)
     np.testing.assert_array_equal(sp.labels_, dense.labels_)
     s = sparse.csr_matrix(x)
     np.testing.assert_array_equal(sp.predict(s), dense.predict(x))
@@ -94,6 +111,8 @@ LARGE = """
 import resource, numpy as np
 from scipy import sparse
 import jaxmix as jm
+from jaxmix.data.chunked import CHUNK_ELEMENTS
+from jaxmix.fit.inputs import small_sparse
 rng = np.random.default_rng(0)
 n, d, per_row = 100_000, 5_000, 10
 rows = np.repeat(np.arange(n), per_row)
