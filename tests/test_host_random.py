@@ -93,7 +93,11 @@ FITS = {
 }
 
 
-@pytest.mark.parametrize("fit", FITS.values(), ids=FITS.keys())
+MINIBATCH = {"fit_minibatch_kmeans": lambda key: jaxmix.fit_minibatch_kmeans(
+    key, X, 3, n_restarts=2, batch_size=32, max_iter=2)}
+
+
+@pytest.mark.parametrize("fit", [*FITS.values(), *MINIBATCH.values()], ids=[*FITS, *MINIBATCH])
 def test_fits_hashing_on_the_host_equal_fits_hashing_in_the_program(fit, monkeypatch):
     """The same start, and here the same fit bit for bit, except the
     gradient fit: its two programs differ beyond the hashes and XLA rounds
@@ -105,8 +109,7 @@ def test_fits_hashing_on_the_host_equal_fits_hashing_in_the_program(fit, monkeyp
     _same(on_host, fit(key), rtol=1e-6 if fit is FITS["fit_gradient"] else 0.0)
 
 
-@pytest.mark.parametrize("fit", [*FITS.values(), lambda key: jaxmix.fit_minibatch_kmeans(
-    key, X, 3, n_restarts=2, batch_size=32, max_iter=2)], ids=[*FITS, "fit_minibatch_kmeans"])
+@pytest.mark.parametrize("fit", [*FITS.values(), *MINIBATCH.values()], ids=[*FITS, *MINIBATCH])
 def test_fits_take_a_typed_key_as_its_raw_key(fit):
     """``jax.random.key(s)`` and ``jax.random.PRNGKey(s)`` are the same key
     (a mini-batch run's state carries it: typed, it once broke the driver)."""
@@ -119,3 +122,13 @@ def test_mini_batch_keys_on_the_host_are_the_programs():
     on_host = _shuffle_keys(key, restart)
     assert isinstance(on_host, np.ndarray)
     np.testing.assert_array_equal(on_host, np.asarray(jax.jit(_shuffle_keys)(key, restart)))
+
+
+@pytest.mark.parametrize("method", ["k-means++", "random"])
+def test_seeding_draws_hashed_on_the_host_seed_as_the_program(method):
+    from jaxmix.data.chunked import chunk
+    from jaxmix.kmeans.init import Draws, init_centroids, seed_key
+    key, data = jax.random.PRNGKey(4), chunk(jnp.asarray(X), None)
+    hashed = seed_key(key, 3, 4, method)
+    assert isinstance(hashed, Draws)
+    _same(init_centroids(hashed, data, 4, 3, method), init_centroids(key, data, 4, 3, method))

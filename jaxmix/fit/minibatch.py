@@ -38,8 +38,10 @@ from jaxmix.fit.kmeans import (_n_restarts, check_init_centroids, padded_centroi
                                with_final_inertia)
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_bucket
 from jaxmix.fit.rows import cut_rows, fit_work, to_host
+from jaxmix import host_random
 from jaxmix.host_random import split_prefix_stable
-from jaxmix.kmeans.init import KMEANS_INITS, init_centroids as seed_centroids, local_trials
+from jaxmix.kmeans.init import (KMEANS_INITS, host_seed_draws, init_centroids as seed_centroids,
+                                local_trials)
 from jaxmix.kmeans.minibatch import make_config, minibatch_init, minibatch_step, stopped
 from jaxmix.kmeans.update import scaled_tol
 from jaxmix.numerics import all_finite, uniform
@@ -127,10 +129,12 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
                              inp.sample.dtype)
         n_steps = max_iter * n // batch_size
         stream_rows = n if isinstance(inp.data, Stream) else None
+        k_max = component_bucket(k)
+        n_rows = restart_bucket(n_restarts) if split_prefix_stable(key) else n_restarts
         result = jax.block_until_ready(_fit(
-            key, inp.data, inp.sample, None if c0 is None else c0 - inp.offset, config, n,
-            n_steps, k, local_trials(k), n_restarts, k_max=component_bucket(k),
-            n_rows=restart_bucket(n_restarts) if split_prefix_stable(key) else n_restarts,
+            key, _seed_draws(key, n_rows, k_max, init if c0 is None else None), inp.data,
+            inp.sample, None if c0 is None else c0 - inp.offset, config, n,
+            n_steps, k, local_trials(k), n_restarts, k_max=k_max, n_rows=n_rows,
             init=init if c0 is None else None, history=history_bucket(n_steps),
             stream_rows=stream_rows,
             batch_size=batch_size, init_size=size, weighted=_unequal(sample_weight)))
@@ -141,14 +145,23 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
     return raise_if_all_failed(result, "check the data's scale (squared distances overflow)")
 
 
-def _minibatch_work(key, data, *_, k_max, n_rows, **__):
+def _seed_draws(key, n_rows: int, k_max: int, init):
+    """The seeding's draws of :func:`_fit` (its ``init_key``, the first of
+    three splits of ``key``, split per restart) hashed on the host; ``None``
+    where it does not seed (``init`` None) or the host cannot hash ``key``."""
+    raw = host_random.host_key(key) if init is not None else None
+    return None if raw is None else host_seed_draws(
+        host_random.fold_in(raw, 0), n_rows, k_max, init, local_trials(k_max))
+
+
+def _minibatch_work(key, draws, data, *_, k_max, n_rows, **__):
     """The final pass over the data bounds a step's batch (``batch_size <= n``)."""
     return fit_work(data, n_rows, k_max)
 
 
 @jit(static_argnames=("k_max", "n_rows", "init", "history", "stream_rows", "batch_size",
                       "init_size", "weighted"), work=_minibatch_work)
-def _fit(key, data, sample, centroids0, config, n, n_steps, k, n_trials, n_restarts, *,
+def _fit(key, draws, data, sample, centroids0, config, n, n_steps, k, n_trials, n_restarts, *,
          k_max, n_rows, init, history, stream_rows, batch_size, init_size,
          weighted) -> FitResult:
     """The runs, batches drawn inside the loop: gathered from the data in
@@ -162,7 +175,9 @@ def _fit(key, data, sample, centroids0, config, n, n_steps, k, n_trials, n_resta
     ``k_max``, the others masked; k-means++ with ``n_trials`` candidates) and
     ``n_restarts`` runs (of ``n_rows``, the others never stepped): restart
     ``r`` draws from ``split(key, n_rows)[r]``, which does not depend on
-    ``n_rows`` (:func:`jaxmix.host_random.split_prefix_stable`)."""
+    ``n_rows`` (:func:`jaxmix.host_random.split_prefix_stable`). ``draws``:
+    the seeding's draws hashed on the host (:func:`_seed_draws`), or ``None``
+    (hashed here)."""
     if isinstance(data, Stream):
         w, take = data.weights(stream_rows), data.gather
     else:
@@ -172,7 +187,8 @@ def _fit(key, data, sample, centroids0, config, n, n_steps, k, n_trials, n_resta
     init_key, subset_key, run_key = jax.random.split(key, 3)
     if centroids0 is None:
         rows = jax.random.randint(subset_key, (init_size,), 0, n)
-        centroids0 = seed_centroids(init_key, one_chunk(*take(rows)), k_max, n_rows, init,
+        centroids0 = seed_centroids(init_key if draws is None else draws,
+                                    one_chunk(*take(rows)), k_max, n_rows, init,
                                     n_trials, local_trials(k_max))
     centroids0 = padded_centroids(centroids0, jnp.broadcast_to(real, (n_rows, k_max)))
     config = config._replace(tol=scaled_tol(sample, config.tol))

@@ -193,12 +193,34 @@ def _init_work(key, data, k, n_restarts, **_):
 def init_centroids(key, data, k: int, n_restarts: int, method: str = "k-means++",
                    n_trials=None, max_trials: int | None = None):
     """Restart-batched initial centroids ``(n_restarts, k, d)`` of in-memory
-    ``data``; restart ``r`` uses ``jax.random.split(key, n_restarts)[r]``.
+    ``data``; restart ``r`` uses ``jax.random.split(key, n_restarts)[r]``
+    (``key`` may be those restarts' :class:`Draws`, :func:`host_seed_draws`).
     k-means++ takes ``n_trials`` (traced, at most the static ``max_trials``;
     :func:`kmeans_plusplus`), so a padded run seeds its first centres as an
     unpadded one. One compiled program: the scikit-learn face's
     ``partial_fit`` and ``_init_centroids`` call it outside any program,
     where running it operation by operation compiled each operation apart."""
     x, w = data.flat()
-    keys = jax.random.split(key, n_restarts)
+    keys = key if isinstance(key, Draws) else jax.random.split(key, n_restarts)
     return jax.vmap(lambda key: seed(method, key, x, w, k, n_trials, max_trials)[0])(keys)
+
+
+def host_seed_draws(key, n_restarts: int, k: int, method: str, max_trials: int | None = None):
+    """The restarts' :class:`Draws` of :func:`init_centroids` (``key`` split
+    ``n_restarts`` ways; k-means++'s ``(n_restarts, k, max_trials, 2)`` words)
+    hashed on the host, to pass as its ``key``; ``None`` where the host
+    cannot hash ``key`` (:func:`jaxmix.host_random.host_key`)."""
+    raw = host_random.host_key(key)
+    if raw is None:
+        return None
+    keys = host_random.fold_in(raw, np.arange(n_restarts))  # split(key, n) under threefry
+    trials = local_trials(k) if max_trials is None else max_trials
+    bits = host_plusplus_bits(keys, k, trials) if method == "k-means++" else None
+    return Draws(keys, bits)
+
+
+def seed_key(key, n_restarts: int, k: int, method: str):
+    """The ``key`` to give :func:`init_centroids`: its draws hashed on the
+    host where they can be (:func:`host_seed_draws`), else ``key`` itself."""
+    draws = host_seed_draws(key, n_restarts, k, method)
+    return key if draws is None else draws

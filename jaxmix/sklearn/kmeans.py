@@ -41,6 +41,7 @@ from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.kmeans import (init_centroids as seed_centroids, minibatch_init, minibatch_step,
                            predict as km_predict, transform as km_transform)
+from jaxmix.kmeans.init import seed_key
 from jaxmix.kmeans.assign import nearest_sq_distance
 from jaxmix.kmeans.minibatch import make_config
 from jaxmix.params import KMeansParams
@@ -117,7 +118,7 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight)
         data = chunk(jnp.asarray(X, dtype), None, jnp.asarray(w, dtype))
         key = key_from_random_state(random_state)
-        return np.asarray(seed_centroids(key, data, k, 1, init)[0])
+        return np.asarray(seed_centroids(seed_key(key, 1, k, init), data, k, 1, init)[0])
 
     def _check_centers(self, centers, X):
         """Given initial centres as an array of ``X``'s dtype, with
@@ -367,7 +368,8 @@ class MiniBatchKMeans(_BaseKMeans):
                     raise ValueError(f"n_samples={X.shape[0]} should be >= "
                                      f"n_clusters={self.n_clusters}.")
                 init, cents, _ = self._resolve_init(X)
-                c0 = (seed_centroids(key, chunk(x, None, w), self.n_clusters, 1, init)[0]
+                k = self.n_clusters
+                c0 = (seed_centroids(seed_key(key, 1, k, init), chunk(x, None, w), k, 1, init)[0]
                       if cents is None else jnp.asarray(cents[0], dtype))
                 self.n_steps_ = 0
             else:
