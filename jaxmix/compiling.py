@@ -17,7 +17,12 @@ the data (``jit(work=...)``), and one of at most :data:`SMALL_WORK` elements
 compiles at level 0 (:data:`SMALL_CPU_OPTIONS`). The seed notebook fit
 (491,520 elements per pass: k and R padded to their buckets) compiled in
 0.95 s instead of 1.9 s, and ran warm in 0.05 s instead of 0.016 s
-(scikit-learn: 0.07 s). The limit keeps that warm cost small: ``jaxmix
+(scikit-learn: 0.07 s). A small program is also generated as one LLVM
+module instead of XLA's parallel split (``xla_cpu_parallel_codegen_split_count
+= 1``): two small GMM fits, a mini-batch and a K-Means fit compiled in 1.00-1.09
+s instead of 1.21-1.30 s (three fresh processes each, 2-core CPU), where a
+level-1 fit (full EM, n=1e5, d=16, k=16) compiled in 2.1-2.2 s instead of
+1.5 s: its split compiles on both cores. The limit keeps that warm cost small: ``jaxmix
 demo`` run twice in one process took 16.9 s and 5.1 s with a limit of 2^22
 elements (its sweeps, 1.3 and 2.6 million, at level 0), 19.5 s and 3.1 s with
 2^20, and 22.0 s and 2.1 s with every program at level 1. Larger fits, and
@@ -51,7 +56,8 @@ except ImportError:  # pragma: no cover - JAX moved it: never pass options
 
 # XLA DebugOptions for programs compiled for the CPU, and for small ones.
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
-SMALL_CPU_OPTIONS = {**CPU_OPTIONS, "xla_backend_optimization_level": 0}
+SMALL_CPU_OPTIONS = {**CPU_OPTIONS, "xla_backend_optimization_level": 0,
+                     "xla_cpu_parallel_codegen_split_count": 1}
 # Work per pass (elements, as a program's ``work`` counts them) up to which
 # a CPU program compiles with SMALL_CPU_OPTIONS.
 SMALL_WORK = 2 ** 20
