@@ -311,9 +311,12 @@ def check_nonneg(value, name: str, strict: bool = False, dtype=None):
 
 
 def check_choice(value, name: str, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
+    """The member of ``choices`` equal to ``value`` (so ``np.str_("random")``
+    comes back as ``"random"``: one static argument, one compiled program)."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
 def seed_key(seed: int):

@@ -313,3 +313,17 @@ def test_seed_key_is_jaxs_prng_key(x64):
             np.testing.assert_array_equal(mine, jaxs, err_msg=str(seed))
     finally:
         jax.config.update("jax_enable_x64", saved)
+
+
+def test_a_choice_comes_back_as_its_canonical_member():
+    """np.str_("random") is "random": one static argument, one program."""
+    import jaxmix
+    from jaxmix.fit.rows import TRACE_COUNT
+    from jaxmix.validation import check_choice
+    got = check_choice(np.str_("random"), "init", ("k-means++", "random"))
+    assert got == "random" and type(got) is str
+    x = np.random.default_rng(0).normal(size=(40, 2))
+    jaxmix.fit_kmeans(0, x, 3, init="random", max_iter=3)
+    before = TRACE_COUNT["kmeans"]
+    jaxmix.fit_kmeans(0, x, 3, init=np.str_("random"), max_iter=3)
+    assert TRACE_COUNT["kmeans"] == before

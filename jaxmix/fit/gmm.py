@@ -65,7 +65,7 @@ class GMMSettings(NamedTuple):
 def check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
                    path, init, init_params) -> GMMSettings:
     """Host-side checks of a Gaussian-mixture fit's arguments (errors name them)."""
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    covariance_type = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     check_choice(path, "path", PATHS)
     if init_params is None:
         check_choice(init, "init", INIT_METHODS)

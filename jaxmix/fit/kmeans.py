@@ -103,7 +103,7 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
         c0 = check_init_centroids(init_centroids, n_clusters, inp.n_features, inp.sample.dtype,
                                   n_restarts)
         if c0 is None:
-            check_choice(init, "init", KMEANS_INITS)
+            init = check_choice(init, "init", KMEANS_INITS)
         else:
             check_within_reach(c0, inp)
         trials = local_trials(k_max)

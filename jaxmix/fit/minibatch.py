@@ -119,7 +119,7 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
         n, k = inp.n_samples, n_clusters
         c0 = check_init_centroids(init_centroids, k, inp.n_features, inp.sample.dtype, n_restarts)
         if c0 is None:
-            check_choice(init, "init", KMEANS_INITS)
+            init = check_choice(init, "init", KMEANS_INITS)
         size = 3 * batch_size if init_size is None and 3 * batch_size >= k else (
             3 * k if init_size is None else init_size)
         size = min(check_int(size, "init_size", low=k), n)
@@ -249,7 +249,7 @@ def _fit_stream(key, batches, n_clusters: int, *, init, init_centroids, tol,
         b, d = inp.n_samples, inp.n_features
         c0 = check_init_centroids(init_centroids, n_clusters, d, inp.sample.dtype, 1)
         if c0 is None:
-            check_choice(init, "init", KMEANS_INITS)
+            init = check_choice(init, "init", KMEANS_INITS)
         elif np.ndim(init_centroids) == 3:
             raise ValueError("init_centroids must have shape (k, d) for a stream (one run)")
     n_samples = STREAM_WINDOW_BATCHES * b if n_samples is None else check_int(n_samples,
