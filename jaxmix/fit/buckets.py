@@ -16,6 +16,10 @@ changes shapes is static, and each such size is rounded up to a *bucket*:
   chosen) and dropped from the result;
 * ``n`` samples: :func:`sample_bucket` (at least 256, then eight buckets per
   octave, so at most 1/8 of padding); the extra rows have weight 0;
+* a mini-batch of ``b`` rows, and its initialiser's sample:
+  :func:`batch_bucket` (powers of two, at least 16); the extra rows are
+  drawn (prefix-stable draws: the first ``b`` are the unpadded batch) and
+  weigh 0;
 * ``max_iter`` sizes only the ``history`` array: :func:`history_bucket`
   (powers of two, at least 1024, so the default caps of every fit, 100, 300 and 1000,
   share one); the cap itself is a traced value.
@@ -59,6 +63,7 @@ from jaxmix.data import chunked
 MIN_COMPONENTS = 8
 MIN_SAMPLES = 256
 MIN_HISTORY = 1024
+MIN_BATCH = 16
 
 _state = threading.local()
 
@@ -133,6 +138,12 @@ def _small_rows(rows: int, row_work) -> bool:
 def sample_bucket(n: int) -> int:
     """Rows ``n`` samples are padded to (with weight 0)."""
     return bucket(n, MIN_SAMPLES, 8) if padding() else int(n)
+
+
+def batch_bucket(b: int) -> int:
+    """Rows a mini-batch (or an initialiser's sample) of ``b`` rows is drawn
+    in: a power of two, at least :data:`MIN_BATCH`; the extra rows weigh 0."""
+    return bucket(b, MIN_BATCH, 1) if padding() else int(b)
 
 
 def history_bucket(max_iter: int) -> int:

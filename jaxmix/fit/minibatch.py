@@ -36,7 +36,7 @@ from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.inputs import memory_shape, placed
 from jaxmix.fit.kmeans import (_n_restarts, check_init_centroids, padded_centroids,
                                with_final_inertia)
-from jaxmix.fit.buckets import component_bucket, history_bucket, restart_bucket
+from jaxmix.fit.buckets import batch_bucket, component_bucket, history_bucket, restart_bucket
 from jaxmix.fit.rows import cut_rows, fit_work, row_work, to_host
 from jaxmix import host_random
 from jaxmix.host_random import split_prefix_stable
@@ -135,10 +135,11 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
         result = jax.block_until_ready(_fit(
             key, _seed_draws(key, n_rows, k_max, init if c0 is None else None), inp.data,
             inp.sample, None if c0 is None else c0 - inp.offset, config, n,
-            n_steps, k, local_trials(k), n_restarts, k_max=k_max, n_rows=n_rows,
+            n_steps, k, local_trials(k), n_restarts, np.array([batch_size, size], np.int32),
+            k_max=k_max, n_rows=n_rows,
             init=init if c0 is None else None, history=history_bucket(n_steps),
-            stream_rows=stream_rows,
-            batch_size=batch_size, init_size=size, weighted=_unequal(sample_weight)))
+            stream_rows=stream_rows, batch_rows=batch_bucket(batch_size),
+            init_rows=batch_bucket(size), weighted=_unequal(sample_weight)))
     # back to the data's frame on the host (concrete results): no eager program
     offset = to_host(inp.offset)
     result = cut_rows(result, n_restarts, n_steps,
@@ -160,10 +161,10 @@ def _minibatch_work(key, draws, data, *_, k_max, n_rows, **__):
     return fit_work(data, n_rows, k_max)
 
 
-@jit(static_argnames=("k_max", "n_rows", "init", "history", "stream_rows", "batch_size",
-                      "init_size", "weighted"), work=_minibatch_work)
-def _fit(key, draws, data, sample, centroids0, config, n, n_steps, k, n_trials, n_restarts, *,
-         k_max, n_rows, init, history, stream_rows, batch_size, init_size,
+@jit(static_argnames=("k_max", "n_rows", "init", "history", "stream_rows", "batch_rows",
+                      "init_rows", "weighted"), work=_minibatch_work)
+def _fit(key, draws, data, sample, centroids0, config, n, n_steps, k, n_trials, n_restarts,
+         sizes, *, k_max, n_rows, init, history, stream_rows, batch_rows, init_rows,
          weighted) -> FitResult:
     """The runs, batches drawn inside the loop: gathered from the data in
     memory, or read from a random-access source on the host (``data`` a
@@ -171,8 +172,11 @@ def _fit(key, draws, data, sample, centroids0, config, n, n_steps, k, n_trials, 
     all restarts' batches per step, a sparse source's rows made dense);
     ``sample`` scales ``tol``. ``n`` rows (rows are drawn below it) and
     ``n_steps`` are traced: in memory, one program serves every step cap
-    within ``history`` and every data size in a sample bucket with the same
-    ``init_size`` (which is at most ``n``). So are ``k`` clusters (of
+    within ``history`` and every data size in a sample bucket. So are
+    ``sizes = (batch_size, init_size)`` (``init_size`` at most ``n``): their
+    rows are drawn in their buckets ``batch_rows`` and ``init_rows``, the
+    first ``batch_size`` (``init_size``) of them those an unpadded run draws
+    (prefix-stable draws), the others weighted 0. So are ``k`` clusters (of
     ``k_max``, the others masked; k-means++ with ``n_trials`` candidates) and
     ``n_restarts`` runs (of ``n_rows``, the others never stepped): restart
     ``r`` draws from ``split(key, n_rows)[r]``, which does not depend on
@@ -186,30 +190,33 @@ def _fit(key, draws, data, sample, centroids0, config, n, n_steps, k, n_trials, 
         take = lambda rows: (x[rows], w[rows])  # noqa: E731
     real, active = jnp.arange(k_max) < k, jnp.arange(n_rows) < n_restarts
     init_key, subset_key, run_key = jax.random.split(key, 3)
+    batch_size, init_size = sizes[0], sizes[1]
     if centroids0 is None:
-        rows = jax.random.randint(subset_key, (init_size,), 0, n)
+        rows = jax.random.randint(subset_key, (init_rows,), 0, n)
+        xs, ws = take(rows)
+        ws = jnp.where(jnp.arange(init_rows) < init_size, ws, 0)
         centroids0 = seed_centroids(init_key if draws is None else draws,
-                                    one_chunk(*take(rows)), k_max, n_rows, init,
+                                    one_chunk(xs, ws), k_max, n_rows, init,
                                     n_trials, local_trials(k_max))
     centroids0 = padded_centroids(centroids0, jnp.broadcast_to(real, (n_rows, k_max)))
     config = config._replace(tol=scaled_tol(sample, config.tol))
     # rows drawn uniformly, or with probability proportional to unequal
     # weights (equal weights and none draw the same batches)
     cdf = jnp.cumsum(w) if weighted else None
-    unit = jnp.ones((batch_size,), w.dtype)
+    unit = (jnp.arange(batch_rows) < batch_size).astype(w.dtype)
 
     def draw(state):
         key, sub = jax.random.split(state.key)
         if not weighted:
-            return key, jax.random.randint(sub, (batch_size,), 0, n)
-        u = uniform(sub, (batch_size,), w.dtype) * cdf[-1]
+            return key, jax.random.randint(sub, (batch_rows,), 0, n)
+        u = uniform(sub, (batch_rows,), w.dtype) * cdf[-1]
         return key, jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1)
 
     def step(states):
         keys, rows = jax.vmap(draw)(states)
         xb = take(rows.reshape(-1))[0].reshape(rows.shape + (-1,))
         new, batch_inertia = jax.vmap(
-            lambda s, xr: minibatch_step(s, xr, unit, config, real))(
+            lambda s, xr: minibatch_step(s, xr, unit, config, real, batch_size))(
             states._replace(key=keys), xb)
         return new, -batch_inertia
 

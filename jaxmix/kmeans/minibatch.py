@@ -94,16 +94,18 @@ def make_config(tol, alpha, max_no_improvement, reassignment_ratio, dtype) -> Mi
                            jnp.asarray(limit, jnp.int32), jnp.asarray(reassignment_ratio, dtype))
 
 
-def _reseed(key, centroids, counts, x, w, ratio, real):
+def _reseed(key, centroids, counts, x, w, ratio, real, size):
     """sklearn's random reassignment of low-count real clusters (``real
-    (k,)``) to batch samples."""
+    (k,)``) to batch samples (a batch of ``size`` rows, padded to ``x``'s
+    with weight 0)."""
     b = x.shape[0]
     low = (counts < ratio * jnp.max(counts)) & real
     # at most half a batch: keep the clusters with the lowest counts (padded
     # clusters rank last, so real ones rank as in an unpadded run)
     order = jnp.argsort(jnp.argsort(jnp.where(real, counts, jnp.inf), stable=True), stable=True)
-    low = jnp.where(jnp.sum(low) > 0.5 * b, low & (order < int(0.5 * b)), low)
-    # distinct positive-weight samples in random order
+    low = jnp.where(jnp.sum(low) > 0.5 * size, low & (order < size // 2), low)
+    # distinct positive-weight samples in random order (the uniforms of a
+    # padded batch's real rows are the unpadded batch's: prefix-stable draws)
     rows = jnp.argsort(jnp.where(w > 0, uniform(key, (b,), x.dtype), 2.0))
     rank = jnp.cumsum(low) - 1
     take = low & (rank < jnp.sum(w > 0))
@@ -113,8 +115,12 @@ def _reseed(key, centroids, counts, x, w, ratio, real):
     return centroids, counts
 
 
-def minibatch_step(state: MiniBatchState, x, w, config: MiniBatchConfig, mask=None):
+def minibatch_step(state: MiniBatchState, x, w, config: MiniBatchConfig, mask=None,
+                   size=None):
     """One mini-batch step on batch ``x (b, d)`` with weights ``w (b,)``.
+
+    ``size``: the batch's rows when ``x`` is a batch padded to a bucket
+    (traced; the padding rows last, with weight 0); default ``b``.
 
     ``mask (k,)``: the real clusters of a padded run (default all); the
     others are copies of the first centroid
@@ -124,14 +130,14 @@ def minibatch_step(state: MiniBatchState, x, w, config: MiniBatchConfig, mask=No
 
     Returns ``(new_state, mean batch inertia of the centroids before the step)``.
     """
-    b = x.shape[0]
+    size = x.shape[0] if size is None else size
     real = jnp.ones(state.counts.shape, bool) if mask is None else mask
     stats = kmeans_stats(state.centroids, one_chunk(x, w), mask)
     centroids, counts = minibatch_update(state.centroids, state.counts, stats)
     key, sub = jax.random.split(state.key)
-    since = state.since_reassign + b
+    since = state.since_reassign + size
     check = jnp.any((state.counts == 0) & real) | (since >= 10 * jnp.sum(real))
-    reseeded = _reseed(sub, centroids, counts, x, w, config.reassignment_ratio, real)
+    reseeded = _reseed(sub, centroids, counts, x, w, config.reassignment_ratio, real, size)
     centroids, counts = jax.tree.map(
         lambda new, old: jnp.where(check & (config.reassignment_ratio > 0), new, old),
         reseeded, (centroids, counts))

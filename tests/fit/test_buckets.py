@@ -287,8 +287,9 @@ MB = dict(n_restarts=5, batch_size=32, max_iter=3)
 
 @pytest.mark.parametrize("case", ["k-means++", "random", "weighted", "init_centroids"])
 def test_padded_minibatch_kmeans_equals_unpadded(case):
-    """k=3 padded to 8 clusters, R=5 to 6 runs (one program for the four
-    cases but init_centroids): the same runs as the exact shapes."""
+    """k=3 padded to 8 clusters, R=5 to 16 runs (a small fit), batches of 32
+    rows drawn as they are (one program for the four cases but
+    init_centroids): the same runs as the exact shapes."""
     args = dict(MB, init="random" if case == "random" else "k-means++")
     if case == "weighted":
         args["sample_weight"] = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
@@ -299,6 +300,38 @@ def test_padded_minibatch_kmeans_equals_unpadded(case):
         exact = jaxmix.fit_minibatch_kmeans(2, X, 3, **args)
     _same(padded, exact, atol=1e-4)
     assert padded.params.centroids.shape == (5, 3, 3)
+
+
+@pytest.mark.parametrize("sizes", [dict(batch_size=20, init_size=15),
+                                   dict(batch_size=5, reassignment_ratio=0.5),
+                                   dict(batch_size=24, init="random", sample_weight=True)])
+def test_padded_minibatch_batches_equal_unpadded(sizes):
+    """Batches of 20, 5, 24 rows drawn in buckets of 32, 16, 32 (init
+    samples of 15, 60, 72 in 16, 64, 128), the extra rows weighted 0: the
+    same batches, centroids and step counts as the exact shapes."""
+    args = dict(sizes)
+    if args.pop("sample_weight", False):
+        args["sample_weight"] = np.random.default_rng(2).uniform(0.5, 2.0, len(X))
+    padded = jaxmix.fit_minibatch_kmeans(3, X, 3, n_restarts=3, max_iter=3, **args)
+    with exact_shapes():
+        exact = jaxmix.fit_minibatch_kmeans(3, X, 3, n_restarts=3, max_iter=3, **args)
+    np.testing.assert_array_equal(np.asarray(padded.params.centroids),
+                                  np.asarray(exact.params.centroids))
+    np.testing.assert_array_equal(padded.n_iter, exact.n_iter)
+    _same(padded, exact, atol=1e-4)
+
+
+def test_minibatch_batch_sizes_in_a_bucket_share_one_program():
+    """batch_size 17..32 (default init_size 3 * batch_size: 51..96, bucket
+    64 or 128): two programs for four batch sizes."""
+    jaxmix.fit_minibatch_kmeans(0, X, 3, batch_size=17, max_iter=2)
+    compiles = COMPILES["n"]
+    jaxmix.fit_minibatch_kmeans(0, X, 3, batch_size=21, max_iter=2)  # 63: bucket 64 again
+    assert COMPILES["n"] == compiles
+    jaxmix.fit_minibatch_kmeans(0, X, 3, batch_size=30, max_iter=2)  # 90: bucket 128
+    compiles = COMPILES["n"]
+    jaxmix.fit_minibatch_kmeans(0, X, 3, batch_size=32, max_iter=2)
+    assert COMPILES["n"] == compiles
 
 
 def test_a_minibatch_k_sweep_compiles_once_per_bucket():
