@@ -10,14 +10,12 @@ changes shapes is static, and each such size is rounded up to a *bucket*:
   exactly 0, no responsibility, see :mod:`jaxmix.fit.select`), so a fit's
   first ``k`` components follow the path of an unpadded ``k``-component fit;
 * ``R`` restarts (or grid rows): :func:`restart_bucket` (1, 2, 3, 4, 6, 8,
-  12, ...), and a small fit (in-memory data whose pass stays small) at
-  least the rows that keep it small, up to :data:`SMALL_FIT_ROWS`; the
-  extra rows are inactive from the start (never stepped as live, never
-  chosen) and dropped from the result;
+  12, ...); the extra rows are inactive from the start (never stepped as
+  live, never chosen) and dropped from the result;
 * ``n`` samples: :func:`sample_bucket` (at least 256, then eight buckets per
   octave, so at most 1/8 of padding); the extra rows have weight 0;
 * a mini-batch of ``b`` rows, and its initialiser's sample:
-  :func:`batch_bucket` (powers of two, at least 16); the extra rows are
+  :func:`batch_bucket` (at least 16, four per octave); the extra rows are
   drawn (prefix-stable draws: the first ``b`` are the unpadded batch) and
   weigh 0;
 * ``max_iter`` sizes only the ``history`` array: :func:`history_bucket`
@@ -56,9 +54,6 @@ import contextlib
 import threading
 
 import jax
-
-from jaxmix import compiling
-from jaxmix.data import chunked
 
 MIN_COMPONENTS = 8
 MIN_SAMPLES = 256
@@ -99,40 +94,9 @@ def component_bucket(k: int) -> int:
     return bucket(k, MIN_COMPONENTS, 2) if padding() else int(k)
 
 
-# A small fit runs at least the largest restart bucket up to this many rows
-# that keeps it small (restart_bucket's row_work).
-SMALL_FIT_ROWS = 16
-
-
-def restart_bucket(r: int, row_work=None) -> int:
-    """Rows a fit of ``r`` restarts (or grid rows) is compiled for.
-
-    ``row_work``: ``(pass, work)``, the elements one restart row adds to a
-    pass over in-memory data as the small-pass rule
-    (:data:`jaxmix.data.chunked.SMALL_PASS`) and the compile tier
-    (:data:`jaxmix.compiling.SMALL_WORK`) count them (``None``: unknown, e.g.
-    a stream). A fit small by both runs at least the largest bucket of up to
-    :data:`SMALL_FIT_ROWS` rows that keeps it small by both: small fits of 1
-    to 16 restarts share one program (scikit-learn's suites fit one, three,
-    ten restarts of the same data), and the extra inactive rows cost little
-    where a pass is that small. Rows are independent, so the real ones give
-    the same restarts."""
-    if not padding():
-        return int(r)
-    rows = bucket(r, 1, 2)
-    if row_work is None or not _small_rows(1, row_work):
-        return rows
-    floor = max(b for b in _buckets_upto(SMALL_FIT_ROWS) if _small_rows(b, row_work))
-    return max(rows, floor)
-
-
-def _buckets_upto(m: int) -> list:
-    return sorted({bucket(i, 1, 2) for i in range(1, m + 1)} & set(range(1, m + 1)))
-
-
-def _small_rows(rows: int, row_work) -> bool:
-    per_pass, work = row_work
-    return rows * per_pass <= chunked.SMALL_PASS and rows * work <= compiling.SMALL_WORK
+def restart_bucket(r: int) -> int:
+    """Rows a fit of ``r`` restarts (or grid rows) is compiled for."""
+    return bucket(r, 1, 2) if padding() else int(r)
 
 
 def sample_bucket(n: int) -> int:
@@ -142,8 +106,9 @@ def sample_bucket(n: int) -> int:
 
 def batch_bucket(b: int) -> int:
     """Rows a mini-batch (or an initialiser's sample) of ``b`` rows is drawn
-    in: a power of two, at least :data:`MIN_BATCH`; the extra rows weigh 0."""
-    return bucket(b, MIN_BATCH, 1) if padding() else int(b)
+    in: at least :data:`MIN_BATCH`, four sizes per octave (the extra rows,
+    weighted 0, are under a quarter of a step's work)."""
+    return bucket(b, MIN_BATCH, 4) if padding() else int(b)
 
 
 def history_bucket(max_iter: int) -> int:

@@ -28,9 +28,9 @@ from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
 from jaxmix.fit.init import INIT_METHODS, broadcast_params, initialize_masked
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.data.source import is_source
-from jaxmix.fit.inputs import Placement, memory_shape, placed, uncentre, with_missing
+from jaxmix.fit.inputs import Placement, placed, uncentre, with_missing
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
-                             plusplus_shape, row_keys, row_mask, row_work, with_draws)
+                             plusplus_shape, row_keys, row_mask, with_draws)
 from jaxmix.gmm.density import log_prob
 from jaxmix.gmm.frozen import check_frozen
 from jaxmix.gmm.missing import MISSING, mean_filled, observed
@@ -163,10 +163,7 @@ def fit_gmm(key, x, n_components: int, *, covariance_type: str = "full", n_resta
                                                            init_objective)
     s = check_settings(n_components, covariance_type, n_restarts, max_iter, tol, reg_covar,
                        path, init, init_params)
-    k_max = component_bucket(s.k)
-    shape = memory_shape(x, chunk_size=chunk_size, init_size=init_size, mesh=mesh)
-    rows = restart_rows([s.k], s.n_restarts,
-                        row_work=row_work(shape, k_max, s.covariance_type))
+    k_max, rows = component_bucket(s.k), restart_rows([s.k], s.n_restarts)
     width = lambda d: em_row_elements(len(rows.k), k_max, d)  # noqa: E731
     x_nan = None
     if check_choice(missing, "missing", MISSING) == "marginalize":

@@ -30,9 +30,9 @@ from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_fai
 from jaxmix.fit.buckets import history_bucket
 from jaxmix.fit.gmm import (DEGENERATE_FIX, check_init_objective, check_settings, checked_inputs,
                             starting_params)
-from jaxmix.fit.inputs import memory_shape, placed, uncentre
+from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import (TRACE_COUNT, cut_rows, fit_work, plusplus_shape, restart_rows,
-                             row_work, with_draws)
+                             with_draws)
 from jaxmix.kmeans.init import local_trials
 from jaxmix.gmm.gradient import Objective, unconstrain
 from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_rule,
@@ -130,9 +130,7 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
         if mesh is not None or is_source(x):
             raise ValueError("batch_size (mini-batches) needs unsharded in-memory data: drop "
                              "batch_size for full-batch steps, or pass an unsharded array")
-    shape = memory_shape(x, chunk_size=chunk_size, mesh=mesh)
-    rows = restart_rows([s.k], s.n_restarts,
-                        row_work=row_work(shape, s.k, s.covariance_type))
+    rows = restart_rows([s.k], s.n_restarts)
     width = lambda d: row_elements(len(rows.k), s.k, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh) as inp, \

@@ -148,17 +148,6 @@ def small_sparse(x, chunk_size=None, init_size=None) -> bool:
     return n * d <= CHUNK_ELEMENTS and whole
 
 
-def memory_shape(x, *, chunk_size=None, init_size=None, mesh=None):
-    """``(n, d)`` of ``x`` where :func:`placed` will put it in memory in the
-    chunk rule's chunks (no ``chunk_size``, no ``mesh``), known before placing
-    it; ``None`` otherwise (a stream, or no 2-D shape yet)."""
-    if mesh is not None or chunk_size is not None or (
-            is_source(x) and not small_sparse(x, chunk_size, init_size)):
-        return None
-    shape = getattr(x, "shape", None)
-    return tuple(int(v) for v in shape) if shape is not None and len(shape) == 2 else None
-
-
 def _centre_or_zero(x, w, centring: bool):
     return centre(x, w) if centring else (np if isinstance(x, np.ndarray) else jnp).zeros(
         x.shape[1], x.dtype)

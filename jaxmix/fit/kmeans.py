@@ -32,9 +32,9 @@ from jaxmix.data.chunked import pass_elements
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.buckets import component_bucket, history_bucket, restart_slots
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
-from jaxmix.fit.inputs import memory_shape, placed, uncentre
+from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import (TRACE_COUNT, Rows, cut_rows, fit_work, pad_rows, restart_rows,
-                             plusplus_shape, row_keys, row_mask, row_work, with_draws)
+                             plusplus_shape, row_keys, row_mask, with_draws)
 from jaxmix.kmeans.assign import row_elements
 from jaxmix.kmeans.init import KMEANS_INITS, local_trials, seed
 from jaxmix.numerics import all_finite
@@ -92,9 +92,7 @@ def fit_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = None,
     max_iter = check_max_iter(max_iter)
     tol = check_nonneg(tol, "tol")
     n_clusters = check_int(n_clusters, "n_clusters")
-    k_max = component_bucket(n_clusters)
-    shape = memory_shape(x, chunk_size=chunk_size, init_size=init_size, mesh=mesh)
-    rows = restart_rows([n_clusters], n_restarts, row_work=row_work(shape, k_max))
+    k_max, rows = component_bucket(n_clusters), restart_rows([n_clusters], n_restarts)
     width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, n_clusters, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh, init_size=init_size,

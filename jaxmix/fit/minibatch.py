@@ -33,11 +33,11 @@ from jaxmix.data.chunked import one_chunk
 from jaxmix.data.source import is_source, random_access
 from jaxmix.data.stream import Stream
 from jaxmix.fit.driver import FitResult, iterate, raise_if_all_failed
-from jaxmix.fit.inputs import memory_shape, placed
+from jaxmix.fit.inputs import placed
 from jaxmix.fit.kmeans import (_n_restarts, check_init_centroids, padded_centroids,
                                with_final_inertia)
 from jaxmix.fit.buckets import batch_bucket, component_bucket, history_bucket, restart_bucket
-from jaxmix.fit.rows import cut_rows, fit_work, row_work, to_host
+from jaxmix.fit.rows import cut_rows, fit_work, to_host
 from jaxmix import host_random
 from jaxmix.host_random import split_prefix_stable
 from jaxmix.kmeans.init import (KMEANS_INITS, host_seed_draws, init_centroids as seed_centroids,
@@ -130,8 +130,7 @@ def fit_minibatch_kmeans(key, x, n_clusters: int, *, n_restarts: int | None = No
         n_steps = max_iter * n // batch_size
         stream_rows = n if isinstance(inp.data, Stream) else None
         k_max = component_bucket(k)
-        n_rows = restart_bucket(n_restarts, row_work(memory_shape(x), k_max)) \
-            if split_prefix_stable(key) else n_restarts
+        n_rows = restart_bucket(n_restarts) if split_prefix_stable(key) else n_restarts
         result = jax.block_until_ready(_fit(
             key, _seed_draws(key, n_rows, k_max, init if c0 is None else None), inp.data,
             inp.sample, None if c0 is None else c0 - inp.offset, config, n,

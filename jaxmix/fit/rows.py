@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxmix import host_random
 from jaxmix.data.chunked import Chunked, pass_elements
-from jaxmix.fit.buckets import restart_bucket, sample_bucket
+from jaxmix.fit.buckets import restart_bucket
 from jaxmix.gmm.covariance import family
 from jaxmix.kmeans.init import Draws, host_plusplus_bits, local_trials
 
@@ -48,14 +48,12 @@ class Rows(NamedTuple):
     draws: Draws | None = None  # (B,) start draws hashed on the host (with_draws)
 
 
-def restart_rows(ks, n_restarts: int, n_local_trials=None, n_rows: int | None = None,
-                 row_work=None) -> Rows:
+def restart_rows(ks, n_restarts: int, n_local_trials=None, n_rows: int | None = None) -> Rows:
     """``len(ks) * n_restarts`` real rows (grid point major), then inactive
-    copies of the first up to ``n_rows`` (default: the restart bucket, of a
-    fit whose rows each add ``row_work``, :func:`row_work`)."""
+    copies of the first up to ``n_rows`` (default: the restart bucket)."""
     ks = np.asarray(ks, np.int32).reshape(-1)
     real = ks.size * n_restarts
-    n_rows = restart_bucket(real, row_work) if n_rows is None else n_rows
+    n_rows = restart_bucket(real) if n_rows is None else n_rows
     k = np.repeat(ks, n_restarts)
     restart = np.tile(np.arange(n_restarts, dtype=np.int32), ks.size)
     trials = np.array([local_trials(int(v)) if n_local_trials is None else n_local_trials
@@ -110,31 +108,16 @@ def with_draws(key, rows: Rows, *, per_k: bool = False, plusplus=None) -> Rows:
     return rows._replace(draws=Draws(keys, bits))
 
 
-def _dense(covariance_type, dense: bool) -> bool:
-    return family(covariance_type).dense_factor if covariance_type is not None else dense
-
-
 def fit_work(data, n_rows: int, k: int, covariance_type: str | None = None,
              dense: bool = False) -> int | None:
     """Elements of one pass of ``n_rows`` rows of ``k`` components over
     in-memory ``data`` (``n d n_rows k``, times ``d`` where ``dense`` or the
     Gaussian ``covariance_type`` has a dense factor), a fit program's
     ``work`` for :func:`jaxmix.compiling.jit`; None for a stream."""
-    d = data.x.shape[-1] if _dense(covariance_type, dense) and isinstance(data, Chunked) else 1
+    if covariance_type is not None:
+        dense = family(covariance_type).dense_factor
+    d = data.x.shape[-1] if dense and isinstance(data, Chunked) else 1
     return pass_elements(data, n_rows * k * d)
-
-
-def row_work(shape, k: int, covariance_type: str | None = None, dense: bool = False):
-    """``(pass, work)`` one restart row of ``k`` components adds over data of
-    ``shape`` placed in memory (:func:`jaxmix.fit.inputs.memory_shape`; its
-    rows padded to their bucket, one chunk): the small-pass count ``n d k``
-    and :func:`fit_work`'s; ``None`` where ``shape`` is. ``restart_bucket``
-    pads a small fit's rows by it."""
-    if shape is None:
-        return None
-    n, d = shape
-    per = sample_bucket(n) * d * k
-    return per, per * (d if _dense(covariance_type, dense) else 1)
 
 
 def to_host(tree):

@@ -97,19 +97,3 @@ def test_one_far_row_keeps_the_bulk_resolved_in_float32():
     np.testing.assert_allclose(float(got.objective[0]), float(again.objective[0]), atol=1e-3)
     assert finite(GaussianMixture(3, random_state=0).fit(x64.astype(np.float32)).means_)
 
-
-def test_memory_shape_is_known_only_for_data_placed_in_memory_by_the_chunk_rule(tmp_path):
-    """(n, d) before placing: arrays and small sparse matrices; not streams,
-    an explicit chunk_size or a mesh (their padding is not the rule's)."""
-    import jax.numpy as jnp
-    from scipy import sparse
-    from jaxmix.fit.inputs import memory_shape
-    x = np.zeros((30, 4), np.float32)
-    np.save(tmp_path / "x.npy", x)
-    assert memory_shape(x) == (30, 4) and memory_shape(jnp.asarray(x)) == (30, 4)
-    assert memory_shape(sparse.csr_matrix(x)) == (30, 4)
-    assert memory_shape(sparse.csr_matrix(x), init_size=10) is None
-    assert memory_shape(np.load(tmp_path / "x.npy", mmap_mode="r")) is None
-    assert memory_shape(str(tmp_path / "x.npy")) is None
-    assert memory_shape(x, chunk_size=10) is None and memory_shape(x, mesh=object()) is None
-    assert memory_shape([[1.0, 2.0]]) is None
