@@ -92,17 +92,20 @@ def assign(x, centroids):
     return labels[0], dist[0]
 
 
-def predict(params: KMeansParams, x):
-    """Index of the nearest centroid of each sample ``(n,)``."""
-    return assign(x, params.centroids)[0]
+def predict(params: KMeansParams, x, mask=None):
+    """Index of the nearest centroid of each sample ``(n,)`` (of the real
+    ones, ``mask (k,)``, in a padded model)."""
+    mask = None if mask is None else jnp.asarray(mask)[None]
+    return nearest(jnp.asarray(x), jnp.asarray(params.centroids)[None], mask)[0][0]
 
 
-def nearest_sq_distance(params: KMeansParams, x):
-    """``||x_n - c_label(n)||^2`` to the nearest centroid, from differences
-    ``(n,)`` (the exact per-sample inertia)."""
+def nearest_sq_distance(params: KMeansParams, x, mask=None):
+    """``||x_n - c_label(n)||^2`` to the nearest centroid (of the real ones,
+    ``mask (k,)``), from differences ``(n,)`` (the exact per-sample inertia)."""
     c = jnp.asarray(params.centroids)[None]
     x = jnp.asarray(x)
-    return exact_sq_dist(x, c, nearest(x, c)[0])[0]
+    mask = None if mask is None else jnp.asarray(mask)[None]
+    return exact_sq_dist(x, c, nearest(x, c, mask)[0])[0]
 
 
 def transform(params: KMeansParams, x):

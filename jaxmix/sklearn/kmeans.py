@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 from jaxmix.compiling import jit
 from jaxmix.data import chunk
 from jaxmix.host_random import fold_in_key
+from jaxmix.fit.buckets import component_bucket
 from jaxmix.fit.kmeans import fit_kmeans
 from jaxmix.fit.minibatch import fit_minibatch_kmeans
 from jaxmix.kmeans import (init_centroids as seed_centroids, minibatch_init, minibatch_step,
@@ -169,23 +170,29 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return KMeansParams(self.cluster_centers_)
 
     def _eval(self, fn, X, checked: bool = False):
-        """``fn(params, block)`` over blocks of ``X`` (``checked``: ``X`` has
-        been through ``checked_X`` already, which must not run twice)."""
-        params = self._params()
+        """``fn((params, mask), block)`` over blocks of ``X``, the centres
+        padded to their bucket (copies of the first, ``mask`` False): models
+        of different ``k`` share programs. ``checked``: ``X`` has been through
+        ``checked_X`` already, which must not run twice."""
+        c = np.asarray(self._params().centroids)
+        k = c.shape[0]
+        extra = component_bucket(k) - k
+        padded = KMeansParams(np.concatenate([c, np.repeat(c[:1], extra, axis=0)]))
         if not checked:
             X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
-        return apply_in_blocks(fn, as_jax_params(params, compute_dtype(X)), X,
-                               self.n_clusters)
+        mask = jax.device_put(np.arange(k + extra) < k)
+        return apply_in_blocks(fn, (as_jax_params(padded, compute_dtype(X)), mask), X,
+                               k + extra)
 
     @native_dtype
     def predict(self, X):
         """Index of the nearest centre of each sample ``(n,)``."""
-        return self._eval(km_predict, X).astype(np.int32)
+        return self._eval(_masked_predict, X).astype(np.int32)
 
     @native_dtype
     def transform(self, X):
         """Euclidean distance of each sample to every centre ``(n, k)``."""
-        return self._eval(km_transform, X)
+        return self._eval(_padded_transform, X)[:, :len(self.cluster_centers_)]
 
     @native_dtype
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -201,8 +208,20 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
         sw = checked_weights(sample_weight, X)
         # exact distances of blocks (the programs of predict's shapes), summed in float64
-        d2 = self._eval(nearest_sq_distance, X, checked=True)
+        d2 = self._eval(_masked_sq_distance, X, checked=True)
         return -float(np.sum(d2 if sw is None else sw * d2, dtype=np.float64))
+
+def _masked_predict(padded, x):
+    return km_predict(padded[0], x, padded[1])
+
+
+def _masked_sq_distance(padded, x):
+    return nearest_sq_distance(padded[0], x, padded[1])
+
+
+def _padded_transform(padded, x):
+    return km_transform(padded[0], x)
+
 
 class KMeans(_BaseKMeans):
     """K-Means (Lloyd) with scikit-learn's interface; ``n_init`` restarts batched.

@@ -196,3 +196,25 @@ def test_partial_fit_and_score_compile_programs_not_operations():
     assert seeded - before <= 10 and programs.compiled_programs() - seeded <= 2
     d2 = ((x[:, None] - mb.cluster_centers_[None]) ** 2).sum(-1).min(1)
     np.testing.assert_allclose(score, -d2.sum(), rtol=1e-12)
+
+
+def test_predict_transform_score_are_brute_force_and_share_programs_across_k():
+    """The centres are padded to their bucket with the padding masked: the
+    nearest real centre, its distances and the inertia as brute force
+    computes them, and models of k = 3 and k = 5 (bucket 8) compile nothing
+    new for one another."""
+    import jax.monitoring
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *_a, **_k: compiles.append(name) if name.endswith("backend_compile_duration")
+        else None)
+    x = np.random.default_rng(5).normal(size=(300, 4))
+    for k in (3, 5):
+        m = KMeans(k, random_state=0, n_init=2).fit(x)
+        before = len(compiles)
+        d2 = ((x[:, None] - m.cluster_centers_[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(m.predict(x), d2.argmin(1))
+        np.testing.assert_allclose(m.transform(x), np.sqrt(d2), rtol=1e-10)
+        np.testing.assert_allclose(m.score(x), -d2.min(1).sum(), rtol=1e-10)
+        if k == 5:
+            assert len(compiles) == before
