@@ -96,4 +96,3 @@ def test_one_far_row_keeps_the_bulk_resolved_in_float32():
     assert not bool(np.asarray(got.failed).any()) and finite(got.best_params)
     np.testing.assert_allclose(float(got.objective[0]), float(again.objective[0]), atol=1e-3)
     assert finite(GaussianMixture(3, random_state=0).fit(x64.astype(np.float32)).means_)
-
