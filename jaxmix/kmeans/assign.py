@@ -86,26 +86,26 @@ def row_elements(n_restarts: int, k: int, d: int) -> int:
     return n_restarts * (3 * k + d + 1)
 
 
-def assign(x, centroids):
-    """Nearest centroid of each sample ``(n,)`` and its squared distance ``(n,)``."""
-    labels, dist = nearest(jnp.asarray(x), jnp.asarray(centroids)[None])
+def assign(x, centroids, mask=None):
+    """Nearest centroid of each sample ``(n,)`` and its squared distance
+    ``(n,)`` (of the real centroids, ``mask (k,)``, in a padded model)."""
+    mask = None if mask is None else jnp.asarray(mask)[None]
+    labels, dist = nearest(jnp.asarray(x), jnp.asarray(centroids)[None], mask)
     return labels[0], dist[0]
 
 
 def predict(params: KMeansParams, x, mask=None):
     """Index of the nearest centroid of each sample ``(n,)`` (of the real
     ones, ``mask (k,)``, in a padded model)."""
-    mask = None if mask is None else jnp.asarray(mask)[None]
-    return nearest(jnp.asarray(x), jnp.asarray(params.centroids)[None], mask)[0][0]
+    return assign(x, params.centroids, mask)[0]
 
 
 def nearest_sq_distance(params: KMeansParams, x, mask=None):
     """``||x_n - c_label(n)||^2`` to the nearest centroid (of the real ones,
     ``mask (k,)``), from differences ``(n,)`` (the exact per-sample inertia)."""
-    c = jnp.asarray(params.centroids)[None]
     x = jnp.asarray(x)
-    mask = None if mask is None else jnp.asarray(mask)[None]
-    return exact_sq_dist(x, c, nearest(x, c, mask)[0])[0]
+    labels = assign(x, params.centroids, mask)[0]
+    return exact_sq_dist(x, jnp.asarray(params.centroids)[None], labels[None])[0]
 
 
 def transform(params: KMeansParams, x):

@@ -157,14 +157,20 @@ def padded_gmm(params, dtype):
     the padding never takes a sample (its log-weight is ``-inf``)."""
     k = np.shape(params.weights)[0]
     extra = component_bucket(k) - k
-    w, m = np.asarray(params.weights), np.asarray(params.means)
+    w = np.asarray(params.weights)
     pc = np.asarray(params.precisions_cholesky)
     if family(params.covariance_type).per_component:
-        pc = np.concatenate([pc, np.repeat(pc[:1], extra, axis=0)])
+        pc = with_copies(pc, extra)
     padded = params.replace(weights=np.concatenate([w, np.zeros(extra, w.dtype)]),
-                            means=np.concatenate([m, np.repeat(m[:1], extra, axis=0)]),
+                            means=with_copies(np.asarray(params.means), extra),
                             precisions_cholesky=pc)
     return as_jax_params(padded, dtype)
+
+
+def with_copies(a: np.ndarray, extra: int) -> np.ndarray:
+    """``a`` with ``extra`` copies of its first row appended (the padding of
+    a model's components to their bucket)."""
+    return np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
 
 
 def compute_dtype(x: np.ndarray):

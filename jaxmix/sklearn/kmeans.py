@@ -47,7 +47,8 @@ from jaxmix.kmeans.assign import nearest_sq_distance
 from jaxmix.kmeans.minibatch import make_config
 from jaxmix.params import KMeansParams
 from jaxmix.sklearn._common import (apply_in_blocks, as_jax_params, checked_weights, checked_X,
-                                    compute_dtype, key_from_random_state, native_dtype)
+                                    compute_dtype, key_from_random_state, native_dtype,
+                                    with_copies)
 from jaxmix.io import check_loaded_centroids
 from jaxmix.sklearn.persist import Persistent, check_scalars
 
@@ -177,7 +178,7 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         c = np.asarray(self._params().centroids)
         k = c.shape[0]
         extra = component_bucket(k) - k
-        padded = KMeansParams(np.concatenate([c, np.repeat(c[:1], extra, axis=0)]))
+        padded = KMeansParams(with_copies(c, extra))
         if not checked:
             X = checked_X(self, X, reset=False, accept_sparse="csr", order="C")
         mask = jax.device_put(np.arange(k + extra) < k)
