@@ -7,7 +7,7 @@ samples, ``params_from_resp`` otherwise):
 
 * ``"kmeans"``: labels of k-means++ seeding followed by Lloyd iterations
   (scikit-learn's ``KMeans`` defaults, empty clusters re-seeded), on a
-  large sample run on each restart's own subsample
+  large sample run on a subsample of it
   (:mod:`jaxmix.kmeans.subsample`; the labels still cover every sample);
 * ``"k-means++"``: one-hot responsibilities on the k-means++ seeds only;
 * ``"random_from_data"``: one-hot on ``k`` distinct random samples;
@@ -33,7 +33,7 @@ from jaxmix.fit.rows import fit_work
 from jaxmix.gmm.update import enforce_mask, params_at, params_from_labels, params_from_resp
 from jaxmix.kmeans.assign import assign
 from jaxmix.kmeans.init import local_trials, restart_key, seed
-from jaxmix.kmeans.subsample import lloyd_rows, subsample, subsample_bits
+from jaxmix.kmeans.subsample import lloyd_rows, subsample
 from jaxmix.kmeans.update import scaled_tol
 from jaxmix.numerics import uniform
 from jaxmix.params import GMMParams
@@ -74,21 +74,13 @@ def seed_kmeans(keys, sample, k: int, mask, n_trials, tol=KMEANS_INIT_TOL,
     """Centroids ``(B, k, d)`` of k-means++ (or ``"random"``) then Lloyd
     (``tol`` relative to the whole sample's variance, empty real clusters
     re-seeded) on ``B`` restarts of ``k`` centroids of which ``mask (B, k)``
-    are real; on a large sample each restart clusters its own subsample
+    are real; on a large sample they cluster a subsample of it
     (:mod:`jaxmix.kmeans.subsample`)."""
     abs_tol = scaled_tol(sample, tol)
     m = lloyd_rows(sample)
-    if m is None:
-        centres = seed_centres(keys, sample, k, mask, n_trials, method, max_trials)
-        return run_lloyd(sample, centres, abs_tol, max_iter, True, mask).params.centroids
-
-    def one(args):  # a restart alone on its rows (under vmap, Lloyd's conds would run
-        key, real, t = args                             # both branches every iteration)
-        sub = subsample(subsample_bits(restart_key(key), m), sample, k)
-        centres = seed_centres(jax.tree.map(lambda a: a[None], key), sub, k, real[None],
-                               t[None], method, max_trials)
-        return run_lloyd(sub, centres, abs_tol, max_iter, True, real[None]).params.centroids[0]
-    return jax.lax.map(one, (keys, mask, n_trials))
+    rows = sample if m is None else subsample(sample, m, mask.shape[0] * k)
+    centres = seed_centres(keys, rows, k, mask, n_trials, method, max_trials)
+    return run_lloyd(rows, centres, abs_tol, max_iter, True, mask).params.centroids
 
 
 def initialize_masked(keys, sample, k: int, covariance_type: str, method: str, reg_covar,

@@ -22,8 +22,8 @@ from sklearn.mixture import GaussianMixture
 import jaxmix as jm
 from jaxmix.data.chunked import chunk
 from jaxmix.fit.buckets import sample_bucket
-from jaxmix.kmeans.subsample import (LLOYD_ROWS, SUBSAMPLE_FROM, lloyd_rows, subsample,
-                                     subsample_bits)
+from jaxmix.kmeans.subsample import (LLOYD_ROWS, SAMPLE_TAG, SUBSAMPLE_FROM, lloyd_rows,
+                                     subsample, subsample_words)
 
 CENTRES = [[0.0, 0.0], [8.0, 1.0], [-3.0, 9.0]]
 N = 40_000  # above SUBSAMPLE_FROM: the subsample is drawn
@@ -37,15 +37,17 @@ def start(n_restarts, seed=0):
     return jm.fit_gmm(seed, X, 3, n_restarts=n_restarts, max_iter=0, **KW).params
 
 
-def test_rows_are_bits_mod_the_rows_before_the_padding_with_their_weights():
+def test_rows_are_fixed_words_mod_the_rows_before_the_padding_with_their_weights():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1000, 2))
     w = rng.uniform(0.5, 2.0, size=1000)
     w[-3:] = 0.0  # trailing weightless rows count as padding: never drawn
-    bits = subsample_bits(jax.random.PRNGKey(1), 64)
-    idx = np.asarray(bits) % 997
+    key = jnp.array([0, SAMPLE_TAG], jnp.uint32)  # the words are JAX's bits of this key
+    words = np.asarray(jax.random.bits(key, (64,), jnp.uint32))
+    np.testing.assert_array_equal(subsample_words(64), words)
+    idx = words % 997
     for size in (None, 100):  # the chunking of the sample does not change the draw
-        sub = subsample(bits, chunk(x, size, w, n_rows=1280), 16)
+        sub = subsample(chunk(x, size, w, n_rows=1280), 64, 16)
         sx, sw = (np.asarray(a) for a in sub.flat())
         np.testing.assert_array_equal(sx[:64], x[idx])
         np.testing.assert_array_equal(sw[:64], w[idx])
@@ -79,7 +81,7 @@ def test_restarts_do_not_depend_on_how_many_run():
 
 
 def test_traced_key_gives_the_same_start():
-    """Under jit (a traced key) the program draws the same rows."""
+    """Under jit (a traced key: the seeds hashed in the program) the same start."""
     fit = jax.jit(lambda key: jm.fit_gmm(key, X, 3, n_restarts=3, max_iter=0, **KW).params)
     traced, concrete = fit(jax.random.PRNGKey(0)), start(3)
     for name in ("weights", "means", "precisions_cholesky"):
