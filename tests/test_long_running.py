@@ -44,8 +44,7 @@ SPACES = (
     ("map", "full", range(1, 13), range(1, 5), 15),
     ("map", "diag", range(1, 9), range(1, 3), 5),
     ("kmeans", None, range(1, 13), range(1, 11), 25),
-    # fit_gradient: k is not bucketed there (each k its own program), so only two k
-    ("adam", "full", (2, 3), (1, 2), 5),
+    ("adam", "full", range(1, 9), (1, 2), 5),
 )
 # the quick variant: the first k and R buckets only (one program each)
 QUICK_SPACES = (

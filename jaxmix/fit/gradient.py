@@ -27,12 +27,12 @@ from jaxmix.fit.continuation import continuation
 from jaxmix.gmm.frozen import check_frozen, frozen_start
 from jaxmix.fit.progress import session, token_arg
 from jaxmix.fit.driver import FitResult, best_restart, iterate, raise_if_all_failed
-from jaxmix.fit.buckets import history_bucket
+from jaxmix.fit.buckets import component_bucket, history_bucket
 from jaxmix.fit.gmm import (DEGENERATE_FIX, check_init_objective, check_settings, checked_inputs,
                             starting_params)
 from jaxmix.fit.inputs import placed, uncentre
 from jaxmix.fit.rows import (TRACE_COUNT, cut_rows, fit_work, plusplus_shape, restart_rows,
-                             with_draws)
+                             row_mask, with_draws)
 from jaxmix.kmeans.init import local_trials
 from jaxmix.gmm.gradient import Objective, unconstrain
 from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_rule,
@@ -40,6 +40,7 @@ from jaxmix.gmm.gradient_steps import (batched_gradient_step, init_state, stop_r
 from jaxmix.gmm.priors import GMMPrior, in_program
 from jaxmix.gmm.stats import row_elements
 from jaxmix.gmm.step import degenerate_restarts, em_step
+from jaxmix.gmm.update import first_components
 from jaxmix.numerics import all_finite
 from jaxmix.params import GMMParams
 from jaxmix.validation import as_key, check_int, is_traced
@@ -131,24 +132,28 @@ def fit_gradient(key, x, n_components: int, optimizer: optax.GradientTransformat
             raise ValueError("batch_size (mini-batches) needs unsharded in-memory data: drop "
                              "batch_size for full-batch steps, or pass an unsharded array")
     rows = restart_rows([s.k], s.n_restarts)
-    width = lambda d: row_elements(len(rows.k), s.k, d)  # noqa: E731
+    # k padded to its bucket (a component mask): fits of k in one bucket share
+    # a program; frozen fits keep their k (their masks are per component)
+    k_max = s.k if frozen is not None else component_bucket(s.k)
+    width = lambda d: row_elements(len(rows.k), k_max, d)  # noqa: E731
     with placed(key, x, s.k, row_elements=width, chunk_size=chunk_size,
                 sample_weight=sample_weight, mesh=mesh) as inp, \
             session(callback, s.n_restarts, is_traced(key, x)) as token:
         init_params, prior = checked_inputs(s, inp, init_params, prior)
-        starts = with_draws(key, rows, plusplus=plusplus_shape(init, init_params, s.k,
-                                                               local_trials(s.k)))
+        starts = with_draws(key, rows, plusplus=plusplus_shape(init, init_params, k_max,
+                                                               local_trials(k_max)))
         result = jax.block_until_ready(_fit(
             _raw_key(key), starts, _shuffle_keys(_raw_key(key), rows.restart), inp.data,
             inp.sample, inp.offset, init_params, prior, s.tol,
-            s.reg_covar, s.max_iter, per_row(hyperparams, rows, s.n_restarts), k=s.k,
+            s.reg_covar, s.max_iter, per_row(hyperparams, rows, s.n_restarts), k_max=k_max,
             covariance_type=s.covariance_type, init=init,
             history=history_bucket(s.max_iter), optimizer=optimizer,
             mini_batch=batch_size is not None, path=path, progress=token_arg(token),
             objective0=check_init_objective(init_objective, init_params, len(rows.k),
                                             s.n_restarts),
             frozen=check_frozen(frozen, s.k, s.covariance_type, init_params)))
-    return raise_if_all_failed(cut_rows(result, s.n_restarts, s.max_iter),
+    result = cut_rows(result, s.n_restarts, s.max_iter, lambda p: first_components(p, s.k))
+    return raise_if_all_failed(result,
                                DEGENERATE_FIX + ", or lower the learning rate")
 
 
@@ -174,14 +179,14 @@ def per_row(hyperparams, rows, n_restarts: int):
     return out
 
 
-def map_refit(params: GMMParams, data, reg_covar, prior: GMMPrior):
+def map_refit(params: GMMParams, data, reg_covar, prior: GMMPrior, real=None):
     """One MAP-EM iteration from ``params``: ``(the MAP parameters of their
     responsibilities, the objective of params)``. Gradient fits with a prior
     start from the initialiser's parameters refitted this way, so that the
     prior's covariance floor holds from the first step (a k-means start on
     duplicated points has covariances at ``reg_covar``, where the prior's
-    gradient is ~``1 / reg_covar``)."""
-    return em_step(params, data, reg_covar, "exact", prior)
+    gradient is ~``1 / reg_covar``). ``real``: a padded mixture's real components."""
+    return em_step(params, data, reg_covar, "exact", prior, real=real)
 
 
 def _with_refit_counted(result: FitResult, head, ran, usable) -> FitResult:
@@ -211,36 +216,38 @@ def _raw_key(key):
     return key
 
 
-def _gradient_work(key, rows, data, *_, k, covariance_type, **__):
-    return fit_work(data, rows.k.size, k, covariance_type)
+def _gradient_work(key, rows, data, *_, k_max, covariance_type, **__):
+    return fit_work(data, rows.k.size, k_max, covariance_type)
 
 
 @jit(static_argnames=(
-    "k", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"),
+    "k_max", "covariance_type", "init", "history", "optimizer", "mini_batch", "path"),
     work=_gradient_work)
 def _fit(key, rows, shuffle_keys, data, sample, offset, init_params, prior, tol, reg_covar,
-         max_iter, hyperparams, *, k, covariance_type, init, history, optimizer, mini_batch,
-         path, progress=None, objective0=None, frozen=None) -> FitResult:
-    """The rows' fits (``k`` unpadded: the loss has no component mask)."""
+         max_iter, hyperparams, *, k_max, covariance_type, init, history, optimizer,
+         mini_batch, path, progress=None, objective0=None, frozen=None) -> FitResult:
+    """The rows' fits, ``k_max`` components of which the first ``rows.k`` (the
+    same for every row) are real (the loss's component mask)."""
     TRACE_COUNT["gradient"] += 1
     dtype = sample.dtype
     prior = in_program(prior, sample.x, sample.w, covariance_type)
     tol, reg_covar = jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype)
-    params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k,
+    params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k_max,
                               covariance_type=covariance_type, init=init,
-                              max_trials=local_trials(k), per_k=False)
+                              max_trials=local_trials(k_max), per_k=False)
+    real = row_mask(rows, k_max)[0]
     refit = init_params is None and prior is not None
     loop_iter, head = max_iter, None
     if refit:  # one MAP-EM step first, counted as iteration 1 (see map_refit)
-        stepped, head = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior))(params0)
+        stepped, head = jax.vmap(lambda p: map_refit(p, data, reg_covar, prior, real))(params0)
         params0 = jax.tree.map(lambda a, b: jnp.where(max_iter > 0, a, b), stepped, params0)
         loop_iter = jnp.maximum(max_iter - 1, 0)
-    objective = Objective(covariance_type, data, prior, reg_covar, path, frozen)
+    objective = Objective(covariance_type, data, prior, reg_covar, path, frozen, real)
     if objective0 is not None:  # a continued fit: its first test compares with these
         head = jnp.broadcast_to(jnp.asarray(objective0, dtype), (rows.restart.shape[0],))
     last = jnp.full((rows.restart.shape[0],), -jnp.inf, dtype) if head is None else head
     def start(p):
-        u = unconstrain(p, reg_covar)
+        u = unconstrain(p, reg_covar, real)
         return u if frozen is None else frozen_start(u, p, frozen)
     state0 = jax.vmap(lambda p, kk, v: init_state(optimizer, start(p), kk, objective, v))(
         params0, shuffle_keys, last)
@@ -255,7 +262,7 @@ def _fit(key, rows, shuffle_keys, data, sample, offset, init_params, prior, tol,
     params = jax.vmap(objective.params)(final.evaluated)  # whose objective is reported
     result = result._replace(params=params, n_evals=final.n_evals, n_grads=final.n_grads,
                              degenerate=degenerate_restarts(params, data.total_weight(),
-                                                            reg_covar))
+                                                            reg_covar, row_mask(rows, k_max)))
     if refit:
         result = _with_refit_counted(result, head, usable & (max_iter > 0), usable)
     return uncentre(result, offset)

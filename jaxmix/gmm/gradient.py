@@ -51,6 +51,7 @@ from jaxmix.gmm.objective import per_sample
 from jaxmix.gmm.priors import GMMPrior
 from jaxmix.gmm.stats import e_step, gemm_coefficients
 from jaxmix.gmm.step import em_gain
+from jaxmix.gmm.update import enforce_mask
 from jaxmix.params import GMMParams
 
 
@@ -69,12 +70,19 @@ class Unconstrained(NamedTuple):
     chol: jax.Array
 
 
-def unconstrain(params: GMMParams, reg_covar=0.0) -> Unconstrained:
+def unconstrain(params: GMMParams, reg_covar=0.0, real=None) -> Unconstrained:
     """Inverse of :func:`constrain` (for parameters with positive weights);
     covariances at or below the ``reg_covar`` floor in some direction are
-    raised to ``reg_covar (1 + 100 eps)`` there."""
-    logw = jnp.log(params.weights)
-    return Unconstrained(logw - jnp.mean(logw), params.means,
+    raised to ``reg_covar (1 + 100 eps)`` there. ``real (k,)``: a padded
+    mixture's real components; the others (weight 0) get logit 0, which
+    :class:`Objective` masks."""
+    if real is None:
+        logw = jnp.log(params.weights)
+        logits = logw - jnp.mean(logw)
+    else:
+        logw = jnp.log(jnp.where(real, params.weights, 1.0))
+        logits = jnp.where(real, logw - jnp.sum(logw) / jnp.sum(real), 0.0)
+    return Unconstrained(logits, params.means,
                          family(params.covariance_type).unconstrain_factor(
                              params.precisions_cholesky, reg_covar))
 
@@ -109,7 +117,9 @@ def stats_log_lik(params: GMMParams, log_weights, data: Chunked, path: str = "ex
                              stats.nk[:, None]], -1)
     about_shift = params.replace(means=params.means - jax.lax.stop_gradient(shift),
                                  weights=jnp.ones_like(params.weights))
-    q = jnp.sum(feats * gemm_coefficients(about_shift)) + jnp.sum(stats.nk * log_weights)
+    # a padded component has nk = 0 and log w = -inf: it adds 0 (not NaN)
+    weighted = jnp.where(stats.nk > 0, stats.nk * log_weights, 0.0)
+    q = jnp.sum(feats * gemm_coefficients(about_shift)) + jnp.sum(weighted)
     return jax.lax.stop_gradient(stats.loglik - q) + q
 
 
@@ -119,7 +129,11 @@ class Objective(NamedTuple):
     its log-likelihood on E-step ``path``. ``scale`` multiplies the
     log-likelihood (``n_batches`` for a mini-batch's unbiased estimate).
     ``frozen`` (:class:`jaxmix.gmm.frozen.Masks`): those entries of ``u`` are
-    held (no gradient, no update; frozen logits are log-weights)."""
+    held (no gradient, no update; frozen logits are log-weights). ``real``
+    ``(k,)``: the real components of a padded mixture (the others have
+    weight 0 and are copies of component 0, as
+    :func:`jaxmix.gmm.update.enforce_mask` keeps them; no gradient reaches
+    their entries of ``u``)."""
 
     covariance_type: str
     data: Chunked
@@ -127,8 +141,11 @@ class Objective(NamedTuple):
     reg_covar: Any = 0.0
     path: str = "exact"
     frozen: Any = None
+    real: Any = None
 
     def log_weights(self, u: Unconstrained):
+        if self.real is not None:
+            return jax.nn.log_softmax(jnp.where(self.real, u.logits, -jnp.inf))
         if self.frozen is None:
             return jax.nn.log_softmax(u.logits)
         return held_log_weights(u.logits, u.logits, self.frozen)
@@ -137,6 +154,9 @@ class Objective(NamedTuple):
         if self.frozen is not None:
             u = held_view(u, self.frozen, self.covariance_type)
         p = constrain(u, self.covariance_type, self.reg_covar)
+        if self.real is not None:
+            one = jax.tree.map(lambda a: a[None], p)
+            return jax.tree.map(lambda a: a[0], enforce_mask(one, self.real[None]))
         return p if self.frozen is None else p.replace(weights=jnp.exp(self.log_weights(u)))
 
     def hold_updates(self, updates):
@@ -151,7 +171,8 @@ class Objective(NamedTuple):
         log_w = self.log_weights(u)
         data = self.data if data is None else data
         log_lik = scale * stats_log_lik(params, log_w, data, self.path)
-        return per_sample(log_lik, params, self.prior, self.data.total_weight(), log_w)
+        return per_sample(log_lik, params, self.prior, self.data.total_weight(), log_w,
+                          self.real)
 
     def loss(self, u: Unconstrained, data: Chunked | None = None, scale=1.0):
         """``-value``: the quantity optimisers minimise."""
@@ -163,4 +184,5 @@ class Objective(NamedTuple):
 
     def em_gain(self, params: GMMParams, value):
         """What an EM step from ``params`` (whose ``J`` is ``value``) would gain."""
-        return em_gain(params, value, self.data, self.reg_covar, self.prior, self.frozen)
+        return em_gain(params, value, self.data, self.reg_covar, self.prior, self.frozen,
+                       self.real)

@@ -61,8 +61,10 @@ def per_sample(log_lik, params: GMMParams, prior: GMMPrior | None, total, log_we
     return (log_lik + log_prior_terms(params, prior, log_weights, real)) / total
 
 
-def mean_log_posterior(params: GMMParams, data, prior: GMMPrior | None = None):
-    """``J(params)`` on ``data`` (from :func:`jaxmix.data.chunked.chunk`), one pass."""
+def mean_log_posterior(params: GMMParams, data, prior: GMMPrior | None = None, real=None):
+    """``J(params)`` on ``data`` (from :func:`jaxmix.data.chunked.chunk`), one
+    pass; ``real (k,)``: the real components of a padded mixture."""
     log_lik = reduce(lambda x, w, _: jnp.sum(w * log_prob(params, x)), data)
-    return per_sample(log_lik, params, prior, data.total_weight(), jnp.log(params.weights))
+    return per_sample(log_lik, params, prior, data.total_weight(), jnp.log(params.weights),
+                      real)
 

@@ -84,21 +84,25 @@ def batched_em_step(data, reg_covar, path: str = "auto", prior=None, mask=None, 
     return step
 
 
-def em_step(params: GMMParams, data, reg_covar, path: str = "exact", prior=None, frozen=None):
+def em_step(params: GMMParams, data, reg_covar, path: str = "exact", prior=None, frozen=None,
+            real=None):
     """One EM iteration of a single model: ``(new_params, objective of params)``
-    (mean log-likelihood, or mean log-posterior under ``prior``)."""
-    new, objective = batched_em_step(data, reg_covar, path, prior, frozen=frozen)(
+    (mean log-likelihood, or mean log-posterior under ``prior``); ``real
+    (k,)``: the real components of a padded mixture (the others stay empty)."""
+    mask = None if real is None else real[None]
+    new, objective = batched_em_step(data, reg_covar, path, prior, mask=mask, frozen=frozen)(
         jax.tree.map(lambda a: a[None], params))
     return jax.tree.map(lambda a: a[0], new), objective[0]
 
 
-def em_gain(params: GMMParams, objective, data, reg_covar, prior=None, frozen=None):
+def em_gain(params: GMMParams, objective, data, reg_covar, prior=None, frozen=None, real=None):
     """What one EM (MAP-EM) step from ``params`` would gain in the objective
     ``J`` (:mod:`jaxmix.gmm.objective`), given ``objective = J(params)``: two
     exact passes (the step's E-step, then ``J`` of its result). The test that
-    makes a gradient fit's ``converged`` mean what EM's does."""
-    new = em_step(params, data, reg_covar, "exact", prior, frozen)[0]
-    return mean_log_posterior(new, data, prior) - objective
+    makes a gradient fit's ``converged`` mean what EM's does. ``real``: as in
+    :func:`em_step`."""
+    new = em_step(params, data, reg_covar, "exact", prior, frozen, real)[0]
+    return mean_log_posterior(new, data, prior, real) - objective
 
 
 def degenerate_restarts(params: GMMParams, total, reg_covar, mask=None):

@@ -170,6 +170,32 @@ def test_padded_gradient_fit_equals_unpadded():
     _same(padded, exact, atol=1e-4)
 
 
+@pytest.mark.parametrize("opt, cov, prior", [(optax.lbfgs(), "full", "default"),
+                                             (optax.adam(0.05), "spherical", None)])
+def test_padded_components_of_a_gradient_fit_change_nothing(opt, cov, prior):
+    """k=3 runs in the 8-component bucket with a mask: the same fit as k=3
+    alone (float64: L-BFGS's line search in float32 turns rounding-level
+    differences into different trial points mid-fit)."""
+    x = X.astype(np.float64)
+    kw = dict(covariance_type=cov, prior=prior, n_restarts=2, max_iter=20, tol=0.0)
+    padded = jaxmix.fit_gradient(0, x, 3, opt, **kw)
+    with exact_shapes():
+        exact = jaxmix.fit_gradient(0, x, 3, opt, **kw)
+    assert padded.params.means.shape == exact.params.means.shape == (2, 3, 3)
+    _same(padded, exact, atol=1e-8)
+
+
+def test_a_gradient_k_sweep_compiles_one_program():
+    """k = 2..8 share the 8-component bucket: at most one trace (none where
+    test_padded_gradient_fit_equals_unpadded compiled it already)."""
+    opt = optax.sgd(0.05)
+    before = TRACE_COUNT["gradient"]
+    for k in range(2, 9):
+        res = jaxmix.fit_gradient(0, X, k, opt, n_restarts=3, max_iter=30)
+        assert res.params.means.shape == (3, k, 3)
+    assert TRACE_COUNT["gradient"] - before <= 1
+
+
 def test_restart_r_does_not_depend_on_how_many_run():
     """Restart r starts from fold_in(key, r): R=3 (a program of 3 rows) is the
     first three of R=5 (6 rows: the shapes of the padded fits above)."""
