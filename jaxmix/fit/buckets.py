@@ -26,9 +26,10 @@ Every EM and K-Means fit pads all four (``fit_gmm``, ``select_k``,
 ``fit_kmeans``, ``inertia_curve``, streamed or not); ``fit_minibatch_kmeans``
 pads all four on arrays and random-access sources (``R`` under JAX's default
 threefry keys, whose splits are prefix-stable), not over a Python iterator
-of batches (one compiled step per ``k``); ``fit_gradient`` pads ``R``, ``n``
-and ``max_iter`` but not ``k`` (its loss has no component mask yet), so a
-k-sweep by gradient compiles once per ``k``. Padded K-Means centroids are
+of batches (one compiled step per ``k``); ``fit_gradient`` pads all four
+(its loss masks the padded components, :class:`jaxmix.gmm.gradient.Objective`)
+except with ``frozen`` parameters, whose masks keep the fit's own ``k``.
+Padded K-Means centroids are
 excluded from the assignment (:func:`jaxmix.kmeans.assign.nearest`), not
 only tied with the first centroid: XLA may round two equal rows of one
 distance product apart.
