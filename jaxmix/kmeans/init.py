@@ -152,7 +152,10 @@ def kmeans_plusplus(key, x, w, k: int, n_trials=None, max_trials: int | None = N
         cand = jnp.where(later, jnp.minimum(cand, last_valid), cand)
         new = jnp.minimum(closest[None], dist_to(cand))
         live = jnp.arange(max_trials) < jnp.where(later, n_trials, 1)
-        best = jnp.argmin(jnp.where(live, jnp.sum(w[None] * new, axis=1), jnp.inf))
+        # the potentials as a product with w: XLA's CPU fusion of sum(w * new)
+        # over the samples was 4x slower (n=2e5, d=32, k=64, 8 restarts:
+        # 2.1 s of seeding against 0.53 s), when w is not a constant
+        best = jnp.argmin(jnp.where(live, jnp.matmul(new, w, precision=HIGHEST), jnp.inf))
         return idx.at[c].set(cand[best]), new[best]
 
     start = (jnp.zeros((k,), jnp.int32), jnp.full((n,), jnp.inf, xx.dtype))
