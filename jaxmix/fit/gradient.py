@@ -235,7 +235,8 @@ def _fit(key, rows, shuffle_keys, data, sample, offset, init_params, prior, tol,
     params0 = starting_params(key, rows, sample, init_params, offset, reg_covar, k_max=k_max,
                               covariance_type=covariance_type, init=init,
                               max_trials=local_trials(k_max), per_k=False)
-    real = row_mask(rows, k_max)[0]
+    # the loss's component mask; frozen fits run unpadded (their masks hold the weights)
+    real = None if frozen is not None else row_mask(rows, k_max)[0]
     refit = init_params is None and prior is not None
     loop_iter, head = max_iter, None
     if refit:  # one MAP-EM step first, counted as iteration 1 (see map_refit)

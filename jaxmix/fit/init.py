@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from jaxmix.compiling import jit
 from jaxmix.fit.kmeans import run_lloyd, seed_centres
+from jaxmix.fit.buckets import restart_slots
 from jaxmix.fit.rows import fit_work
 from jaxmix.gmm.update import enforce_mask, params_at, params_from_labels, params_from_resp
 from jaxmix.kmeans.assign import assign
@@ -77,8 +78,10 @@ def seed_kmeans(keys, sample, k: int, mask, n_trials, tol=KMEANS_INIT_TOL,
     are real; on a large sample they cluster a subsample of it
     (:mod:`jaxmix.kmeans.subsample`)."""
     abs_tol = scaled_tol(sample, tol)
-    m = lloyd_rows(sample)
-    rows = sample if m is None else subsample(sample, m, mask.shape[0] * k)
+    m = lloyd_rows(sample, k)
+    # chunked for the rows Lloyd steps at once, as the data are for EM's slots
+    rows = sample if m is None else subsample(sample, m, restart_slots(mask.shape[0],
+                                                                        "lloyd") * k)
     centres = seed_centres(keys, rows, k, mask, n_trials, method, max_trials)
     return run_lloyd(rows, centres, abs_tol, max_iter, True, mask).params.centroids
 

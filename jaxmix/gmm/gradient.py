@@ -144,7 +144,7 @@ class Objective(NamedTuple):
     real: Any = None
 
     def log_weights(self, u: Unconstrained):
-        if self.real is not None:
+        if self.real is not None:  # (never with frozen: frozen fits are not padded)
             return jax.nn.log_softmax(jnp.where(self.real, u.logits, -jnp.inf))
         if self.frozen is None:
             return jax.nn.log_softmax(u.logits)
@@ -154,10 +154,13 @@ class Objective(NamedTuple):
         if self.frozen is not None:
             u = held_view(u, self.frozen, self.covariance_type)
         p = constrain(u, self.covariance_type, self.reg_covar)
-        if self.real is not None:
-            one = jax.tree.map(lambda a: a[None], p)
-            return jax.tree.map(lambda a: a[0], enforce_mask(one, self.real[None]))
-        return p if self.frozen is None else p.replace(weights=jnp.exp(self.log_weights(u)))
+        if self.frozen is None and self.real is None:
+            return p
+        p = p.replace(weights=jnp.exp(self.log_weights(u)))  # what the loss uses
+        if self.real is None:
+            return p
+        one = jax.tree.map(lambda a: a[None], p)
+        return jax.tree.map(lambda a: a[0], enforce_mask(one, self.real[None]))
 
     def hold_updates(self, updates):
         """Optimizer updates with the frozen entries zeroed."""

@@ -18,10 +18,13 @@ results on small data are still matched from the same seeds).
 The subsample is a function of the data alone, shared by every restart as
 the data are in scikit-learn: row ``i`` is ``u_i mod n`` for the threefry
 words ``u`` of one fixed key (:func:`subsample_words`, hashed on the host
-once) and ``n`` one past the last row of positive weight. So it does not
-depend on the key, the restarts, ``k`` or its bucket, or the chunking (only
-the padded size of the sample decides whether it is drawn at all), and the
-restarts' k-means++ and Lloyd run batched on one array: drawn per restart
+once) and ``n`` one past the last row of positive weight. So the rows drawn
+do not depend on the key, the restarts, ``k`` or its bucket, or the
+chunking. Whether they are drawn at all depends on the padded size of the
+sample (a ``chunk_size`` that pads a sample of at most 2^15 rows beyond
+:data:`SUBSAMPLE_FROM` subsamples it where the default chunking does not)
+and on the padded ``k`` (at most 512 centroids, :data:`MIN_ROWS_PER_CENTROID`
+rows each). The restarts' k-means++ and Lloyd run batched on one array: drawn per restart
 from each one's key, the seeding's distances became ``R`` small batched
 products instead of one GEMM (seeding 16 restarts took 72 ms instead of
 15 ms), and Lloyd ran one restart at a time (vmapped, its re-seeding
@@ -45,14 +48,20 @@ LLOYD_ROWS = 2 ** 14
 # the gap to the next sample bucket (36,864), so the default chunk rule's few
 # padding rows never move a sample of 2^15 rows or fewer across it.
 SUBSAMPLE_FROM = 2 ** 15 + 2 ** 10
+# Fewer drawn rows per centroid than this and the whole sample is clustered
+# (faiss warns below 39): k-means of k up to 512 is subsampled.
+MIN_ROWS_PER_CENTROID = 32
 # The second word of the subsample's fixed raw key.
 SAMPLE_TAG = 0x4C4C4F59
 
 
-def lloyd_rows(sample: Chunked) -> int | None:
-    """Rows drawn for the initialiser's K-Means on ``sample`` (static), or
-    ``None``: it clusters the whole sample."""
-    return LLOYD_ROWS if sample.x.shape[0] * sample.x.shape[1] > SUBSAMPLE_FROM else None
+def lloyd_rows(sample: Chunked, k: int) -> int | None:
+    """Rows drawn for the initialiser's K-Means of ``k`` (padded) centroids
+    on ``sample`` (static), or ``None``: it clusters the whole sample (also
+    where fewer than :data:`MIN_ROWS_PER_CENTROID` drawn rows would fall to
+    each centroid)."""
+    big = sample.x.shape[0] * sample.x.shape[1] > SUBSAMPLE_FROM
+    return LLOYD_ROWS if big and k * MIN_ROWS_PER_CENTROID <= LLOYD_ROWS else None
 
 
 @functools.lru_cache(maxsize=None)

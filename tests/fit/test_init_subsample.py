@@ -22,8 +22,8 @@ from sklearn.mixture import GaussianMixture
 import jaxmix as jm
 from jaxmix.data.chunked import chunk
 from jaxmix.fit.buckets import sample_bucket
-from jaxmix.kmeans.subsample import (LLOYD_ROWS, SAMPLE_TAG, SUBSAMPLE_FROM, lloyd_rows,
-                                     subsample, subsample_words)
+from jaxmix.kmeans.subsample import (LLOYD_ROWS, MIN_ROWS_PER_CENTROID, SAMPLE_TAG,
+                                     SUBSAMPLE_FROM, lloyd_rows, subsample, subsample_words)
 
 CENTRES = [[0.0, 0.0], [8.0, 1.0], [-3.0, 9.0]]
 N = 40_000  # above SUBSAMPLE_FROM: the subsample is drawn
@@ -54,15 +54,19 @@ def test_rows_are_fixed_words_mod_the_rows_before_the_padding_with_their_weights
         assert not np.any(sw[64:])  # the subsample's own chunk padding
 
 
-def test_only_samples_beyond_a_bucket_of_two_to_the_fifteen_rows_are_subsampled():
+def test_only_samples_beyond_a_bucket_of_two_to_the_fifteen_rows_are_subsampled_for_small_k():
     assert sample_bucket(2 ** 15) <= SUBSAMPLE_FROM < sample_bucket(2 ** 15 + 1)
-    assert lloyd_rows(chunk(np.zeros((sample_bucket(2 ** 15), 1)))) is None
-    assert lloyd_rows(chunk(np.zeros((sample_bucket(2 ** 15 + 1), 1)))) == LLOYD_ROWS
+    assert lloyd_rows(chunk(np.zeros((sample_bucket(2 ** 15), 1))), 8) is None
+    big = chunk(np.zeros((sample_bucket(2 ** 15 + 1), 1)))
+    assert lloyd_rows(big, 8) == LLOYD_ROWS
+    # at least MIN_ROWS_PER_CENTROID drawn rows per centroid, else all rows
+    assert lloyd_rows(big, LLOYD_ROWS // MIN_ROWS_PER_CENTROID) == LLOYD_ROWS
+    assert lloyd_rows(big, LLOYD_ROWS // MIN_ROWS_PER_CENTROID + 1) is None
 
 
 def test_start_is_the_m_step_on_labels_of_kmeans_of_all_rows():
     """The subsample's centroids label every row as K-Means of all rows does."""
-    assert lloyd_rows(chunk(X, n_rows=sample_bucket(N))) == LLOYD_ROWS
+    assert lloyd_rows(chunk(X, n_rows=sample_bucket(N)), 8) == LLOYD_ROWS
     km = KMeans(3, n_init=1, random_state=0).fit(X)
     ref = sk_params_from_resp(X, np.eye(3)[km.labels_], KW["reg_covar"], "full")
     p = start(3)

@@ -86,6 +86,20 @@ def test_em_and_lbfgs_reach_one_constrained_optimum(ct):
               np.asarray(p0.precisions_cholesky if ct == "tied" else p0.precisions_cholesky[1]))
 
 
+def test_a_gradient_fit_holds_a_frozen_weight_while_the_others_move():
+    """Adam with weight 0 frozen: that weight stays at its start (to the
+    bijector's rounding), the free weights move (the fit is not padded: a
+    frozen fit keeps its k)."""
+    p0 = start("diag")
+    frozen = Frozen(weights=np.array([True, False, False]))
+    res = jm.fit_gradient(0, X, 3, optax.adam(0.1), covariance_type="diag", init_params=p0,
+                          frozen=frozen, tol=0.0, max_iter=20)
+    w = np.asarray(res.best_params.weights)
+    np.testing.assert_allclose(w[0], np.asarray(p0.weights[0]), rtol=1e-12)
+    assert np.max(np.abs(w[1:] - np.asarray(p0.weights[1:]))) > 1e-4
+    np.testing.assert_allclose(np.sum(w), 1.0, rtol=1e-12)
+
+
 def test_everything_frozen_is_the_start_and_the_checks():
     p0 = start()
     held = jm.fit_gmm(0, X, 3, init_params=p0,
