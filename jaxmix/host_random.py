@@ -94,12 +94,18 @@ def fold_in(keys, data) -> np.ndarray:
     return np.stack([a, b], axis=-1)
 
 
+def random_bits(keys, n: int) -> np.ndarray:
+    """``jax.random.bits(key, (n,), uint32)`` of each raw key ``(..., 2)``:
+    ``(..., n)``."""
+    keys = np.asarray(keys, np.uint32)[..., None, :]
+    a, b = threefry2x32(keys[..., 0], keys[..., 1], np.zeros(n, np.uint32),
+                        np.arange(n, dtype=np.uint32))
+    return a ^ b
+
+
 def word_pairs(keys) -> np.ndarray:
     """``jax.random.bits(key, (2,), uint32)`` of each raw key ``(..., 2)``."""
-    keys = np.asarray(keys, np.uint32)[..., None, :]
-    a, b = threefry2x32(keys[..., 0], keys[..., 1], np.zeros(2, np.uint32),
-                        np.arange(2, dtype=np.uint32))
-    return a ^ b
+    return random_bits(keys, 2)
 
 
 def fold_in_key(key, data):

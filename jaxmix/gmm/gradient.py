@@ -77,11 +77,9 @@ def unconstrain(params: GMMParams, reg_covar=0.0, real=None) -> Unconstrained:
     mixture's real components; the others (weight 0) get logit 0, which
     :class:`Objective` masks."""
     if real is None:
-        logw = jnp.log(params.weights)
-        logits = logw - jnp.mean(logw)
-    else:
-        logw = jnp.log(jnp.where(real, params.weights, 1.0))
-        logits = jnp.where(real, logw - jnp.sum(logw) / jnp.sum(real), 0.0)
+        real = jnp.ones(params.weights.shape, bool)
+    logw = jnp.log(jnp.where(real, params.weights, 1.0))
+    logits = jnp.where(real, logw - jnp.sum(logw) / jnp.sum(real), 0.0)
     return Unconstrained(logits, params.means,
                          family(params.covariance_type).unconstrain_factor(
                              params.precisions_cholesky, reg_covar))

@@ -11,9 +11,9 @@ on :data:`LLOYD_ROWS` of its rows drawn uniformly with replacement (their
 weights kept), and the M-step on the labels still passes over the whole
 sample (:func:`jaxmix.fit.init.initialize_masked`). On those blobs the init
 then took about 3 EM iterations instead of 10, and the fits ended at the
-same best log-likelihood; where
-the data have at most that many rows, nothing changes (scikit-learn's
-results on small data are still matched from the same seeds).
+same best log-likelihood; where the data have at most that many rows,
+nothing changes (scikit-learn's results on small data are still matched
+from the same seeds).
 
 The subsample is a function of the data alone, shared by every restart as
 the data are in scikit-learn: row ``i`` is ``u_i mod n`` for the threefry
@@ -24,11 +24,11 @@ chunking. Whether they are drawn at all depends on the padded size of the
 sample (a ``chunk_size`` that pads a sample of at most 2^15 rows beyond
 :data:`SUBSAMPLE_FROM` subsamples it where the default chunking does not)
 and on the padded ``k`` (at most 512 centroids, :data:`MIN_ROWS_PER_CENTROID`
-rows each). The restarts' k-means++ and Lloyd run batched on one array: drawn per restart
-from each one's key, the seeding's distances became ``R`` small batched
-products instead of one GEMM (seeding 16 restarts took 72 ms instead of
-15 ms), and Lloyd ran one restart at a time (vmapped, its re-seeding
-``lax.cond`` ran both branches every iteration).
+rows each). The restarts' k-means++ and Lloyd run batched on one array:
+drawn per restart from each one's key, the seeding's distances became ``R``
+small batched products instead of one GEMM (seeding 16 restarts took 72 ms
+instead of 15 ms), and Lloyd ran one restart at a time (vmapped, its
+re-seeding ``lax.cond`` ran both branches every iteration).
 """
 
 from __future__ import annotations
@@ -68,9 +68,7 @@ def lloyd_rows(sample: Chunked, k: int) -> int | None:
 def subsample_words(m: int) -> np.ndarray:
     """The ``(m,)`` uint32 words of the subsample: ``jax.random.bits(key,
     (m,), uint32)`` of the raw key ``(0, SAMPLE_TAG)``, hashed on the host."""
-    a, b = host_random.threefry2x32(0, SAMPLE_TAG, np.zeros(m, np.uint32),
-                                    np.arange(m, dtype=np.uint32))
-    return a ^ b
+    return host_random.random_bits(np.array([0, SAMPLE_TAG], np.uint32), m)
 
 
 def subsample(sample: Chunked, m: int, row_elements: int) -> Chunked:

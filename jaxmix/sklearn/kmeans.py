@@ -212,6 +212,7 @@ class _BaseKMeans(Persistent, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         d2 = self._eval(_masked_sq_distance, X, checked=True)
         return -float(np.sum(d2 if sw is None else sw * d2, dtype=np.float64))
 
+
 def _masked_predict(padded, x):
     return km_predict(padded[0], x, padded[1])
 
